@@ -1,0 +1,11 @@
+/*
+ * cli: the `sluice <command>` entry points. Each parses its own arguments and
+ * calls the libraries; none holds logic of its own beyond that.
+ * Each returns the process exit status (0 success, 1 failure, 2 usage error).
+ */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+
+int sl_cmd_version(int argc, char **argv);
+
+#endif

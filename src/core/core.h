@@ -1,0 +1,159 @@
+/*
+ * core: the base layer every other Sluice subsystem stands on.
+ *
+ * It owns error codes, the counted allocator (with fault injection for tests),
+ * per-request arenas, bounded dynamic buffers, string slices, logging, clocks,
+ * hashing and a small fast PRNG. It includes no other Sluice header.
+ *
+ * Conventions (see shared/ARCHITECTURE.md): fallible functions return int, 0 or
+ * a negative SL_E* code; results come back through out-parameters.
+ */
+#ifndef SL_CORE_H
+#define SL_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SL_UNUSED(x) ((void)(x))
+
+#if defined(__GNUC__)
+#define SL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define SL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define SL_PRINTF(f, a)
+#define SL_LIKELY(x) (x)
+#define SL_UNLIKELY(x) (x)
+#endif
+
+/* ---- error codes: append only ---- */
+enum {
+    SL_OK = 0,
+    SL_ENOMEM = -1,      /* allocation failed */
+    SL_EINVAL = -2,      /* invalid argument or input */
+    SL_EIO = -3,         /* I/O error (errno has details) */
+    SL_ERANGE = -4,      /* value out of range */
+    SL_ETOOBIG = -5,     /* a bounded buffer or limit would be exceeded */
+    SL_ENOTFOUND = -6,   /* no such thing */
+    SL_ETIMEDOUT = -7,   /* a deadline passed */
+    SL_EPARSE = -8,      /* malformed input */
+    SL_EUNSUPPORTED = -9,/* valid but not supported */
+    SL_ECANCELED = -10,  /* cancelled by the caller or the peer */
+    SL_EAGAIN = -11,     /* try again later */
+    SL_EUPSTREAM = -12,  /* an upstream failed */
+    SL_EFULL = -13,      /* a queue or pool is full */
+    SL_ECORRUPT = -14,   /* a file or message is internally inconsistent */
+    SL_EEXIST = -15,     /* already exists */
+    SL_ESTATE = -16,     /* operation not valid in the current state */
+};
+
+/* Returns a static string describing an SL_E* code. */
+const char *sl_strerror(int code);
+
+/* ---- counted allocator ----
+ * All Sluice allocations go through these so that bytes can be counted and
+ * failures injected. sl_malloc(0) returns a valid unique pointer. */
+void *sl_malloc(size_t n);
+void *sl_calloc(size_t count, size_t size); /* NULL on overflow */
+void *sl_realloc(void *p, size_t n);
+void sl_free(void *p);
+char *sl_strdup(const char *s);             /* NULL in, NULL out */
+char *sl_strndup(const char *s, size_t n);  /* always NUL-terminated */
+/* Bytes currently allocated through the sl_malloc family (all threads). */
+size_t sl_alloc_live_bytes(void);
+/* Test hook: the Nth allocation from now (1 = next) and every later one fail
+ * until reset with 0. Not thread-safe in intent; for single-threaded tests. */
+void sl_alloc_fail_after(long n);
+
+/* ---- arena: one per request; everything it hands out dies with it ---- */
+typedef struct sl_arena sl_arena;
+/* Returns a new arena whose blocks hold at least block_size bytes, or NULL. */
+sl_arena *sl_arena_create(size_t block_size);
+/* Frees every block of the arena and the arena itself. NULL is a no-op. */
+void sl_arena_destroy(sl_arena *a);
+/* Returns 16-byte aligned memory owned by the arena, or NULL. */
+void *sl_arena_alloc(sl_arena *a, size_t n);
+void *sl_arena_calloc(sl_arena *a, size_t n);
+char *sl_arena_strndup(sl_arena *a, const char *s, size_t n);
+char *sl_arena_sprintf(sl_arena *a, const char *fmt, ...) SL_PRINTF(2, 3);
+/* Bytes handed out so far (for limits and metrics). */
+size_t sl_arena_used(const sl_arena *a);
+
+/* ---- bounded dynamic buffer ----
+ * Grows on demand up to max bytes; an append past max fails with SL_ETOOBIG
+ * and leaves the buffer unchanged. data is always NUL-terminated when len>0. */
+typedef struct sl_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+} sl_buf;
+
+void sl_buf_init(sl_buf *b, size_t max);
+void sl_buf_free(sl_buf *b);
+void sl_buf_reset(sl_buf *b);              /* len = 0, keeps memory */
+int sl_buf_reserve(sl_buf *b, size_t extra);
+int sl_buf_append(sl_buf *b, const void *p, size_t n);
+int sl_buf_append_str(sl_buf *b, const char *s);
+int sl_buf_append_char(sl_buf *b, char c);
+int sl_buf_appendf(sl_buf *b, const char *fmt, ...) SL_PRINTF(2, 3);
+int sl_buf_vappendf(sl_buf *b, const char *fmt, va_list ap);
+/* Removes the first n bytes (n <= len). */
+void sl_buf_consume(sl_buf *b, size_t n);
+/* Hands the data to the caller (free with sl_free) and resets the buffer. */
+char *sl_buf_take(sl_buf *b, size_t *len_out);
+
+/* ---- string slices ---- */
+typedef struct sl_str {
+    const char *p;
+    size_t n;
+} sl_str;
+
+#define SL_STR_LIT(s) ((sl_str){(s), sizeof(s) - 1})
+static inline sl_str sl_str_make(const char *p, size_t n) { return (sl_str){p, n}; }
+sl_str sl_str_c(const char *s);
+bool sl_str_eq(sl_str a, sl_str b);
+bool sl_str_eq_c(sl_str a, const char *s);
+bool sl_str_case_eq_c(sl_str a, const char *s);
+bool sl_str_starts_with(sl_str a, const char *prefix);
+sl_str sl_str_trim(sl_str a);
+/* Parses a whole slice as a non-negative decimal; SL_EPARSE/SL_ERANGE. */
+int sl_str_to_u64(sl_str a, uint64_t *out);
+
+/* ---- logging (stderr, one line per call) ---- */
+typedef enum { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level;
+void sl_log_set_level(sl_log_level lvl);
+sl_log_level sl_log_get_level(void);
+void sl_log(sl_log_level lvl, const char *fmt, ...) SL_PRINTF(2, 3);
+#define sl_debug(...) sl_log(SL_LOG_DEBUG, __VA_ARGS__)
+#define sl_info(...) sl_log(SL_LOG_INFO, __VA_ARGS__)
+#define sl_warn(...) sl_log(SL_LOG_WARN, __VA_ARGS__)
+#define sl_error(...) sl_log(SL_LOG_ERROR, __VA_ARGS__)
+/* Writes one raw line (a '\n' is added) to the log stream under its lock. */
+void sl_log_raw_line(const char *line, size_t n);
+
+/* ---- time ---- */
+uint64_t sl_now_ns(void);   /* monotonic */
+uint64_t sl_now_ms(void);   /* monotonic */
+uint64_t sl_wall_ms(void);  /* Unix epoch milliseconds */
+/* Writes an RFC 3339 UTC timestamp with milliseconds into out (>= 32 bytes). */
+void sl_format_time_iso(uint64_t wall_ms, char *out, size_t out_size);
+
+/* ---- hashing and randomness ---- */
+uint64_t sl_hash64(const void *p, size_t n, uint64_t seed);   /* xxh3 */
+/* Per-thread xoshiro256** seeded from the OS on first use in each thread. */
+uint64_t sl_rand_u64(void);
+double sl_rand_unit(void);  /* uniform in [0, 1) */
+/* Fills out with 2*n lowercase hex chars of random bytes plus NUL (out >= 2n+1). */
+void sl_rand_hex(char *out, size_t n);
+
+/* ---- misc ---- */
+/* Number of online CPUs, at least 1. */
+int sl_cpu_count(void);
+
+#endif

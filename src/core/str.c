@@ -1,0 +1,52 @@
+#include "core.h"
+
+#include <string.h>
+#include <strings.h>
+
+sl_str sl_str_c(const char *s) { return (sl_str){s, s ? strlen(s) : 0}; }
+
+bool sl_str_eq(sl_str a, sl_str b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
+
+bool sl_str_eq_c(sl_str a, const char *s) { return sl_str_eq(a, sl_str_c(s)); }
+
+bool sl_str_case_eq_c(sl_str a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.n == n && (n == 0 || strncasecmp(a.p, s, n) == 0);
+}
+
+bool sl_str_starts_with(sl_str a, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return a.n >= n && memcmp(a.p, prefix, n) == 0;
+}
+
+sl_str sl_str_trim(sl_str a)
+{
+    while (a.n && (a.p[0] == ' ' || a.p[0] == '\t' || a.p[0] == '\r' || a.p[0] == '\n')) {
+        a.p++;
+        a.n--;
+    }
+    while (a.n && (a.p[a.n - 1] == ' ' || a.p[a.n - 1] == '\t' || a.p[a.n - 1] == '\r' ||
+                   a.p[a.n - 1] == '\n'))
+        a.n--;
+    return a;
+}
+
+int sl_str_to_u64(sl_str a, uint64_t *out)
+{
+    if (a.n == 0)
+        return SL_EPARSE;
+    uint64_t v = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        char c = a.p[i];
+        if (c < '0' || c > '9')
+            return SL_EPARSE;
+        unsigned d = (unsigned)(c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return SL_ERANGE;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}

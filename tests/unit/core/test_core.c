@@ -1,0 +1,92 @@
+#include "core/core.h"
+#include "test.h"
+
+static void test_buf_bounded(void)
+{
+    sl_buf b;
+    sl_buf_init(&b, 8);
+    EXPECT_EQ_INT(sl_buf_append_str(&b, "abcd"), 0);
+    EXPECT_EQ_INT(sl_buf_append_str(&b, "efgh"), 0);
+    EXPECT_EQ_INT(sl_buf_append_str(&b, "i"), SL_ETOOBIG);
+    EXPECT_EQ_UINT(b.len, 8);
+    EXPECT_EQ_STR(b.data, "abcdefgh");
+    sl_buf_consume(&b, 3);
+    EXPECT_EQ_STR(b.data, "defgh");
+    EXPECT_EQ_INT(sl_buf_appendf(&b, "%d", 123), 0);
+    EXPECT_EQ_STR(b.data, "defgh123");
+    EXPECT_EQ_INT(sl_buf_appendf(&b, "%d", 4), SL_ETOOBIG);
+    sl_buf_free(&b);
+}
+
+static void test_alloc_counting_and_injection(void)
+{
+    size_t before = sl_alloc_live_bytes();
+    char *p = sl_malloc(100);
+    EXPECT(p != NULL);
+    EXPECT_EQ_UINT(sl_alloc_live_bytes() - before, 100);
+    p = sl_realloc(p, 40);
+    EXPECT_EQ_UINT(sl_alloc_live_bytes() - before, 40);
+    sl_free(p);
+    EXPECT_EQ_UINT(sl_alloc_live_bytes(), before);
+
+    sl_alloc_fail_after(2);
+    void *a = sl_malloc(1);
+    void *b = sl_malloc(1);
+    void *c = sl_malloc(1);
+    sl_alloc_fail_after(0);
+    EXPECT(a != NULL);
+    EXPECT(b == NULL);
+    EXPECT(c == NULL);
+    sl_free(a);
+    EXPECT(sl_calloc(SIZE_MAX / 2, 4) == NULL);
+}
+
+static void test_arena(void)
+{
+    sl_arena *a = sl_arena_create(256);
+    char *s = sl_arena_strndup(a, "hello", 5);
+    EXPECT_EQ_STR(s, "hello");
+    void *big = sl_arena_alloc(a, 10000);
+    EXPECT(big != NULL);
+    EXPECT_EQ_INT((uintptr_t)big % 16, 0);
+    char *t = sl_arena_sprintf(a, "%s-%d", "x", 7);
+    EXPECT_EQ_STR(t, "x-7");
+    EXPECT(sl_arena_used(a) >= 10005);
+    sl_arena_destroy(a);
+}
+
+static void test_str(void)
+{
+    uint64_t v;
+    EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT("12345"), &v), 0);
+    EXPECT_EQ_UINT(v, 12345);
+    EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT("18446744073709551616"), &v), SL_ERANGE);
+    EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT("12a"), &v), SL_EPARSE);
+    EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT(""), &v), SL_EPARSE);
+    sl_str t = sl_str_trim(SL_STR_LIT("  hi \r\n"));
+    EXPECT(sl_str_eq_c(t, "hi"));
+    EXPECT(sl_str_case_eq_c(SL_STR_LIT("Content-Type"), "content-type"));
+}
+
+static void test_rand_and_hash(void)
+{
+    char hex[33];
+    sl_rand_hex(hex, 16);
+    EXPECT_EQ_UINT(strlen(hex), 32);
+    EXPECT(sl_hash64("abc", 3, 0) == sl_hash64("abc", 3, 0));
+    EXPECT(sl_hash64("abc", 3, 0) != sl_hash64("abd", 3, 0));
+    for (int i = 0; i < 1000; i++) {
+        double u = sl_rand_unit();
+        EXPECT(u >= 0.0 && u < 1.0);
+    }
+}
+
+int main(void)
+{
+    RUN(test_buf_bounded);
+    RUN(test_alloc_counting_and_injection);
+    RUN(test_arena);
+    RUN(test_str);
+    RUN(test_rand_and_hash);
+    return TEST_REPORT();
+}
