@@ -1,0 +1,50 @@
+/*
+ * obs: metrics and the access log.
+ *
+ * Metrics: a fixed set of families (below), each with up to three labels.
+ * Every I/O worker records into its own shard, under the shard's own lock
+ * (so recording is uncontended); a scrape merges all shards into Prometheus
+ * text format. Gauges are read from callbacks at scrape time. The number of
+ * series per shard is capped so that label values from outside cannot grow
+ * memory without bound; past the cap a series folds into label "other".
+ */
+#ifndef SL_OBS_H
+#define SL_OBS_H
+
+#include "core/core.h"
+
+typedef enum {
+    SL_M_REQUESTS = 0,     /* counter  sluice_requests_total{model,backend,status} */
+    SL_M_DURATION,         /* histogram sluice_request_duration_seconds{model} */
+    SL_M_TTFT,             /* histogram sluice_time_to_first_token_seconds{model} */
+    SL_M_ITL,              /* histogram sluice_inter_token_latency_seconds{model} */
+    SL_M_ATTEMPTS,         /* counter  sluice_upstream_attempts_total{backend,outcome} */
+    SL_M_RETRIES,          /* counter  sluice_upstream_retries_total{model} */
+    SL_M_FALLBACKS,        /* counter  sluice_fallbacks_total{model,to} */
+    SL_M_TOKENS,           /* counter  sluice_tokens_total{model,kind} kind=prompt|completion */
+    SL_M_REJECTED,         /* counter  sluice_rejected_total{reason} */
+    SL_M__COUNT
+} sl_metric_id;
+
+typedef struct sl_metrics sl_metrics;
+typedef struct sl_metrics_shard sl_metrics_shard;
+
+/* Returns a new registry or NULL. */
+sl_metrics *sl_metrics_create(void);
+/* Frees the registry and all its shards. */
+void sl_metrics_destroy(sl_metrics *m);
+/* Returns a new shard owned by the registry (freed with it), or NULL. */
+sl_metrics_shard *sl_metrics_shard_new(sl_metrics *m);
+/* Adds v to a counter. Label values may be NULL (treated as ""). */
+void sl_metrics_add(sl_metrics_shard *s, sl_metric_id id, const char *l1, const char *l2, const char *l3, double v);
+/* Records one observation into a histogram. */
+void sl_metrics_observe(sl_metrics_shard *s, sl_metric_id id, const char *l1, const char *l2, const char *l3,
+                        double v);
+/* Registers a gauge read at scrape time: name must be a valid metric name; fn is called from the scraping thread. */
+int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *ud), void *ud);
+/* Renders every family in Prometheus text exposition format 0.0.4. */
+int sl_metrics_render(sl_metrics *m, sl_buf *out);
+/* Sum of a counter over all shards and label sets whose first label equals l1 (NULL = any); for tests. */
+double sl_metrics_sum(sl_metrics *m, sl_metric_id id, const char *l1);
+
+#endif
