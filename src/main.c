@@ -1,6 +1,7 @@
 /* sluice: dispatch `sluice <command> ...` to src/cli/. */
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"serve", sl_cmd_serve, "run the OpenAI-compatible gateway"},
     {"version", sl_cmd_version, "print the version"},
 };
 
@@ -24,6 +26,8 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* peers that close sockets must give write errors, not kill the process */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;
