@@ -13,6 +13,7 @@
 #include "upstream/upstream.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -239,9 +240,10 @@ static void log_access(gw_req *q)
     json_object_set_new(o, "model", q->model ? json_stringn(q->model, strlen(q->model)) : json_null());
     json_object_set_new(o, "backend", q->backend ? json_string(q->backend->conf->id) : json_null());
     json_object_set_new(o, "status", json_integer(q->status));
-    json_object_set_new(o, "latency_ms", json_real(secs_since(q->t_start) * 1000.0));
-    json_object_set_new(o, "ttft_ms",
-                        q->t_first_token ? json_real((double)(q->t_first_token - q->t_start) / 1e6) : json_null());
+    json_object_set_new(o, "latency_ms", json_real(round(secs_since(q->t_start) * 1e6) / 1e3));
+    json_object_set_new(o, "ttft_ms", q->t_first_token
+                                          ? json_real(round((double)(q->t_first_token - q->t_start) / 1e3) / 1e3)
+                                          : json_null());
     json_object_set_new(o, "stream", json_boolean(q->req && q->req->stream));
     json_object_set_new(o, "attempts", json_integer(q->attempts_total));
     json_object_set_new(o, "prompt_tokens", q->usage.known ? json_integer(q->usage.prompt_tokens) : json_null());
@@ -1032,6 +1034,19 @@ static void on_request(void *ud, sl_http_req *r)
     req_maybe_free(q);
 }
 
+static void render_error(void *ud, int status, const char *message, sl_buf *out)
+{
+    (void)ud;
+    sl_api_error e;
+    if (status == 413)
+        sl_api_error_set(&e, 413, "invalid_request_error", "request_too_large", NULL, "%s", message);
+    else if (status >= 500)
+        sl_api_error_internal(&e, "%s", message);
+    else
+        sl_api_error_set(&e, status, "invalid_request_error", "invalid_request", NULL, "%s", message);
+    sl_api_error_body(&e, out);
+}
+
 /* ---- workers ---- */
 
 static int on_worker_start(void *ud, sl_http_worker *hw)
@@ -1083,7 +1098,8 @@ int sl_gateway_create(sl_config *cfg, sl_metrics *metrics, sl_gateway **out)
         return rc;
     }
     g->handlers = (sl_http_handlers){
-        .ud = g, .on_worker_start = on_worker_start, .on_worker_stop = on_worker_stop, .on_request = on_request};
+        .ud = g, .on_worker_start = on_worker_start, .on_worker_stop = on_worker_stop, .on_request = on_request,
+        .render_error = render_error};
     sl_metrics_gauge_fn(metrics, "sluice_requests_in_flight", "Proxied requests in flight.", gauge_inflight, g);
     *out = g;
     return 0;

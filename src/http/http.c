@@ -289,12 +289,35 @@ void sl_http_req_on_drain(sl_http_req *r, void (*cb)(void *), void *ud)
     r->drain_ud = ud;
 }
 
+const char *sl_http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
 static void set_headers(sl_http_req *r, int status, const char *content_type, const sl_http_header *hdrs,
                         size_t n)
 {
     h2o_req_t *q = r->req;
     q->res.status = status;
-    q->res.reason = "OK"; /* HTTP/1.1 reason phrases are informative only */
+    q->res.reason = sl_http_reason(status);
     if (content_type)
         h2o_add_header(&q->pool, &q->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     for (size_t i = 0; i < n; i++) {
@@ -415,6 +438,64 @@ void sl_http_stream_end(sl_http_req *r, bool ok)
 }
 
 size_t sl_http_stream_backlog(const sl_http_req *r) { return r->pending.len + r->inflight.len; }
+
+/* ---- errors h2o answers by itself ----
+ * h2o answers some requests without calling our handler (a body over the
+ * limit, malformed HTTP) with a plain-text body. This output filter swaps
+ * that body for the upper layer's rendering. Our own responses always carry
+ * x-request-id, which is how the filter tells them apart. */
+
+typedef struct err_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t body;
+} err_ostream;
+
+static void err_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t st)
+{
+    (void)bufs;
+    (void)n;
+    err_ostream *e = (err_ostream *)self;
+    if (h2o_send_state_is_in_progress(st)) {
+        h2o_ostream_send_next(self, req, NULL, 0, st);
+        return;
+    }
+    h2o_ostream_send_next(self, req, &e->body, 1, st);
+}
+
+static void err_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+    (void)self;
+    sl_http_server *s = ((sl_http_worker *)req->conn->ctx)->server;
+    if (req->res.status >= 400 && s->handlers.render_error &&
+        h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1) < 0) {
+        char msg[160];
+        int st = req->res.status;
+        if (st == 413)
+            snprintf(msg, sizeof msg, "request body is larger than the limit of %zu bytes",
+                     s->opts.max_body_bytes);
+        else
+            snprintf(msg, sizeof msg, "the HTTP request could not be processed: %s",
+                     req->res.reason ? req->res.reason : "error");
+        sl_buf b;
+        sl_buf_init(&b, 8192);
+        s->handlers.render_error(s->handlers.ud, st, msg, &b);
+        if (b.len) {
+            err_ostream *e = (err_ostream *)h2o_add_ostream(req, sizeof *e, slot);
+            e->super.do_send = err_do_send;
+            e->body = h2o_strdup(&req->pool, b.data, b.len);
+            req->res.content_length = b.len;
+            ssize_t ct = h2o_find_header(&req->res.headers, H2O_TOKEN_CONTENT_TYPE, -1);
+            if (ct >= 0)
+                req->res.headers.entries[ct].value = h2o_iovec_init(H2O_STRLIT("application/json"));
+            else
+                h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                               H2O_STRLIT("application/json"));
+            slot = &e->super.next;
+        }
+        sl_buf_free(&b);
+    }
+    h2o_setup_next_ostream(req, slot);
+}
 
 /* ---- the liveness sweep ---- */
 
@@ -635,6 +716,10 @@ int sl_http_server_start(const sl_http_opts *o, const sl_http_handlers *h, sl_ht
     h2o_pathconf_t *pc = h2o_config_register_path(s->hostconf, "/", 0);
     h2o_handler_t *hd = h2o_create_handler(pc, sizeof *hd);
     hd->on_req = on_req;
+    h2o_filter_t *f = h2o_create_filter(pc, sizeof *f);
+    f->on_setup_ostream = err_setup;
+    f = h2o_create_filter(&s->hostconf->fallback_path, sizeof *f);
+    f->on_setup_ostream = err_setup;
 
     int port = o->port;
     int rc = 0;

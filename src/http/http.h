@@ -41,6 +41,10 @@ typedef struct sl_http_handlers {
     void (*on_worker_stop)(void *ud, sl_http_worker *w);
     /* A complete request (body read). The handler must finish it, now or later, on this thread. */
     void (*on_request)(void *ud, sl_http_req *r);
+    /* Renders the body of an error the server itself produces (413 body too large,
+     * 400 malformed HTTP, ...) so that every error has the upper layer's shape.
+     * Writes a JSON body to out. May be NULL (then the server's plain text stays). */
+    void (*render_error)(void *ud, int status, const char *message, sl_buf *out);
 } sl_http_handlers;
 
 /* Binds, starts the workers and returns once all listen; *out owns the threads. */
@@ -96,6 +100,9 @@ void sl_http_req_on_drain(sl_http_req *r, void (*cb)(void *ud), void *ud);
 /* Finishes the stream: ok=true ends it cleanly after the queued bytes; ok=false
  * closes the connection abruptly (the client sees a truncated response). */
 void sl_http_stream_end(sl_http_req *r, bool ok);
+
+/* The standard reason phrase of an HTTP status ("Service Unavailable"). */
+const char *sl_http_reason(int status);
 
 /* Bytes queued but not yet handed to the socket (for tests and metrics). */
 size_t sl_http_stream_backlog(const sl_http_req *r);
