@@ -632,12 +632,32 @@ static void *worker_main(void *arg)
 
     uv_run(&w->loop, UV_RUN_DEFAULT);
 
+    /* Tear down in order: stop accepting, close idle connections, let the upper
+     * layer release its per-worker state, give connections a moment to close,
+     * then dispose h2o's context (which closes its own timers) and finish. */
+    if (w->listening) {
+        w->listening = false;
+        uv_close((uv_handle_t *)&w->listener, NULL);
+    }
+    h2o_context_request_shutdown(&w->ctx);
     if (s->handlers.on_worker_stop)
         s->handlers.on_worker_stop(s->handlers.ud, w);
-    /* tear down: close every handle (connections included), then let the loop finish them */
-    uv_walk(&w->loop, close_walk, NULL);
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&w->liveness);
+    uv_close((uv_handle_t *)&w->liveness, NULL);
+    uv_close((uv_handle_t *)&w->wake, NULL);
+    uint64_t until = sl_now_ms() + 1000;
+    while (w->conn_count > 0 && sl_now_ms() < until) {
+        uv_run(&w->loop, UV_RUN_NOWAIT);
+        if (w->conn_count > 0)
+            uv_sleep(5);
+    }
+    /* h2o 2.2 links a graceful-shutdown entry on request_shutdown even without
+     * HTTP/2 connections; its dispose asserts that every timeout is empty */
+    if (h2o_timeout_is_linked(&w->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&w->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&w->ctx);
+    for (int i = 0; i < 100 && uv_loop_alive(&w->loop); i++)
+        uv_run(&w->loop, UV_RUN_NOWAIT);
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);

@@ -222,3 +222,96 @@ def check(cond, msg="check failed"):
 def check_eq(a, b, what=""):
     if a != b:
         raise AssertionError(f"{what}: expected {b!r}, got {a!r}")
+
+
+class Sluice:
+    """`sluice serve` on a free port with a config written to a temp dir.
+    stdout (access log) and stderr (log) go to files so that the process never
+    blocks on a full pipe; the port comes from the 'listening on HOST:PORT'
+    log line. Use `with` so that it is always stopped."""
+
+    def __init__(self, config_text, extra_args=(), ready_timeout=15.0, env=None):
+        import tempfile
+        self.dir = tempfile.mkdtemp(prefix="sluice-test-")
+        self.config_path = os.path.join(self.dir, "sluice.yaml")
+        self.write_config(config_text)
+        self.out_path = os.path.join(self.dir, "stdout.log")
+        self.err_path = os.path.join(self.dir, "stderr.log")
+        binary = env_path("SLUICE_BIN", "build/release/sluice")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.p = subprocess.Popen([binary, "serve", "-c", self.config_path, "--port", "0", *extra_args],
+                                  stdout=self.out, stderr=self.err, env=env)
+        self.port = None
+        deadline = time.time() + ready_timeout
+        while time.time() < deadline:
+            m = re.search(r"listening on [^ ]*:(\d+)", self.stderr())
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.p.poll() is not None:
+                break
+            time.sleep(0.05)
+        err = self.stderr()
+        self.stop()
+        raise RuntimeError(f"sluice did not start: {err}")
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config_path)
+
+    def stderr(self):
+        with open(self.err_path, "r", errors="replace") as f:
+            return f.read()
+
+    def access_log(self):
+        with open(self.out_path, "r", errors="replace") as f:
+            return [json.loads(l) for l in f if l.strip().startswith("{")]
+
+    def signal(self, sig):
+        self.p.send_signal(sig)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, timeout=15.0):
+        if self.p.poll() is None:
+            try:
+                self.p.send_signal(signal.SIGTERM)
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.out.close()
+        self.err.close()
+        return self.p.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        rc = self.stop()
+        # a sanitizer report or a crash must fail the test that caused it
+        if rc not in (0, None) and exc[0] is None:
+            raise AssertionError(f"sluice exited with {rc}: {self.stderr()[-3000:]}")
+
+
+def mock_config(ports, model="mock-model", extra_params="", router="", server=""):
+    """A config with one group `model` whose backends are mockllm ports."""
+    lines = ["model_list:"]
+    for p in ports:
+        lines += [f"  - model_name: {model}",
+                  "    params:",
+                  "      provider: openai",
+                  f"      api_base: http://127.0.0.1:{p}/v1",
+                  "      model: mock-model"]
+        if extra_params:
+            lines += ["      " + l for l in extra_params.strip().splitlines()]
+    if router:
+        lines += ["router_settings:"] + ["  " + l for l in router.strip().splitlines()]
+    lines += ["server:", "  workers: 2"]
+    if server:
+        lines += ["  " + l for l in server.strip().splitlines()]
+    return "\n".join(lines) + "\n"
