@@ -4,8 +4,9 @@
  *
  * A sl_sampler belongs to one sequence. It owns that sequence's PRNG state,
  * its penalty history and its scratch arrays (sized for the vocabulary once,
- * at creation), so sampling allocates nothing per token and the same seed with
- * the same logits gives the same tokens whatever else runs in the process.
+ * at creation), so sampling allocates nothing per token (bar the amortised
+ * growth of its penalty counters) and the same seed with the same logits gives
+ * the same tokens whatever else runs in the process.
  *
  * The order of operations is fixed:
  *
@@ -15,11 +16,13 @@
  *      semantics, over the tokens generated so far:
  *      logit -= presence * (count > 0) + frequency * count)
  *   2. if temperature == 0: argmax (ties go to the lowest token id), done
- *   3. top_k (partial selection, no full sort)
+ *   3. top_k (a bounded heap for k <= 512, quickselect above; no full sort)
  *   4. logits /= temperature
  *   5. softmax
  *   6. top_p: keep the smallest most-likely prefix whose mass reaches top_p
- *      (sorted in growing chunks, so only what is kept gets sorted)
+ *      (selected and sorted in growing chunks; above 4096 candidates, first
+ *      bucketed by logit so that only the bucket where the mass crosses
+ *      top_p is sorted)
  *   7. min_p: drop tokens with p < min_p * p_max
  *   8. renormalise and draw with the sequence's PRNG
  *
