@@ -463,6 +463,8 @@ static int run_pipeline(sl_sampler *s, const float *logits, int32_t *greedy, siz
         float l = logits[i];
         if (isnan(l))
             l = -INFINITY;
+        else if (l > 1e30f)
+            l = 1e30f; /* +inf would make softmax inf - inf; 1e30 stays finite after /T */
         any_finite |= isfinite(l);
         c[i].id = (int32_t)i;
         c[i].logit = l;

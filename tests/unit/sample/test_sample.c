@@ -62,6 +62,15 @@ static void test_greedy_argmax_lowest_id_on_ties(void)
     EXPECT_EQ_INT(sample1(s, l2), 4);
     const float l3[5] = {NAN, -INFINITY, 7.0f, 7.0f, NAN};
     EXPECT_EQ_INT(sample1(s, l3), 2);
+    /* +inf is clamped, so it wins, also at a temperature > 0 */
+    const float inf[5] = {0.0f, INFINITY, 1.0f, 2.0f, 3.0f};
+    EXPECT_EQ_INT(sample1(s, inf), 1);
+    sl_sample_params pt;
+    sl_sample_params_default(&pt);
+    pt.temperature = 0.5f;
+    sl_sampler *st = make(&pt, 5);
+    EXPECT_EQ_INT(sample1(st, inf), 1);
+    sl_sampler_destroy(st);
     const float bad[5] = {NAN, -INFINITY, NAN, -INFINITY, NAN};
     sl_sample_result r;
     EXPECT_EQ_INT(sl_sampler_sample(s, bad, &r), SL_ERANGE);
