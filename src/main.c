@@ -12,6 +12,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", sl_cmd_version, "print the version"},
+    {"config", sl_cmd_config, "check a config file (config check FILE)"},
 };
 
 static void usage(FILE *out)
