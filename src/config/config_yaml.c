@@ -24,6 +24,7 @@ typedef struct builder {
     size_t nodes;
     int docs;
     bool failed;            /* a limit or structural error: stop and report */
+    bool bad;               /* an error that lets parsing go on (to find more) but fails the load */
     bool oom;
 } builder;
 
@@ -134,7 +135,11 @@ static void add_scalar(builder *b, struct fy_event *e)
     struct fy_token *tok = e->scalar.value;
     size_t len = 0;
     const char *t = tok ? fy_token_get_text(tok, &len) : NULL;
-    n->plain = !tok || fy_token_scalar_style(tok) == FYSS_PLAIN;
+    enum fy_scalar_style style = tok ? fy_token_scalar_style(tok) : FYSS_PLAIN;
+    n->plain = style == FYSS_PLAIN;
+    /* a quoted scalar's mark sits after its opening quote; point at the quote */
+    if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && n->col > 1)
+        n->col--;
     if (t && len) {
         char *copy = sl_arena_strndup(b->a, t, len);
         if (!copy) {
@@ -151,8 +156,10 @@ static void add_scalar(builder *b, struct fy_event *e)
 static void add_alias(builder *b, struct fy_event *e)
 {
     const struct fy_mark *m = fy_event_start_mark(e);
-    sl_config_diag_addf(b->d, true, m ? m->line + 1 : 0, m ? m->column + 1 : 0,
+    /* the alias token's mark sits after the '*'; point at the '*' */
+    sl_config_diag_addf(b->d, true, m ? m->line + 1 : 0, m ? (m->column > 0 ? m->column : 1) : 0,
                         "YAML aliases (*name) are not supported in a Sluice config; write the value out");
+    b->bad = true;
     /* keep the tree shaped as the file is, with a null where the alias was */
     cfg_node *n = new_node(b, CFG_SCALAR, m);
     if (n) {
@@ -245,7 +252,7 @@ int sl_config_yaml_parse(sl_arena *a, const char *src, size_t len, cfg_node **ro
     }
     if (b.oom)
         rc = SL_ENOMEM;
-    else if (b.failed)
+    else if (b.failed || b.bad)
         rc = SL_EPARSE;
     else
         *root = b.root;
