@@ -267,7 +267,7 @@ static bool get_double(vctx *v, const cfg_node *n, const char *path, double lo, 
     if (!is_scalar_value(n) || !parse_number(n->text, &x) || (lo_open ? x <= lo : x < lo) || x > hi) {
         char got[96];
         describe(n, false, got, sizeof got);
-        err(v, n, path, "expected a number %s %g and at most %g, got %s", lo_open ? "greater than" : "from",
+        err(v, n, path, "expected a number %s %.15g and at most %.15g, got %s", lo_open ? "greater than" : "from",
             lo, hi, got);
         return false;
     }
