@@ -14,6 +14,7 @@ typedef struct command {
 static const command commands[] = {
     {"serve", sl_cmd_serve, "run the OpenAI-compatible gateway"},
     {"version", sl_cmd_version, "print the version"},
+    {"config", sl_cmd_config, "check a config file (config check FILE)"},
 };
 
 static void usage(FILE *out)

@@ -8,5 +8,6 @@
 
 int sl_cmd_version(int argc, char **argv);
 int sl_cmd_serve(int argc, char **argv);
+int sl_cmd_config(int argc, char **argv);   /* config check FILE */
 
 #endif
