@@ -885,6 +885,43 @@ static void test_start_from_on_body(void)
     fx_close(&f);
 }
 
+/* Resume of A from inside B's on_headers (libcurl is on the stack). */
+static rec *resume_target;
+
+static void cb_headers_resume(void *ud, int status, const char *ct, double retry)
+{
+    cb_headers(ud, status, ct, retry);
+    sl_upstream_resume(resume_target->x);
+}
+
+static void test_resume_from_other_callback(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec a, b;
+    rec_init(&a, &f);
+    rec_init(&b, &f);
+    a.pause_on_body = 1;
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 100};
+    EXPECT_EQ_INT(start_rec(&f, &a, "/stream/4/5", &req), 0);
+    run_until(&f, &a.n_body, 5000);
+    run_for(&f, 200); /* paused past the idle timeout */
+    EXPECT_EQ_INT(a.n_body, 1);
+    EXPECT_EQ_INT(a.n_done, 0);
+    resume_target = &a;
+    sl_upstream_req rb = {.url = fx_url(&f, "/ok"), .method = "GET"};
+    sl_upstream_cb cb = {&b, cb_headers_resume, cb_body, cb_done};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &rb, &cb, &b.x), 0);
+    run_until(&f, &a.n_done, 5000);
+    run_until(&f, &b.n_done, 5000);
+    EXPECT_EQ_INT(a.err, 0);
+    EXPECT_EQ_STR(body_str(&a), "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n");
+    EXPECT_EQ_INT(b.err, 0);
+    sl_buf_free(&a.body);
+    sl_buf_free(&b.body);
+    fx_close(&f);
+}
+
 static void test_destroy_with_active_transfers(void)
 {
     fx f;
@@ -925,6 +962,7 @@ int main(void)
     RUN(test_cancel_while_paused);
     RUN(test_cancel_inside_callbacks);
     RUN(test_start_from_on_body);
+    RUN(test_resume_from_other_callback);
     RUN(test_destroy_with_active_transfers);
     return TEST_REPORT();
 }
