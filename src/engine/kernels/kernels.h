@@ -101,8 +101,10 @@ int sl_kernel_dequantize_row(int type, const void *src, float *dst, int64_t n);
 /* Encodes n floats as type (any type here but the f32->f32 copy is allowed).
  * Reference quantizers; error bounds per element, with A = max |x| of the
  * block (super-block for K types) and R = max(x) - min(0, min x):
- *   Q8_0 <= A/254 * 1.001   Q8_K <= A/254 * 1.0001   Q4_0 <= A/8 * 1.001
- *   Q4_K <= R/28            Q6_K <= A/60             F16/BF16: one rounding.
+ *   Q8_0 <= A/254 * 1.002 + E   Q8_K <= A/254 * 1.0001   Q4_0 <= A/8 * 1.002 + E
+ *   Q4_K <= R/28 + E            Q6_K <= A/60 + E         F16/BF16: one rounding.
+ * E = 2^-18 covers fp16 scales of tiny blocks, which fall into the fp16
+ * subnormal range where the scale has only absolute precision 2^-24.
  * Non-finite inputs give an unspecified but valid block. */
 int sl_kernel_quantize_row(int type, const float *src, void *dst, int64_t n);
 
