@@ -2,6 +2,9 @@
 #include "engine/kernels/kernels_impl.h"
 
 #include <cblas.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -13,9 +16,13 @@ static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 static bool cpu_has_avx2(void)
 {
 #if defined(__x86_64__)
+    /* F16C via cpuid (leaf 1, ECX bit 29): not every compiler knows "f16c"
+     * as a __builtin_cpu_supports name. avx2 implies the OS saves YMM state. */
+    unsigned a, b, c, d;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 29)))
+        return false;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #else
     return false;
 #endif
