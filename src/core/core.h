@@ -156,4 +156,21 @@ void sl_rand_hex(char *out, size_t n);
 /* Number of online CPUs, at least 1. */
 int sl_cpu_count(void);
 
+/* ---- thread pool: fork-join workers for compute kernels ----
+ * sl_pool_run hands idx 0..n-1 to the pool's threads (the calling thread
+ * takes part) and returns once every call has finished. Idle workers spin
+ * briefly, then sleep on a futex, so back-to-back runs (one per matmul) cost
+ * microseconds. Runs from different threads on one pool are serialized. */
+typedef struct sl_pool sl_pool;
+/* Creates a pool of nthreads threads counting the caller (<= 0 means
+ * sl_cpu_count()); *out is freed with sl_pool_destroy. 0 or SL_ENOMEM/SL_EIO. */
+int sl_pool_create(int nthreads, sl_pool **out);
+/* Stops and joins the workers and frees the pool. NULL is a no-op. */
+void sl_pool_destroy(sl_pool *p);
+/* Threads the pool runs on, counting the caller (1 for a NULL pool). */
+int sl_pool_threads(const sl_pool *p);
+/* Calls fn(ctx, idx, n) once for each idx in 0..n-1, spread over the threads;
+ * returns when all are done. A NULL pool runs them inline in order. */
+void sl_pool_run(sl_pool *p, void (*fn)(void *ctx, int idx, int n), void *ctx, int n);
+
 #endif

@@ -116,10 +116,12 @@ typedef struct sl_upstream_cb {
 int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_upstream_cb *cb,
                       sl_upstream_xfer **out);
 /* Stops delivering body (the client is slow). The upstream socket is read at
- * most one more libcurl buffer (16 KiB) before libcurl holds the data. */
+ * most one more libcurl buffer (16 KiB) before libcurl holds the data. on_done
+ * may still fire while paused when the response ends with no body bytes left
+ * to deliver. */
 void sl_upstream_pause(sl_upstream_xfer *x);
-/* Delivers body again. Held bytes may be delivered before this returns when
- * called outside callbacks; from inside a callback the resume is deferred. */
+/* Delivers body again. Held bytes are delivered from the loop shortly after,
+ * never before this returns, so it is safe from any callback. */
 void sl_upstream_resume(sl_upstream_xfer *x);
 /* Aborts the transfer: no callback fires after this returns and the handle is
  * invalid. If the response was not complete the connection is closed, never

@@ -1,0 +1,223 @@
+/* AVX2 + FMA + F16C kernels, compiled for that target function by function
+ * so the rest of the build stays portable; chosen at run time. Each follows
+ * the reduction order that dot_scalar.c spells out (see kernels.h). */
+#if defined(__x86_64__)
+#include "engine/kernels/kernels_impl.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)), as sl_kernel_hsum8. */
+TARGET static inline float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+TARGET static inline int32_t hsum_i32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+TARGET static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+TARGET static inline __m256 load8_f32(const void *w, int64_t i)
+{
+    return _mm256_loadu_ps((const float *)w + i);
+}
+TARGET static inline __m256 load8_f16(const void *w, int64_t i)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+}
+TARGET static inline __m256 load8_bf16(const void *w, int64_t i)
+{
+    __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+TARGET static inline float load1_f32(const void *w, int64_t i) { return ((const float *)w)[i]; }
+TARGET static inline float load1_f16(const void *w, int64_t i)
+{
+    return sl_kernel_fp16_to_f32(((const uint16_t *)w)[i]);
+}
+TARGET static inline float load1_bf16(const void *w, int64_t i)
+{
+    return sl_kernel_bf16_to_f32(((const uint16_t *)w)[i]);
+}
+
+#define FLOAT_DOT(name, load8, load1)                                                         \
+    TARGET static float name(const void *w, const void *xv, int64_t n)                        \
+    {                                                                                         \
+        const float *x = xv;                                                                  \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+        int64_t nb = n / 32 * 32, i;                                                          \
+        for (i = 0; i < nb; i += 32) {                                                        \
+            a0 = _mm256_fmadd_ps(load8(w, i), _mm256_loadu_ps(x + i), a0);                    \
+            a1 = _mm256_fmadd_ps(load8(w, i + 8), _mm256_loadu_ps(x + i + 8), a1);            \
+            a2 = _mm256_fmadd_ps(load8(w, i + 16), _mm256_loadu_ps(x + i + 16), a2);          \
+            a3 = _mm256_fmadd_ps(load8(w, i + 24), _mm256_loadu_ps(x + i + 24), a3);          \
+        }                                                                                     \
+        float tail = 0.0f;                                                                    \
+        for (; i < n; i++)                                                                    \
+            tail = fmaf(load1(w, i), x[i], tail);                                             \
+        return hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + tail;     \
+    }
+
+FLOAT_DOT(dot_f32, load8_f32, load1_f32)
+FLOAT_DOT(dot_f16, load8_f16, load1_f16)
+FLOAT_DOT(dot_bf16, load8_bf16, load1_bf16)
+
+/* Signed 8-bit dot in 8 int32 lanes (lane i = elements 4i..4i+3). The sign
+ * trick makes w unsigned: |w| <= 128 and |x| <= 127 (activations never hold
+ * -128), so each maddubs pair is at most 2*128*127 < 32767 - no saturation. */
+TARGET static inline __m256i dot_i8_lanes(__m256i w, __m256i x)
+{
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+TARGET static float dot_q8_0(const void *wv, const void *xv, int64_t n)
+{
+    const sl_blk_q8_0 *w = wv, *x = xv;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256 d = _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d));
+        __m256i p = dot_i8_lanes(_mm256_loadu_si256((const __m256i *)w[b].qs),
+                                 _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum8(acc);
+}
+
+TARGET static float dot_q4_0(const void *wv, const void *xv, int64_t n)
+{
+    const sl_blk_q4_0 *w = wv;
+    const sl_blk_q8_0 *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; b++) {
+        __m256 d = _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d));
+        __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
+        /* low nibbles are elements 0..15, high nibbles 16..31 */
+        __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+        q = _mm256_sub_epi8(q, eight);
+        __m256i p = dot_i8_lanes(q, _mm256_loadu_si256((const __m256i *)x[b].qs));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum8(acc);
+}
+
+TARGET static float dot_q4_K(const void *wv, const void *xv, int64_t n)
+{
+    const sl_blk_q4_K *w = wv;
+    const sl_blk_q8_K *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; b++) {
+        int sc[8], m[8];
+        int32_t summ = 0;
+        for (int j = 0; j < 8; j++) {
+            sl_kernel_q4k_scale_min(w[b].scales, j, &sc[j], &m[j]);
+            summ += m[j] * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+        }
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(w[b].qs + 32 * c));
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 64 * c + 32));
+            /* nibble (<= 15) * |y| (<= 128): pairs far below int16 saturation */
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0),
+                                           _mm256_set1_epi16((short)sc[2 * c]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1),
+                                           _mm256_set1_epi16((short)sc[2 * c + 1]));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+        }
+        int32_t sumi = hsum_i32(isum);
+        float dall = x[b].d * h2f(w[b].d);
+        float dmin = x[b].d * h2f(w[b].dmin);
+        sum = fmaf(dall, (float)sumi, sum);
+        sum = fmaf(-dmin, (float)summ, sum);
+    }
+    return sum;
+}
+
+TARGET static float dot_q6_K(const void *wv, const void *xv, int64_t n)
+{
+    const sl_blk_q6_K *w = wv;
+    const sl_blk_q8_K *x = xv;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    const __m256i c32 = _mm256_set1_epi8(32);
+    float sum = 0.0f;
+    for (int64_t b = 0; b < n / 256; b++) {
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w[b].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(w[b].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 4), m2));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                                   _mm256_and_si256(_mm256_slli_epi16(qh, 2), m2));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                                   _mm256_and_si256(qh, m2));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                                   _mm256_and_si256(_mm256_srli_epi16(qh, 2), m2));
+            const int8_t *sc = w[b].scales + 8 * h;
+            for (int g = 0; g < 4; g++) {
+                __m256i y = _mm256_loadu_si256((const __m256i *)(x[b].qs + 128 * h + 32 * g));
+                /* (code - 32) * y as code * y - 32 * y; codes <= 63 keep pairs < 16003 */
+                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[g], y),
+                                             _mm256_maddubs_epi16(c32, y));
+                /* int16 lanes 0..7 are elements 0..15 (scale 2g), 8..15 are 16..31 */
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]),
+                                               _mm_set1_epi16(sc[2 * g]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        float d = x[b].d * h2f(w[b].d);
+        sum = fmaf(d, (float)hsum_i32(isum), sum);
+    }
+    return sum;
+}
+
+TARGET static void fp16_to_f32_row(const uint16_t *src, float *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < n; i++)
+        dst[i] = sl_kernel_fp16_to_f32(src[i]);
+}
+
+TARGET static void f32_to_fp16_row(const float *src, uint16_t *dst, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++)
+        dst[i] = sl_kernel_f32_to_fp16(src[i]);
+}
+
+const sl_kernel_vtab sl_kernel_vtab_avx2 = {
+    .dot_f32 = dot_f32,
+    .dot_f16 = dot_f16,
+    .dot_bf16 = dot_bf16,
+    .dot_q8_0 = dot_q8_0,
+    .dot_q4_0 = dot_q4_0,
+    .dot_q4_K = dot_q4_K,
+    .dot_q6_K = dot_q6_K,
+    .fp16_to_f32_row = fp16_to_f32_row,
+    .f32_to_fp16_row = f32_to_fp16_row,
+};
+#endif

@@ -1,0 +1,83 @@
+/* Private to kernels/: GGUF block structs and the per-ISA function table.
+ * Block structs mirror the file layout exactly (sizes asserted below); row
+ * pointers must be 2-byte aligned (4 for F32 and Q8_K), which GGUF's 32-byte
+ * tensor alignment and sl_malloc both give. */
+#ifndef SL_KERNELS_IMPL_H
+#define SL_KERNELS_IMPL_H
+
+#include "engine/kernels/kernels.h"
+
+typedef struct {
+    uint16_t d;     /* fp16 scale */
+    int8_t qs[32];  /* value = qs[i] * d */
+} sl_blk_q8_0;
+
+typedef struct {
+    uint16_t d;     /* fp16 scale */
+    uint8_t qs[16]; /* elem l: qs[l] & 15, elem l+16: qs[l] >> 4; value = (q - 8) * d */
+} sl_blk_q4_0;
+
+typedef struct {
+    uint16_t d;         /* fp16 scale of the 6-bit sub-block scales */
+    uint16_t dmin;      /* fp16 scale of the 6-bit sub-block mins */
+    uint8_t scales[12]; /* 8 (scale, min) pairs of 6 bits, packed (see quant.c) */
+    uint8_t qs[128];    /* 64-elem chunk c: byte 32c+l = elem 64c+l (low) | 64c+32+l (high) */
+} sl_blk_q4_K;
+
+typedef struct {
+    uint8_t ql[128];   /* low 4 bits */
+    uint8_t qh[64];    /* high 2 bits */
+    int8_t scales[16]; /* one per 16 elements */
+    uint16_t d;        /* fp16 super-block scale; value = d * scales[e/16] * (q - 32) */
+} sl_blk_q6_K;
+
+typedef struct {
+    float d;           /* value = qs[i] * d */
+    int8_t qs[256];    /* in [-127, 127] */
+    int16_t bsums[16]; /* sum of qs over each 16 elements */
+} sl_blk_q8_K;
+
+_Static_assert(sizeof(sl_blk_q8_0) == SL_Q8_0_BYTES, "q8_0 layout");
+_Static_assert(sizeof(sl_blk_q4_0) == SL_Q4_0_BYTES, "q4_0 layout");
+_Static_assert(sizeof(sl_blk_q4_K) == SL_Q4_K_BYTES, "q4_K layout");
+_Static_assert(sizeof(sl_blk_q6_K) == SL_Q6_K_BYTES, "q6_K layout");
+_Static_assert(sizeof(sl_blk_q8_K) == SL_Q8_K_BYTES, "q8_K layout");
+
+/* Dot of one weight row (w) with one activation row (x), n elements, n a
+ * multiple of the block size. */
+typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
+
+typedef struct {
+    sl_kernel_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_K, dot_q6_K;
+    void (*fp16_to_f32_row)(const uint16_t *src, float *dst, size_t n);
+    void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
+} sl_kernel_vtab;
+
+extern const sl_kernel_vtab sl_kernel_vtab_scalar;
+#if defined(__x86_64__)
+extern const sl_kernel_vtab sl_kernel_vtab_avx2;
+#endif
+/* The table of the current ISA. */
+const sl_kernel_vtab *sl_kernel_vtab_get(void);
+/* The dot kernel of the current ISA for a weight type, or NULL. */
+sl_kernel_dot_fn sl_kernel_dot_for(const sl_kernel_vtab *vt, int wtype);
+
+/* Unpacks the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
+static inline void sl_kernel_q4k_scale_min(const uint8_t *q, int j, int *sc, int *m)
+{
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Fixed horizontal sum of 8 lanes; the AVX2 hsum does the same adds. */
+static inline float sl_kernel_hsum8(const float a[8])
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+#endif

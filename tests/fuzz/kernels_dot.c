@@ -1,0 +1,61 @@
+/* Fuzzes the kernels with arbitrary weight bytes, as a GGUF file could hold:
+ * byte 0 picks the weight type, the rest are its blocks. Dequantization must
+ * not crash, and the scalar and AVX2 dots must agree bitwise (or both be NaN)
+ * on any bytes, including inf/NaN scales and codes a quantizer never writes. */
+#include "engine/kernels/kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int TYPES[] = {SL_KT_F32, SL_KT_F16, SL_KT_BF16, SL_KT_Q8_0,
+                            SL_KT_Q4_0, SL_KT_Q4_K, SL_KT_Q6_K};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    int type = TYPES[data[0] % (sizeof TYPES / sizeof TYPES[0])];
+    size_t be = sl_kernel_block_elems(type), bb = sl_kernel_block_bytes(type);
+    size_t nb = (size - 1) / bb;
+    if (nb > 4096 / be)
+        nb = 4096 / be;
+    int64_t n = (int64_t)(nb * be);
+    if (n == 0)
+        return 0;
+    /* copy so the kernels see an aligned row */
+    void *w = sl_malloc(nb * bb);
+    float *wf = sl_malloc(sizeof(float) * (size_t)n), *xf = sl_malloc(sizeof(float) * (size_t)n);
+    int vt = sl_kernel_vec_type(type);
+    size_t xb = 0;
+    sl_kernel_row_bytes(vt, n, &xb);
+    void *xa = sl_malloc(xb);
+    if (!w || !wf || !xf || !xa)
+        goto out;
+    memcpy(w, data + 1, nb * bb);
+    if (sl_kernel_dequantize_row(type, w, wf, n) != 0)
+        abort();
+    uint32_t s = (uint32_t)size * 2654435761u;
+    for (int64_t i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        xf[i] = (float)(int32_t)s / 2147483648.0f;
+    }
+    if (sl_kernel_quantize_row(vt, xf, xa, n) != 0)
+        abort();
+    float r0 = 0, r1 = 0;
+    sl_kernel_set_isa(SL_KISA_SCALAR);
+    if (sl_kernel_dot(type, w, xa, n, &r0) != 0)
+        abort();
+    if (sl_kernel_set_isa(SL_KISA_AVX2) == 0) {
+        if (sl_kernel_dot(type, w, xa, n, &r1) != 0)
+            abort();
+        if (memcmp(&r0, &r1, 4) != 0 && !(isnan(r0) && isnan(r1)))
+            abort();
+    }
+out:
+    sl_free(w);
+    sl_free(wf);
+    sl_free(xf);
+    sl_free(xa);
+    return 0;
+}

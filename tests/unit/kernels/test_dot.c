@@ -1,0 +1,279 @@
+/* Dot kernels and matmul: AVX2 equals scalar bitwise, both match a double
+ * reference within a stated bound, and matmul results do not depend on the
+ * thread count or on n_tok. */
+#include "engine/kernels/kernels.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+static uint64_t rng = 0x243f6a8885a308d3ULL;
+static uint64_t next_u64(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+static float frand(void) { return (float)((next_u64() >> 40) / 8388608.0 - 1.0); }
+
+static const int WTYPES[] = {SL_KT_F32, SL_KT_F16, SL_KT_BF16, SL_KT_Q8_0,
+                             SL_KT_Q4_0, SL_KT_Q4_K, SL_KT_Q6_K};
+
+static bool have_avx2;
+
+static size_t row_bytes(int type, int64_t n)
+{
+    size_t b = 0;
+    EXPECT_EQ_INT(sl_kernel_row_bytes(type, n, &b), 0);
+    return b;
+}
+
+static void set_half(uint8_t *p, float v)
+{
+    uint16_t h = sl_kernel_f32_to_fp16(v);
+    memcpy(p, &h, 2);
+}
+
+/* A weight row: quantized from random floats, or (raw) random bytes with
+ * sane fp16 scales, which reaches codes a quantizer never writes (-128). */
+static void make_weight(int type, uint8_t *w, int64_t n, bool raw)
+{
+    float *x = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++)
+        x[i] = frand() * 2.0f;
+    EXPECT_EQ_INT(sl_kernel_quantize_row(type, x, w, n), 0);
+    free(x);
+    if (!raw)
+        return;
+    size_t bytes = row_bytes(type, n), bb = sl_kernel_block_bytes(type);
+    if (type == SL_KT_F32 || type == SL_KT_F16 || type == SL_KT_BF16)
+        return;
+    for (size_t i = 0; i < bytes; i++)
+        w[i] = (uint8_t)next_u64();
+    for (size_t b = 0; b < bytes / bb; b++) {
+        uint8_t *blk = w + b * bb;
+        switch (type) {
+        case SL_KT_Q8_0:
+        case SL_KT_Q4_0: set_half(blk, frand() * 0.1f); break;
+        case SL_KT_Q4_K:
+            set_half(blk, frand() * 0.01f);
+            set_half(blk + 2, frand() * 0.01f);
+            break;
+        case SL_KT_Q6_K: set_half(blk + 208, frand() * 0.01f); break;
+        default: break;
+        }
+    }
+}
+
+/* The activation in the weight's vec format; xf gets the decoded floats. */
+static void *make_act(int wtype, int64_t n, float *xf)
+{
+    int vt = sl_kernel_vec_type(wtype);
+    for (int64_t i = 0; i < n; i++)
+        xf[i] = frand() * 3.0f;
+    void *xa = malloc(row_bytes(vt, n));
+    EXPECT_EQ_INT(sl_kernel_quantize_row(vt, xf, xa, n), 0);
+    EXPECT_EQ_INT(sl_kernel_dequantize_row(vt, xa, xf, n), 0);
+    return xa;
+}
+
+static float dot_isa(sl_kernel_isa isa, int type, const void *w, const void *x, int64_t n)
+{
+    float r = NAN;
+    EXPECT_EQ_INT(sl_kernel_set_isa(isa), 0);
+    EXPECT_EQ_INT(sl_kernel_dot(type, w, x, n, &r), 0);
+    return r;
+}
+
+static void test_dot_isa_equal_and_accurate(void)
+{
+    const int64_t n32[] = {32, 64, 96, 160, 256, 416};
+    const int64_t nk[] = {256, 512, 768, 1280};
+    const int64_t nf[] = {1, 7, 31, 32, 33, 64, 100, 257, 1024};
+    int checked = 0;
+    for (size_t t = 0; t < SL_ARRAY_LEN(WTYPES); t++) {
+        int type = WTYPES[t];
+        size_t be = sl_kernel_block_elems(type);
+        const int64_t *ns = be == 1 ? nf : be == 32 ? n32 : nk;
+        size_t nn = be == 1 ? SL_ARRAY_LEN(nf) : be == 32 ? SL_ARRAY_LEN(n32) : SL_ARRAY_LEN(nk);
+        for (size_t k = 0; k < nn; k++) {
+            for (int raw = 0; raw < 2; raw++) {
+                int64_t n = ns[k];
+                uint8_t *w = malloc(row_bytes(type, n));
+                float *wf = malloc(sizeof(float) * (size_t)n), *xf = malloc(sizeof(float) * (size_t)n);
+                make_weight(type, w, n, raw);
+                void *xa = make_act(type, n, xf);
+                EXPECT_EQ_INT(sl_kernel_dequantize_row(type, w, wf, n), 0);
+                double ref = 0, mag = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    ref += (double)wf[i] * xf[i];
+                    mag += fabs((double)wf[i] * xf[i]);
+                }
+                float s = dot_isa(SL_KISA_SCALAR, type, w, xa, n);
+                /* float accumulation bound: 1e-5 of sum |w x| (n <= 1280) */
+                if (!(fabs(s - ref) <= 1e-5 * mag + 1e-6))
+                    T_FAIL_AT("%s n=%lld raw=%d: scalar %.9g ref %.9g", sl_kernel_type_name(type),
+                              (long long)n, raw, s, ref);
+                if (have_avx2) {
+                    float v = dot_isa(SL_KISA_AVX2, type, w, xa, n);
+                    if (memcmp(&s, &v, 4) != 0)
+                        T_FAIL_AT("%s n=%lld raw=%d: scalar %.9g != avx2 %.9g",
+                                  sl_kernel_type_name(type), (long long)n, raw, s, v);
+                }
+                checked++;
+                free(w);
+                free(wf);
+                free(xf);
+                free(xa);
+            }
+        }
+    }
+    EXPECT(checked > 50);
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+    float r;
+    EXPECT_EQ_INT(sl_kernel_dot(SL_KT_Q8_K, "", "", 256, &r), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_dot(SL_KT_Q4_0, "", "", 48, &r), SL_EINVAL);
+}
+
+static void test_dot_q8_0_golden(void)
+{
+    /* w: d = 0.5, q = 1..32; x: d = 0.25, q = 2 -> 0.125 * 2 * 528 = 132 */
+    uint8_t w[34], x[34];
+    set_half(w, 0.5f);
+    set_half(x, 0.25f);
+    for (int l = 0; l < 32; l++) {
+        w[2 + l] = (uint8_t)(l + 1);
+        x[2 + l] = 2;
+    }
+    for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++)
+        EXPECT_NEAR(dot_isa((sl_kernel_isa)isa, SL_KT_Q8_0, w, x, 32), 132.0, 0);
+    /* -128 weights against 127 activations: no saturation on either path */
+    memset(w + 2, 0x80, 32);
+    memset(x + 2, 127, 32);
+    for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++)
+        EXPECT_NEAR(dot_isa((sl_kernel_isa)isa, SL_KT_Q8_0, w, x, 32), 0.125 * -128 * 127 * 32, 0);
+}
+
+typedef struct {
+    int type;
+    int64_t rows, cols;
+    uint8_t *w;
+    float *x;
+    int n_tok;
+} mm_case;
+
+static void test_matmul_invariance(void)
+{
+    const int64_t rows = 37, cols = 512, max_tok = 7;
+    sl_pool *pools[4] = {NULL};
+    const int nthreads[4] = {1, 2, 3, 5};
+    for (int i = 0; i < 4; i++)
+        EXPECT_EQ_INT(sl_pool_create(nthreads[i], &pools[i]), 0);
+    for (size_t t = 0; t < SL_ARRAY_LEN(WTYPES); t++) {
+        int type = WTYPES[t], vt = sl_kernel_vec_type(type);
+        size_t wr = row_bytes(type, cols), xr = row_bytes(vt, cols);
+        uint8_t *w = malloc(wr * rows);
+        for (int64_t r = 0; r < rows; r++)
+            make_weight(type, w + wr * r, cols, r % 3 == 0);
+        float *x = malloc(sizeof(float) * cols * max_tok);
+        for (int64_t i = 0; i < cols * max_tok; i++)
+            x[i] = frand();
+        float *ref = malloc(sizeof(float) * rows * max_tok), *out = malloc(sizeof(float) * rows * max_tok);
+        uint8_t *xa = malloc(xr);
+        for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++) {
+            EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+            /* reference: one dot per element, the activation quantized here */
+            for (int64_t tk = 0; tk < max_tok; tk++) {
+                EXPECT_EQ_INT(sl_kernel_quantize_row(vt, x + tk * cols, xa, cols), 0);
+                for (int64_t r = 0; r < rows; r++)
+                    EXPECT_EQ_INT(sl_kernel_dot(type, w + wr * r, xa, cols, &ref[tk * rows + r]), 0);
+            }
+            int mismatches = 0;
+            for (int p = 0; p < 5; p++) {
+                sl_pool *pool = p < 4 ? pools[p] : NULL;
+                for (int64_t nt = 1; nt <= max_tok; nt++) {
+                    /* tokens [max_tok - nt, max_tok): a token's row shifts position */
+                    int64_t t0 = max_tok - nt;
+                    memset(out, 0xff, sizeof(float) * rows * nt);
+                    EXPECT_EQ_INT(sl_kernel_matmul(out, type, rows, cols, w, x + t0 * cols, nt, pool, 0), 0);
+                    if (memcmp(out, ref + t0 * rows, sizeof(float) * rows * nt) != 0)
+                        mismatches++;
+                }
+            }
+            if (mismatches)
+                T_FAIL_AT("%s isa %d: %d matmul runs differ from per-element dots",
+                          sl_kernel_type_name(type), isa, mismatches);
+        }
+        /* the ISAs agree on matmul too */
+        if (have_avx2) {
+            float *o2 = malloc(sizeof(float) * rows * max_tok);
+            sl_kernel_set_isa(SL_KISA_SCALAR);
+            EXPECT_EQ_INT(sl_kernel_matmul(out, type, rows, cols, w, x, max_tok, pools[2], 0), 0);
+            sl_kernel_set_isa(SL_KISA_AVX2);
+            EXPECT_EQ_INT(sl_kernel_matmul(o2, type, rows, cols, w, x, max_tok, pools[1], 0), 0);
+            EXPECT(memcmp(out, o2, sizeof(float) * rows * max_tok) == 0);
+            free(o2);
+        }
+        free(w);
+        free(x);
+        free(ref);
+        free(out);
+        free(xa);
+    }
+    for (int i = 0; i < 4; i++)
+        sl_pool_destroy(pools[i]);
+}
+
+static void test_matmul_blas_path(void)
+{
+    const int64_t rows = 70, cols = 96, nt = 40;
+    const int types[] = {SL_KT_F32, SL_KT_F16, SL_KT_BF16};
+    sl_pool *pool = NULL;
+    EXPECT_EQ_INT(sl_pool_create(2, &pool), 0);
+    for (size_t t = 0; t < SL_ARRAY_LEN(types); t++) {
+        size_t wr = row_bytes(types[t], cols);
+        uint8_t *w = malloc(wr * rows);
+        for (int64_t r = 0; r < rows; r++)
+            make_weight(types[t], w + wr * r, cols, false);
+        float *x = malloc(sizeof(float) * cols * nt);
+        for (int64_t i = 0; i < cols * nt; i++)
+            x[i] = frand();
+        float *a = malloc(sizeof(float) * rows * nt), *b = malloc(sizeof(float) * rows * nt);
+        EXPECT_EQ_INT(sl_kernel_matmul(a, types[t], rows, cols, w, x, nt, pool, 0), 0);
+        EXPECT_EQ_INT(sl_kernel_matmul(b, types[t], rows, cols, w, x, nt, pool, SL_MATMUL_ALLOW_BLAS), 0);
+        double worst = 0;
+        for (int64_t i = 0; i < rows * nt; i++)
+            worst = fmax(worst, fabs((double)a[i] - b[i]));
+        EXPECT(worst < 1e-4);
+        free(w);
+        free(x);
+        free(a);
+        free(b);
+    }
+    sl_pool_destroy(pool);
+}
+
+static void test_matmul_errors(void)
+{
+    float out[4], x[64] = {0};
+    uint8_t w[256] = {0};
+    EXPECT_EQ_INT(sl_kernel_matmul(out, SL_KT_Q8_0, 1, 48, w, x, 1, NULL, 0), SL_EINVAL);
+    EXPECT_EQ_INT(sl_kernel_matmul(out, SL_KT_Q8_K, 1, 256, w, x, 1, NULL, 0), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_matmul(out, 77, 1, 32, w, x, 1, NULL, 0), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_matmul(NULL, SL_KT_F32, 1, 32, w, x, 1, NULL, 0), SL_EINVAL);
+    EXPECT_EQ_INT(sl_kernel_matmul(out, SL_KT_F32, 0, 32, w, x, 1, NULL, 0), 0);
+}
+
+int main(void)
+{
+    have_avx2 = sl_kernel_set_isa(SL_KISA_AVX2) == 0;
+    if (!have_avx2)
+        fprintf(stderr, "no AVX2 on this CPU: checking the scalar kernels only\n");
+    RUN(test_dot_isa_equal_and_accurate);
+    RUN(test_dot_q8_0_golden);
+    RUN(test_matmul_invariance);
+    RUN(test_matmul_blas_path);
+    RUN(test_matmul_errors);
+    return TEST_REPORT();
+}

@@ -1,0 +1,968 @@
+/* Upstream client against a tiny HTTP/1.1 server running in threads of this
+ * process on 127.0.0.1:0. The server counts accepted connections so that the
+ * tests can see connection reuse, and the closing of cancelled connections. */
+#include "test.h"
+#include "upstream/upstream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------- the test server ---------------- */
+
+typedef struct srv {
+    int lfd;
+    int port;
+    pthread_t th;
+    atomic_int accepts;
+    atomic_int active;   /* connection threads still running */
+    atomic_int requests;
+    atomic_bool stop;
+} srv;
+
+typedef struct conn {
+    srv *s;
+    int fd;
+} conn;
+
+static void msleep_stop(srv *s, int ms)
+{
+    for (int t = 0; t < ms && !atomic_load(&s->stop); t += 5) {
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* recv with a poll loop so that a stopping server never blocks. */
+static ssize_t srv_recv(conn *c, char *buf, size_t n)
+{
+    while (!atomic_load(&c->s->stop)) {
+        struct pollfd pf = {c->fd, POLLIN, 0};
+        int r = poll(&pf, 1, 20);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (r > 0)
+            return recv(c->fd, buf, n, 0);
+    }
+    return -1;
+}
+
+static int srv_send(conn *c, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int srv_sendf(conn *c, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return srv_send(c, buf, (size_t)n);
+}
+
+static int send_chunk(conn *c, const char *data)
+{
+    return srv_sendf(c, "%zx\r\n%s\r\n", strlen(data), data);
+}
+
+/* Copies the value of header `name` (case-insensitive) into out, or "-". */
+static void header_value(const char *hdrs, const char *name, char *out, size_t cap)
+{
+    snprintf(out, cap, "-");
+    size_t nl = strlen(name);
+    for (const char *l = hdrs; l && *l; l = strstr(l, "\r\n") ? strstr(l, "\r\n") + 2 : NULL) {
+        if (strncasecmp(l, name, nl) == 0 && l[nl] == ':') {
+            const char *v = l + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            size_t vn = e ? (size_t)(e - v) : strlen(v);
+            snprintf(out, cap, "%.*s", (int)vn, v);
+            return;
+        }
+    }
+}
+
+/* Waits until the peer closes (recv returns 0 or fails) or the server stops. */
+static void wait_peer_close(conn *c)
+{
+    char tmp[256];
+    for (;;) {
+        ssize_t r = srv_recv(c, tmp, sizeof tmp);
+        if (r <= 0)
+            return;
+    }
+}
+
+/* Serves one request; returns 0 to keep the connection, -1 to close it. */
+static int serve_one(conn *c, char *buf, size_t cap)
+{
+    size_t len = 0;
+    char *end = NULL;
+    while (!(end = strstr(buf, "\r\n\r\n"))) {
+        if (len + 1 >= cap)
+            return -1;
+        ssize_t r = srv_recv(c, buf + len, cap - 1 - len);
+        if (r <= 0)
+            return -1;
+        len += (size_t)r;
+        buf[len] = 0;
+    }
+    size_t hlen = (size_t)(end - buf) + 4;
+    char method[16] = "", path[256] = "";
+    if (sscanf(buf, "%15s %255s", method, path) != 2)
+        return -1;
+    char clen[32], xrid[128], auth[256], ctype[128];
+    header_value(buf, "Content-Length", clen, sizeof clen);
+    header_value(buf, "X-Request-Id", xrid, sizeof xrid);
+    header_value(buf, "Authorization", auth, sizeof auth);
+    header_value(buf, "Content-Type", ctype, sizeof ctype);
+    size_t blen = strcmp(clen, "-") ? (size_t)atol(clen) : 0;
+    if (hlen + blen >= cap)
+        return -1;
+    while (len < hlen + blen) {
+        ssize_t r = srv_recv(c, buf + len, cap - 1 - len);
+        if (r <= 0)
+            return -1;
+        len += (size_t)r;
+    }
+    buf[hlen + blen] = 0;
+    const char *body = buf + hlen;
+    atomic_fetch_add(&c->s->requests, 1);
+
+    int n = 0, gap = 0;
+    if (strcmp(path, "/ok") == 0) {
+        const char *b = "{\"ok\":true}";
+        return srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+                         strlen(b), b);
+    }
+    if (strcmp(path, "/echo") == 0) {
+        char out[1024];
+        int on = snprintf(out, sizeof out, "%s|%s|%s|%s|%s", method, xrid, auth, ctype, body);
+        return srv_sendf(c, "HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
+                         on, out);
+    }
+    if (sscanf(path, "/stream/%d/%d", &n, &gap) == 2) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"))
+            return -1;
+        for (int i = 0; i < n; i++) {
+            char ev[64];
+            snprintf(ev, sizeof ev, "data: %d\n\n", i);
+            if (send_chunk(c, ev))
+                return -1;
+            if (i + 1 < n)
+                msleep_stop(c->s, gap);
+        }
+        return srv_sendf(c, "0\r\n\r\n");
+    }
+    if (sscanf(path, "/slowbody/%d", &gap) == 1) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"))
+            return -1;
+        msleep_stop(c->s, gap);
+        if (send_chunk(c, "data: late\n\n"))
+            return -1;
+        return srv_sendf(c, "0\r\n\r\n");
+    }
+    if (strcmp(path, "/stall") == 0) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n") ||
+            send_chunk(c, "data: first\n\n"))
+            return -1;
+        wait_peer_close(c);
+        return -1;
+    }
+    if (strcmp(path, "/forever") == 0) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"))
+            return -1;
+        for (int i = 0; !atomic_load(&c->s->stop); i++) {
+            char ev[64];
+            snprintf(ev, sizeof ev, "data: %d\n\n", i);
+            if (send_chunk(c, ev))
+                return -1;
+            msleep_stop(c->s, 5);
+        }
+        return -1;
+    }
+    if (sscanf(path, "/big/%d", &n) == 1) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", n))
+            return -1;
+        char x[4096];
+        memset(x, 'x', sizeof x);
+        for (int left = n; left > 0; left -= (int)sizeof x)
+            if (srv_send(c, x, (size_t)SL_MIN(left, (int)sizeof x)))
+                return -1;
+        return 0;
+    }
+    if (strcmp(path, "/retry") == 0)
+        return srv_sendf(c, "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 2\r\n\r\n{}");
+    if (strcmp(path, "/retrydate") == 0) {
+        char date[64];
+        time_t t = time(NULL) + 10;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        return srv_sendf(c, "HTTP/1.1 503 Unavailable\r\nRetry-After: %s\r\nContent-Length: 0\r\n\r\n", date);
+    }
+    if (strcmp(path, "/truncated") == 0) {
+        srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n");
+        send_chunk(c, "data: half\n\n");
+        return -1; /* closes without the last chunk */
+    }
+    return srv_sendf(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+}
+
+static void *conn_main(void *arg)
+{
+    conn *c = arg;
+    char *buf = malloc(1 << 16);
+    for (;;) {
+        memset(buf, 0, 1 << 16);
+        if (serve_one(c, buf, 1 << 16) != 0)
+            break;
+    }
+    free(buf);
+    close(c->fd);
+    atomic_fetch_sub(&c->s->active, 1);
+    free(c);
+    return NULL;
+}
+
+static void *srv_main(void *arg)
+{
+    srv *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd pf = {s->lfd, POLLIN, 0};
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        atomic_fetch_add(&s->accepts, 1);
+        atomic_fetch_add(&s->active, 1);
+        conn *c = malloc(sizeof *c);
+        c->s = s;
+        c->fd = fd;
+        pthread_t th;
+        pthread_create(&th, NULL, conn_main, c);
+        pthread_detach(th);
+    }
+    return NULL;
+}
+
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 64) ||
+        getsockname(fd, (struct sockaddr *)&a, &al))
+        return -1;
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void srv_start(srv *s)
+{
+    memset(s, 0, sizeof *s);
+    s->lfd = listen_any(&s->port);
+    pthread_create(&s->th, NULL, srv_main, s);
+}
+
+static void srv_stop(srv *s)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->th, NULL);
+    close(s->lfd);
+    for (int i = 0; i < 400 && atomic_load(&s->active) > 0; i++)
+        msleep_stop(&(srv){0}, 5);
+    EXPECT_EQ_INT(atomic_load(&s->active), 0);
+}
+
+/* ---------------- client fixture ---------------- */
+
+typedef struct fx {
+    uv_loop_t loop;
+    uv_timer_t tick; /* keeps UV_RUN_ONCE from blocking for long */
+    sl_upstream_pool *pool;
+    srv s;
+    char url[256];
+} fx;
+
+static void on_tick(uv_timer_t *t) { (void)t; }
+
+static void fx_open(fx *f, const sl_upstream_limits *lim)
+{
+    srv_start(&f->s);
+    uv_loop_init(&f->loop);
+    uv_timer_init(&f->loop, &f->tick);
+    uv_timer_start(&f->tick, on_tick, 10, 10);
+    EXPECT_EQ_INT(sl_upstream_pool_create(&f->loop, lim, &f->pool), 0);
+}
+
+static const char *fx_url(fx *f, const char *path)
+{
+    snprintf(f->url, sizeof f->url, "http://127.0.0.1:%d%s", f->s.port, path);
+    return f->url;
+}
+
+static void fx_close(fx *f)
+{
+    sl_upstream_pool_destroy(f->pool);
+    uv_close((uv_handle_t *)&f->tick, NULL);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    EXPECT_EQ_INT(uv_loop_close(&f->loop), 0);
+    srv_stop(&f->s);
+}
+
+static void run_until(fx *f, const int *flag, int timeout_ms)
+{
+    uint64_t end = sl_now_ms() + (uint64_t)timeout_ms;
+    while (!*flag && sl_now_ms() < end)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static void run_for(fx *f, int ms)
+{
+    int never = 0;
+    run_until(f, &never, ms);
+}
+
+/* ---------------- recorded callbacks ---------------- */
+
+typedef struct rec {
+    fx *f;
+    sl_upstream_xfer *x;
+    int status;
+    char ctype[128];
+    double retry;
+    int n_headers, n_body, n_done;
+    sl_buf body;
+    int err;
+    char msg[256];
+    uint64_t t_start, t_first_body, t_done;
+    int pause_on_body;     /* return SL_EAGAIN from the Nth on_body */
+    int cancel_on_body;    /* cancel self in the Nth on_body */
+    bool cancel_on_headers;
+    int cancelled;
+    int after_cancel;      /* callbacks seen after cancel: must stay 0 */
+    struct rec *chain;     /* started from on_done (or on_body when chain_from_body) */
+    const char *chain_path;
+    bool chain_from_body;
+    int chain_rc;
+} rec;
+
+static void rec_init(rec *r, fx *f)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->retry = -2;
+    sl_buf_init(&r->body, 1 << 24);
+}
+
+static int start_rec(fx *f, rec *r, const char *path, const sl_upstream_req *tmpl);
+
+static void cb_headers(void *ud, int status, const char *ct, double retry)
+{
+    rec *r = ud;
+    if (r->cancelled)
+        r->after_cancel++;
+    r->n_headers++;
+    r->status = status;
+    snprintf(r->ctype, sizeof r->ctype, "%s", ct ? ct : "(null)");
+    r->retry = retry;
+    if (r->cancel_on_headers) {
+        r->cancelled = 1;
+        sl_upstream_cancel(r->x);
+    }
+}
+
+static int cb_body(void *ud, const char *p, size_t n)
+{
+    rec *r = ud;
+    if (r->cancelled)
+        r->after_cancel++;
+    r->n_body++;
+    if (r->n_body == 1)
+        r->t_first_body = sl_now_ms();
+    sl_buf_append(&r->body, p, n);
+    if (r->chain && r->chain_from_body && r->n_body == 1)
+        r->chain_rc = start_rec(r->f, r->chain, r->chain_path, NULL);
+    if (r->cancel_on_body && r->n_body == r->cancel_on_body) {
+        r->cancelled = 1;
+        sl_upstream_cancel(r->x);
+        /* A second cancel-like call and a resume on a cancelled handle are
+         * not allowed by the API; only check we return cleanly. */
+        return 0;
+    }
+    if (r->pause_on_body && r->n_body == r->pause_on_body)
+        return SL_EAGAIN;
+    return 0;
+}
+
+static void cb_done(void *ud, int err, const char *msg)
+{
+    rec *r = ud;
+    if (r->cancelled)
+        r->after_cancel++;
+    r->n_done++;
+    r->err = err;
+    r->t_done = sl_now_ms();
+    snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "(null)");
+    if (r->chain && !r->chain_from_body)
+        r->chain_rc = start_rec(r->f, r->chain, r->chain_path, NULL);
+}
+
+static int start_rec(fx *f, rec *r, const char *path, const sl_upstream_req *tmpl)
+{
+    sl_upstream_req req = {0};
+    if (tmpl)
+        req = *tmpl;
+    req.url = fx_url(f, path);
+    if (!req.method)
+        req.method = "GET";
+    sl_upstream_cb cb = {r, cb_headers, cb_body, cb_done};
+    r->t_start = sl_now_ms();
+    return sl_upstream_start(f->pool, &req, &cb, &r->x);
+}
+
+static const char *body_str(rec *r) { return r->body.len ? r->body.data : ""; }
+
+/* ---------------- tests ---------------- */
+
+static void test_normal_response(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    EXPECT_EQ_INT(start_rec(&f, &r, "/ok", NULL), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.n_done, 1);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_INT(r.n_headers, 1);
+    EXPECT_EQ_INT(r.status, 200);
+    EXPECT_EQ_STR(r.ctype, "application/json");
+    EXPECT_EQ_INT((int)r.retry, -1);
+    EXPECT_EQ_STR(body_str(&r), "{\"ok\":true}");
+    sl_buf_free(&r.body);
+
+    /* POST: method, body, api key, extra header and the default content type. */
+    rec e;
+    rec_init(&e, &f);
+    sl_upstream_header h[] = {{"X-Request-Id", "req-42"}};
+    sl_upstream_req req = {.method = "POST", .api_key = "sk-secret", .body = "{\"m\":1}",
+                           .body_len = 7, .headers = h, .n_headers = 1};
+    EXPECT_EQ_INT(start_rec(&f, &e, "/echo", &req), 0);
+    run_until(&f, &e.n_done, 5000);
+    EXPECT_EQ_INT(e.err, 0);
+    EXPECT_EQ_INT(e.status, 201);
+    EXPECT_EQ_STR(body_str(&e), "POST|req-42|Bearer sk-secret|application/json|{\"m\":1}");
+    sl_buf_free(&e.body);
+
+    /* 404 is a successful transfer with a status. */
+    rec n;
+    rec_init(&n, &f);
+    EXPECT_EQ_INT(start_rec(&f, &n, "/nope", NULL), 0);
+    run_until(&f, &n.n_done, 5000);
+    EXPECT_EQ_INT(n.err, 0);
+    EXPECT_EQ_INT(n.status, 404);
+    sl_buf_free(&n.body);
+    fx_close(&f);
+}
+
+static void test_bad_requests_rejected(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    sl_upstream_req req = {.url = "file:///etc/passwd", .method = "GET"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.url = fx_url(&f, "/ok");
+    req.api_key = "sk\r\nX-Evil: 1";
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.api_key = NULL;
+    sl_upstream_header h[] = {{"X-Ok", "a\nb"}};
+    req.headers = h;
+    req.n_headers = 1;
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"Bad Name", "v"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.n_headers = 0;
+    req.method = "get";
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    run_for(&f, 50);
+    EXPECT_EQ_INT(r.n_headers + r.n_body + r.n_done, 0);
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 0);
+    fx_close(&f);
+}
+
+static void test_streaming_incremental(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 5000, .first_byte_timeout_ms = 5000};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/stream/5/80", &req), 0);
+    run_until(&f, &r.n_done, 10000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_STR(r.ctype, "text/event-stream");
+    EXPECT_EQ_STR(body_str(&r), "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n");
+    /* Delivered as it arrived: several calls, the first well before the end. */
+    EXPECT(r.n_body >= 4);
+    EXPECT(r.t_done - r.t_first_body >= 200);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+typedef struct resume_ctx {
+    rec *r;
+    int n_body_at_resume;
+    int n_done_at_resume;
+    int fired;
+} resume_ctx;
+
+static void on_resume_timer(uv_timer_t *t)
+{
+    resume_ctx *c = t->data;
+    c->n_body_at_resume = c->r->n_body;
+    c->n_done_at_resume = c->r->n_done;
+    c->fired = 1;
+    sl_upstream_resume(c->r->x);
+    /* Held bytes are delivered from the loop, never inside resume. */
+    EXPECT_EQ_INT(c->r->n_body, c->n_body_at_resume);
+}
+
+static void test_pause_resume(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    r.pause_on_body = 1;
+    /* The pause (400 ms) is longer than the idle timeout (150 ms): the idle
+     * deadline must not count time we spent paused. */
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 150};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/stream/6/10", &req), 0);
+    run_until(&f, &r.n_body, 5000);
+    EXPECT_EQ_INT(r.n_body, 1);
+    resume_ctx c = {&r, 0, 0, 0};
+    uv_timer_t t;
+    uv_timer_init(&f.loop, &t);
+    t.data = &c;
+    uv_timer_start(&t, on_resume_timer, 400, 0);
+    run_until(&f, &c.fired, 5000);
+    /* Nothing was delivered while paused, although the server sent it all. */
+    EXPECT_EQ_INT(c.n_body_at_resume, 1);
+    EXPECT_EQ_INT(c.n_done_at_resume, 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_STR(body_str(&r),
+                  "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\n");
+    uv_close((uv_handle_t *)&t, NULL);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_connect_refused(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    int port = 0;
+    int fd = listen_any(&port);
+    close(fd); /* now nothing listens there */
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.method = "GET", .connect_timeout_ms = 2000};
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+    req.url = url;
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, &r.x), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.n_done, 1);
+    EXPECT_EQ_INT(r.err, SL_EUPSTREAM);
+    EXPECT_EQ_INT(r.n_headers, 0);
+    EXPECT_CONTAINS(r.msg, "connect");
+    fx_close(&f);
+}
+
+static void test_first_byte_timeout(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true, .first_byte_timeout_ms = 150, .api_key = "sk-hidden"};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/slowbody/2000", &req), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, SL_ETIMEDOUT);
+    EXPECT_CONTAINS(r.msg, "first-byte");
+    EXPECT(strstr(r.msg, "sk-hidden") == NULL);
+    EXPECT_EQ_INT(r.n_headers, 1); /* headers came; the body did not */
+    EXPECT_EQ_INT(r.n_body, 0);
+    EXPECT(r.t_done - r.t_start >= 140 && r.t_done - r.t_start < 1500);
+    fx_close(&f);
+}
+
+static void test_idle_timeout(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true, .first_byte_timeout_ms = 3000, .idle_timeout_ms = 200};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/stall", &req), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, SL_ETIMEDOUT);
+    EXPECT_CONTAINS(r.msg, "idle");
+    EXPECT_EQ_STR(body_str(&r), "data: first\n\n");
+    EXPECT(r.t_done - r.t_first_body >= 190 && r.t_done - r.t_first_body < 2000);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_total_timeout(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 2000, .total_timeout_ms = 300};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/stream/100/20", &req), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, SL_ETIMEDOUT);
+    EXPECT_CONTAINS(r.msg, "total");
+    EXPECT(r.n_body >= 2);
+    EXPECT(r.t_done - r.t_start >= 290 && r.t_done - r.t_start < 2000);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_too_big(void)
+{
+    sl_upstream_limits lim = {.max_response_bytes = 10000};
+    fx f;
+    fx_open(&f, &lim);
+    rec r;
+    rec_init(&r, &f);
+    EXPECT_EQ_INT(start_rec(&f, &r, "/big/200000", NULL), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, SL_ETOOBIG);
+    EXPECT(r.body.len <= 10000);
+    sl_buf_free(&r.body);
+    /* Exactly at the cap is fine. */
+    rec ok;
+    rec_init(&ok, &f);
+    EXPECT_EQ_INT(start_rec(&f, &ok, "/big/10000", NULL), 0);
+    run_until(&f, &ok.n_done, 5000);
+    EXPECT_EQ_INT(ok.err, 0);
+    EXPECT_EQ_UINT(ok.body.len, 10000);
+    sl_buf_free(&ok.body);
+    fx_close(&f);
+}
+
+static void test_retry_after(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    EXPECT_EQ_INT(start_rec(&f, &r, "/retry", NULL), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_INT(r.status, 429);
+    EXPECT_NEAR(r.retry, 3.0, 1e-9);
+    sl_buf_free(&r.body);
+    rec d;
+    rec_init(&d, &f);
+    EXPECT_EQ_INT(start_rec(&f, &d, "/retrydate", NULL), 0);
+    run_until(&f, &d.n_done, 5000);
+    EXPECT_EQ_INT(d.status, 503);
+    EXPECT_NEAR(d.retry, 10.0, 2.0);
+    fx_close(&f);
+}
+
+static void test_truncated_chunked(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/truncated", &req), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, SL_EUPSTREAM);
+    EXPECT_EQ_STR(body_str(&r), "data: half\n\n");
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_reuse_one_connection(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec a, b, c;
+    rec_init(&a, &f);
+    rec_init(&b, &f);
+    rec_init(&c, &f);
+    EXPECT_EQ_INT(start_rec(&f, &a, "/ok", NULL), 0);
+    run_until(&f, &a.n_done, 5000);
+    /* b is started from outside callbacks, c from inside b's on_done. */
+    b.chain = &c;
+    b.chain_path = "/echo";
+    EXPECT_EQ_INT(start_rec(&f, &b, "/stream/3/0", NULL), 0);
+    run_until(&f, &c.n_done, 5000);
+    EXPECT_EQ_INT(a.err, 0);
+    EXPECT_EQ_INT(b.err, 0);
+    EXPECT_EQ_INT(b.chain_rc, 0);
+    EXPECT_EQ_INT(c.err, 0);
+    EXPECT_EQ_INT(c.status, 201);
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 3);
+    EXPECT_EQ_INT(atomic_load(&f.s.accepts), 1);
+    uint64_t opened = 0;
+    sl_upstream_pool_stats(f.pool, &opened, NULL);
+    EXPECT_EQ_UINT(opened, 1);
+    sl_buf_free(&a.body);
+    sl_buf_free(&b.body);
+    sl_buf_free(&c.body);
+    fx_close(&f);
+}
+
+typedef struct cancel_ctx {
+    rec *r;
+    int fired;
+} cancel_ctx;
+
+static void on_cancel_timer(uv_timer_t *t)
+{
+    cancel_ctx *c = t->data;
+    c->r->cancelled = 1;
+    sl_upstream_cancel(c->r->x);
+    c->fired = 1;
+}
+
+/* After a cancelled mid-stream transfer, the next request must come on a new
+ * connection: the old one still has the rest of the old response in flight. */
+static void check_next_is_new_connection(fx *f, int accepts_before)
+{
+    rec n;
+    rec_init(&n, f);
+    EXPECT_EQ_INT(start_rec(f, &n, "/ok", NULL), 0);
+    run_until(f, &n.n_done, 5000);
+    EXPECT_EQ_INT(n.err, 0);
+    EXPECT_EQ_INT(n.status, 200);
+    EXPECT_EQ_STR(body_str(&n), "{\"ok\":true}");
+    EXPECT_EQ_INT(atomic_load(&f->s.accepts), accepts_before + 1);
+    sl_buf_free(&n.body);
+}
+
+static void test_cancel_mid_stream(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    /* Warm one connection so that the cancelled transfer reuses it. */
+    rec w;
+    rec_init(&w, &f);
+    EXPECT_EQ_INT(start_rec(&f, &w, "/ok", NULL), 0);
+    run_until(&f, &w.n_done, 5000);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 100, .total_timeout_ms = 300};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/forever", &req), 0);
+    run_until(&f, &r.n_body, 5000);
+    EXPECT_EQ_INT(atomic_load(&f.s.accepts), 1);
+    cancel_ctx c = {&r, 0};
+    uv_timer_t t;
+    uv_timer_init(&f.loop, &t);
+    t.data = &c;
+    uv_timer_start(&t, on_cancel_timer, 30, 0);
+    run_until(&f, &c.fired, 5000);
+    run_for(&f, 400); /* past both timeouts: neither may fire */
+    EXPECT_EQ_INT(r.after_cancel, 0);
+    EXPECT_EQ_INT(r.n_done, 0);
+    check_next_is_new_connection(&f, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    sl_buf_free(&w.body);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_cancel_while_paused(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    r.pause_on_body = 1;
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/forever", &req), 0);
+    run_until(&f, &r.n_body, 5000);
+    run_for(&f, 100); /* libcurl now holds data and stops reading */
+    EXPECT_EQ_INT(r.n_body, 1);
+    r.cancelled = 1;
+    sl_upstream_cancel(r.x);
+    run_for(&f, 100);
+    EXPECT_EQ_INT(r.after_cancel, 0);
+    check_next_is_new_connection(&f, 1);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+static void test_cancel_inside_callbacks(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    /* From on_body, on the third body call. */
+    rec r;
+    rec_init(&r, &f);
+    r.cancel_on_body = 3;
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 100};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/forever", &req), 0);
+    run_until(&f, &r.cancelled, 5000);
+    EXPECT(r.cancelled);
+    run_for(&f, 250);
+    EXPECT_EQ_INT(r.after_cancel, 0);
+    EXPECT_EQ_INT(r.n_body, 3);
+    check_next_is_new_connection(&f, 1);
+    /* From on_headers. */
+    rec h;
+    rec_init(&h, &f);
+    h.cancel_on_headers = true;
+    EXPECT_EQ_INT(start_rec(&f, &h, "/forever", &req), 0);
+    run_until(&f, &h.cancelled, 5000);
+    run_for(&f, 250);
+    EXPECT_EQ_INT(h.n_headers, 1);
+    EXPECT_EQ_INT(h.after_cancel, 0);
+    EXPECT_EQ_INT(h.n_body, 0);
+    /* accepts: 1 (first), 2 (check), 3 (h) or reuse of check's; then new. */
+    check_next_is_new_connection(&f, atomic_load(&f.s.accepts));
+    sl_buf_free(&r.body);
+    sl_buf_free(&h.body);
+    fx_close(&f);
+}
+
+static void test_start_from_on_body(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec a, b;
+    rec_init(&a, &f);
+    rec_init(&b, &f);
+    a.chain = &b;
+    a.chain_path = "/ok";
+    a.chain_from_body = true;
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &a, "/stream/3/20", &req), 0);
+    run_until(&f, &a.n_done, 5000);
+    run_until(&f, &b.n_done, 5000);
+    EXPECT_EQ_INT(a.chain_rc, 0);
+    EXPECT_EQ_INT(a.err, 0);
+    EXPECT_EQ_INT(b.err, 0);
+    EXPECT_EQ_STR(body_str(&b), "{\"ok\":true}");
+    sl_buf_free(&a.body);
+    sl_buf_free(&b.body);
+    fx_close(&f);
+}
+
+/* Resume of A from inside B's on_headers (libcurl is on the stack). */
+static rec *resume_target;
+
+static void cb_headers_resume(void *ud, int status, const char *ct, double retry)
+{
+    cb_headers(ud, status, ct, retry);
+    sl_upstream_resume(resume_target->x);
+}
+
+static void test_resume_from_other_callback(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec a, b;
+    rec_init(&a, &f);
+    rec_init(&b, &f);
+    a.pause_on_body = 1;
+    sl_upstream_req req = {.stream = true, .idle_timeout_ms = 100};
+    EXPECT_EQ_INT(start_rec(&f, &a, "/stream/4/5", &req), 0);
+    run_until(&f, &a.n_body, 5000);
+    run_for(&f, 200); /* paused past the idle timeout */
+    EXPECT_EQ_INT(a.n_body, 1);
+    EXPECT_EQ_INT(a.n_done, 0);
+    resume_target = &a;
+    sl_upstream_req rb = {.url = fx_url(&f, "/ok"), .method = "GET"};
+    sl_upstream_cb cb = {&b, cb_headers_resume, cb_body, cb_done};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &rb, &cb, &b.x), 0);
+    run_until(&f, &a.n_done, 5000);
+    run_until(&f, &b.n_done, 5000);
+    EXPECT_EQ_INT(a.err, 0);
+    EXPECT_EQ_STR(body_str(&a), "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\n");
+    EXPECT_EQ_INT(b.err, 0);
+    sl_buf_free(&a.body);
+    sl_buf_free(&b.body);
+    fx_close(&f);
+}
+
+static void test_destroy_with_active_transfers(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r[3];
+    for (int i = 0; i < 3; i++) {
+        rec_init(&r[i], &f);
+        sl_upstream_req req = {.stream = true, .idle_timeout_ms = 50};
+        EXPECT_EQ_INT(start_rec(&f, &r[i], i == 2 ? "/stall" : "/forever", &req), 0);
+    }
+    run_until(&f, &r[2].n_body, 5000);
+    sl_upstream_pool_destroy(f.pool);
+    f.pool = NULL;
+    run_for(&f, 150);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ_INT(r[i].n_done, 0);
+        sl_buf_free(&r[i].body);
+    }
+    fx_close(&f); /* destroy(NULL) is a no-op; the loop must close cleanly */
+}
+
+int main(void)
+{
+    sl_upstream_global_init();
+    RUN(test_normal_response);
+    RUN(test_bad_requests_rejected);
+    RUN(test_streaming_incremental);
+    RUN(test_pause_resume);
+    RUN(test_connect_refused);
+    RUN(test_first_byte_timeout);
+    RUN(test_idle_timeout);
+    RUN(test_total_timeout);
+    RUN(test_too_big);
+    RUN(test_retry_after);
+    RUN(test_truncated_chunked);
+    RUN(test_reuse_one_connection);
+    RUN(test_cancel_mid_stream);
+    RUN(test_cancel_while_paused);
+    RUN(test_cancel_inside_callbacks);
+    RUN(test_start_from_on_body);
+    RUN(test_resume_from_other_callback);
+    RUN(test_destroy_with_active_transfers);
+    return TEST_REPORT();
+}
