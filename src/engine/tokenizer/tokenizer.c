@@ -72,14 +72,19 @@ static size_t utf8_next(const uint8_t *p, size_t n, uint32_t *cp)
     return len;
 }
 
-/* SPM splits text into characters by the lead byte alone (as SentencePiece
- * front ends do): stray continuation bytes count as one-byte characters and a
- * truncated sequence is clamped to the end. Byte fallback later makes any such
- * "character" that is not in the vocabulary lossless. */
-static size_t spm_char_len(uint8_t c)
+/* SPM splits text into characters by the lead byte (as SentencePiece front
+ * ends do): stray continuation bytes count as one-byte characters. A sequence
+ * also ends early at the end of the text or at a byte that is not a
+ * continuation byte, so that invalid UTF-8 never swallows a following
+ * character (such as an escaped space); byte fallback then keeps any invalid
+ * input lossless. */
+static size_t spm_char_len(const uint8_t *p, size_t n)
 {
     static const uint8_t by_high_nibble[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-    return by_high_nibble[c >> 4];
+    size_t want = SL_MIN((size_t)by_high_nibble[p[0] >> 4], n), len = 1;
+    while (len < want && (p[len] & 0xC0) == 0x80)
+        len++;
+    return len;
 }
 
 /* The byte-level BPE alphabet: printable ASCII and most of Latin-1 stand for
@@ -735,7 +740,7 @@ static int make_symbols(session *s, const uint8_t *widths)
         return SL_ENOMEM;
     s->n_syms = 0;
     for (size_t off = 0, k = 0; off < s->n_buf; k++) {
-        size_t n = widths ? widths[k] : SL_MIN(spm_char_len((uint8_t)s->buf[off]), s->n_buf - off);
+        size_t n = widths ? widths[k] : spm_char_len((const uint8_t *)s->buf + off, s->n_buf - off);
         int32_t i = (int32_t)s->n_syms++;
         s->syms[i] = (sym){off, n, i - 1, -1};
         if (i > 0)
