@@ -983,6 +983,8 @@ int32_t sl_tok_bos(const sl_tokenizer *t) { return t->bos_id; }
 int32_t sl_tok_eos(const sl_tokenizer *t) { return t->eos_id; }
 int32_t sl_tok_eot(const sl_tokenizer *t) { return t->eot_id; }
 
+bool sl_tok_adds_bos(const sl_tokenizer *t) { return t->add_bos; }
+
 bool sl_tok_is_eog(const sl_tokenizer *t, int32_t id)
 {
     return id >= 0 && (id == t->eos_id || id == t->eot_id);

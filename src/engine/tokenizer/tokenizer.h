@@ -102,6 +102,8 @@ sl_tok_kind sl_tok_get_kind(const sl_tokenizer *t);
 int32_t sl_tok_bos(const sl_tokenizer *t);
 int32_t sl_tok_eos(const sl_tokenizer *t);
 int32_t sl_tok_eot(const sl_tokenizer *t);
+/* Returns true when sl_tok_encode(add_bos = true) prepends BOS for this vocabulary. */
+bool sl_tok_adds_bos(const sl_tokenizer *t);
 /* Returns true when id ends generation (eos or eot). */
 bool sl_tok_is_eog(const sl_tokenizer *t, int32_t id);
 /* Returns the token's type (SL_TOK_TYPE_*), or -1 for a bad id. */

@@ -163,6 +163,8 @@ static void test_bos_and_empty(void)
     check_empty(GPT2, true, 0, 0);      /* add_bos_token false in this vocab */
     check_empty(GPT2_BOS, true, 1, BPE_EOT);
     check_empty(GPT2_BOS, false, 0, 0);
+    EXPECT(sl_tok_adds_bos(GPT2_BOS));
+    EXPECT(!sl_tok_adds_bos(GPT2));
     EXPECT_IDS(GPT2_BOS, "hello", true, false, BPE_EOT, BPE_HELLO);
     EXPECT_IDS(GPT2, "hello", true, false, BPE_HELLO);
 }
