@@ -331,6 +331,46 @@ static void test_roundtrip(void)
     }
 }
 
+/* Every allocation of create and encode fails in turn: each failure is an
+ * SL_ENOMEM (or, inside the optional JIT, a silent fallback) and leaks nothing
+ * (the ASan build checks leaks). */
+static void test_alloc_failures(void)
+{
+    size_t live = sl_alloc_live_bytes();
+    bool created = false;
+    tv_quiet = true;
+    for (long k = 1; k < 5000 && !created; k++) {
+        sl_alloc_fail_after(k);
+        sl_tokenizer *t = tv_make_bpe(&V, "llama3", true);
+        sl_alloc_fail_after(0);
+        if (t) {
+            created = true;
+            sl_tok_destroy(t);
+        }
+    }
+    tv_quiet = false;
+    EXPECT(created);
+    EXPECT_EQ_UINT(sl_alloc_live_bytes(), live);
+    bool encoded = false;
+    const char *s = "<|im_start|>hello  world 12345 \xF0\x9F\x98\x80";
+    for (long k = 1; k < 5000 && !encoded; k++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        sl_alloc_fail_after(k);
+        int rc = sl_tok_encode(LLAMA3, s, strlen(s), true, true, &ids, &n);
+        sl_alloc_fail_after(0);
+        if (rc == 0) {
+            encoded = true;
+            sl_free(ids);
+        } else {
+            EXPECT_EQ_INT(rc, SL_ENOMEM);
+            EXPECT(ids == NULL);
+        }
+    }
+    EXPECT(encoded);
+    EXPECT_EQ_UINT(sl_alloc_live_bytes(), live);
+}
+
 int main(void)
 {
     tv_build_bpe(&V);
@@ -351,6 +391,7 @@ int main(void)
         RUN(test_bos_and_empty);
         RUN(test_pieces);
         RUN(test_roundtrip);
+        RUN(test_alloc_failures);
     }
     RUN(test_errors);
     sl_tok_destroy(GPT2);

@@ -10,6 +10,9 @@
 
 #define TV_MAX 400
 
+/* Set to silence creation errors (allocation-failure loops). */
+static bool tv_quiet __attribute__((unused));
+
 typedef struct tv_vocab {
     char *tok[TV_MAX];
     float score[TV_MAX];
@@ -140,7 +143,7 @@ static inline sl_tokenizer *tv_make_bpe(tv_vocab *v, const char *pre, bool add_b
     };
     sl_tokenizer *t = NULL;
     char err[256];
-    if (sl_tok_create(&d, &t, err, sizeof err) != 0)
+    if (sl_tok_create(&d, &t, err, sizeof err) != 0 && !tv_quiet)
         fprintf(stderr, "tv_make_bpe: %s\n", err);
     return t;
 }
@@ -203,7 +206,7 @@ static inline sl_tokenizer *tv_make_spm(tv_vocab *v, bool add_space_prefix)
     };
     sl_tokenizer *t = NULL;
     char err[256];
-    if (sl_tok_create(&d, &t, err, sizeof err) != 0)
+    if (sl_tok_create(&d, &t, err, sizeof err) != 0 && !tv_quiet)
         fprintf(stderr, "tv_make_spm: %s\n", err);
     return t;
 }
