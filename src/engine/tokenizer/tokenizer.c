@@ -10,6 +10,7 @@
  * the leftmost pair (key = -score for SPM, rank for BPE). */
 #include "engine/tokenizer/tok_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -418,8 +419,9 @@ int sl_tok_create(const sl_tok_vocab *v, sl_tokenizer **out, char *err, size_t e
         t->text_off[i] = at;
         t->text_len[i] = (uint32_t)l;
         at += l;
+        /* a NaN score (corrupt file) would break the merge order: rank it last */
         if (v->scores)
-            t->scores[i] = v->scores[i];
+            t->scores[i] = isnan(v->scores[i]) ? -INFINITY : v->scores[i];
         int32_t ty = v->types ? v->types[i] : SL_TOK_TYPE_NORMAL;
         if (ty < SL_TOK_TYPE_UNDEFINED || ty > SL_TOK_TYPE_BYTE)
             ty = SL_TOK_TYPE_NORMAL;
@@ -851,7 +853,7 @@ static int partition(const sl_tokenizer *t, const char *p, size_t n, bool parse_
         return SL_ENOMEM;
     if (n > 0)
         f[nf++] = (frag){-1, 0, n};
-    for (size_t si = 0; si < t->n_special; si++) {
+    for (size_t si = 0; si < t->n_special && n > 0; si++) {
         int32_t id = t->special[si];
         uint8_t ty = t->types[id];
         if (!parse_special && (ty == SL_TOK_TYPE_CONTROL || ty == SL_TOK_TYPE_UNKNOWN))

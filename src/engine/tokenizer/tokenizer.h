@@ -18,6 +18,15 @@
  * raw text before the algorithms above run, longest first: user-defined ones
  * always, control and unknown ones only when the caller asks (parse_special).
  *
+ * SPM puts one space (U+2581) before the text at the start and after every
+ * special token when add_space_prefix is set; decoding with
+ * SL_TOK_DEC_STRIP_SPACE removes the one at the start again (so text without
+ * special tokens round-trips), while the ones after special tokens stay.
+ * Invalid UTF-8 input is kept lossless: SPM ends a character at the first
+ * byte that is not a continuation byte and falls back to byte tokens; BPE
+ * makes each run of bytes the pre-tokenizer cannot match (only invalid UTF-8)
+ * a pre-token of its own instead of substituting U+FFFD.
+ *
  * The tokenizer owns copies of everything it needs and is immutable after
  * creation, so one instance may be shared by any number of threads.
  * Decoding is per token (sl_tok_piece) or streaming (sl_tok_decoder), which

@@ -163,6 +163,11 @@ static void test_bos_and_empty(void)
     check_empty(GPT2, true, 0, 0);      /* add_bos_token false in this vocab */
     check_empty(GPT2_BOS, true, 1, BPE_EOT);
     check_empty(GPT2_BOS, false, 0, 0);
+    int32_t *ids = NULL;
+    size_t n = 7;
+    EXPECT_EQ_INT(sl_tok_encode(GPT2_BOS, NULL, 0, true, true, &ids, &n), 0); /* NULL with length 0 */
+    EXPECT_EQ_UINT(n, 1);
+    sl_free(ids);
     EXPECT(sl_tok_adds_bos(GPT2_BOS));
     EXPECT(!sl_tok_adds_bos(GPT2));
     EXPECT_IDS(GPT2_BOS, "hello", true, false, BPE_EOT, BPE_HELLO);
