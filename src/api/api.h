@@ -213,6 +213,11 @@ int sl_api_models_list(const sl_api_model *models, size_t n, sl_buf *out);
 int sl_api_model_object(const sl_api_model *m, sl_buf *out);
 
 /* ---- helpers shared with other encoders ---- */
+/* Flags for every JSON this layer re-serialises: compact, and reals printed
+ * with 15 significant digits, the most a double always round-trips through
+ * decimal, so a client's 0.2 goes upstream as 0.2 rather than
+ * 0.20000000000000001 (float32 embeddings, needing 9, are kept exactly). */
+#define SL_API_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 /* Appends s (n bytes) as a quoted JSON string; invalid UTF-8 becomes U+FFFD.
  * Returns 0 or SL_ETOOBIG/SL_ENOMEM (out may hold a partial string then). */
 int sl_api_json_quote(sl_buf *out, const char *s, size_t n);

@@ -866,7 +866,7 @@ int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf
         }
     }
     size_t mark = out->len;
-    if (json_dump_callback(copy, dump_to_buf, out, JSON_COMPACT)) {
+    if (json_dump_callback(copy, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS)) {
         out->len = mark;
         if (out->data)
             out->data[mark] = 0;
