@@ -509,6 +509,29 @@ static void test_embeddings_inputs(void)
     EXPECT_EQ_INT(r->n_token_inputs, 2);
     sl_request_release(r);
 
+    /* the entry limit counts inputs, not the token ids of a single input */
+    sl_buf b;
+    sl_buf_init(&b, 1 << 16);
+    sl_buf_append_str(&b, "{'model':'m','input':[0");
+    for (int i = 1; i < 3000; i++)
+        sl_buf_appendf(&b, ",%d", i);
+    sl_buf_append_str(&b, "]}");
+    r = decode_ok(SL_API_EMBEDDINGS, b.data, a);
+    EXPECT(r != NULL);
+    if (r) {
+        EXPECT_EQ_INT(r->n_token_inputs, 1);
+        sl_request_release(r);
+    }
+    sl_buf_reset(&b);
+    sl_buf_append_str(&b, "{'model':'m','input':['a'");
+    for (int i = 1; i < SL_API_MAX_EMBED_INPUTS + 1; i++)
+        sl_buf_append_str(&b, ",'a'");
+    sl_buf_append_str(&b, "]}");
+    EXPECT(decode(SL_API_EMBEDDINGS, b.data, a) == NULL);
+    EXPECT_EQ_STR(last_err.param, "input");
+    EXPECT_CONTAINS(last_err.message, "at most 2048 entries, got 2049");
+    sl_buf_free(&b);
+
     /* embeddings ignore sampling fields (they pass through) but never stream usage */
     r = decode_ok(SL_API_EMBEDDINGS, EMB(",'input':'q','temperature':9"), a);
     EXPECT(r != NULL);
