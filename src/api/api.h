@@ -164,8 +164,8 @@ void sl_request_release(sl_request *r);
  * replaced by upstream_model and, for streaming chat/completions,
  * stream_options.include_usage forced true so that the gateway can count
  * tokens (r->include_usage remembers what the client asked; drop usage-only
- * chunks when it is false). r is not modified. Returns 0, SL_ETOOBIG or
- * SL_ENOMEM (out unchanged on failure). */
+ * chunks when it is false). r is not modified. Returns 0, SL_ETOOBIG,
+ * SL_ENOMEM, or SL_EINVAL when upstream_model is not UTF-8 (out unchanged on failure). */
 int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf *out);
 
 /* ---- responses ---- */
@@ -180,7 +180,8 @@ typedef struct sl_usage {
 int sl_api_parse_response(const char *body, size_t len, sl_usage *usage);
 /* Appends data to out with its top-level "model" replaced by client_model
  * (left as is when absent). Works for whole responses and streamed chunks.
- * Returns 0, SL_EPARSE (not a JSON object; out unchanged), SL_ETOOBIG or SL_ENOMEM. */
+ * Returns 0, SL_EPARSE (not a JSON object), SL_EINVAL (client_model not UTF-8),
+ * SL_ETOOBIG or SL_ENOMEM; out is unchanged on failure. */
 int sl_api_rewrite_model(const char *data, size_t len, const char *client_model, sl_buf *out);
 /* Inspects one streamed chunk's data payload (the JSON after "data: "; the
  * caller handles "[DONE]"). Every out-parameter may be NULL. *usage is written
@@ -213,6 +214,11 @@ int sl_api_models_list(const sl_api_model *models, size_t n, sl_buf *out);
 int sl_api_model_object(const sl_api_model *m, sl_buf *out);
 
 /* ---- helpers shared with other encoders ---- */
+/* Flags for every JSON this layer re-serialises: compact, and reals printed
+ * with 15 significant digits, the most a double always round-trips through
+ * decimal, so a client's 0.2 goes upstream as 0.2 rather than
+ * 0.20000000000000001 (float32 embeddings, needing 9, are kept exactly). */
+#define SL_API_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 /* Appends s (n bytes) as a quoted JSON string; invalid UTF-8 becomes U+FFFD.
  * Returns 0 or SL_ETOOBIG/SL_ENOMEM (out may hold a partial string then). */
 int sl_api_json_quote(sl_buf *out, const char *s, size_t n);

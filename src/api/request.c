@@ -444,8 +444,6 @@ static int decode_text_or_tokens(vctx *v, json_t *root, const char *key, bool al
     size_t n = json_array_size(j);
     if (n == 0)
         return bad(v, "invalid_value", key, "'%s' must not be an empty array.", key);
-    if (n > max_items)
-        return bad(v, "invalid_value", key, "'%s' must have at most %zu entries, got %zu.", key, max_items, n);
     json_t *first = json_array_get(j, 0);
     if (json_is_integer(first)) { /* one prompt given as token ids */
         int rc = check_tokens(v, j, key);
@@ -454,6 +452,8 @@ static int decode_text_or_tokens(vctx *v, json_t *root, const char *key, bool al
         *n_tok = 1;
         return 0;
     }
+    if (n > max_items)
+        return bad(v, "invalid_value", key, "'%s' must have at most %zu entries, got %zu.", key, max_items, n);
     if (json_is_string(first)) {
         *strs = sl_arena_alloc(v->arena, n * sizeof **strs);
         if (!*strs)
@@ -866,7 +866,7 @@ int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf
         }
     }
     size_t mark = out->len;
-    if (json_dump_callback(copy, dump_to_buf, out, JSON_COMPACT)) {
+    if (json_dump_callback(copy, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS)) {
         out->len = mark;
         if (out->data)
             out->data[mark] = 0;

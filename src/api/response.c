@@ -123,7 +123,7 @@ int sl_api_rewrite_model(const char *data, size_t len, const char *client_model,
         }
     }
     size_t mark = out->len;
-    if (json_dump_callback(root, dump_to_buf, out, JSON_COMPACT)) {
+    if (json_dump_callback(root, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS)) {
         out->len = mark;
         if (out->data)
             out->data[mark] = 0;
