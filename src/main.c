@@ -12,6 +12,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", sl_cmd_version, "print the version"},
+    {"bench", sl_cmd_bench, "load-test an OpenAI-compatible endpoint"},
 };
 
 static void usage(FILE *out)
