@@ -15,6 +15,7 @@ static const command commands[] = {
     {"serve", sl_cmd_serve, "run the OpenAI-compatible gateway"},
     {"version", sl_cmd_version, "print the version"},
     {"config", sl_cmd_config, "check a config file (config check FILE)"},
+    {"bench", sl_cmd_bench, "load-test an OpenAI-compatible endpoint"},
 };
 
 static void usage(FILE *out)

@@ -613,7 +613,9 @@ static void handle_generate(conn *c, gen_kind kind, json_t *root)
     g->stream = json_is_true(json_object_get(root, "stream"));
     g->include_usage = json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
     g->ntokens = (size_t)o.tokens;
-    g->finish_length = true; /* it hit the configured length */
+    /* OpenAI semantics: "stop" when the reply ends by itself (its configured
+     * length), "length" when the request's max_tokens cut it short */
+    g->finish_length = false;
     const char *caps[] = {"max_tokens", "max_completion_tokens"};
     for (size_t i = 0; i < SL_ARRAY_LEN(caps); i++) {
         const json_t *v = json_object_get(root, caps[i]);
@@ -626,7 +628,7 @@ static void handle_generate(conn *c, gen_kind kind, json_t *root)
         }
         if ((uint64_t)json_integer_value(v) < g->ntokens) {
             g->ntokens = (size_t)json_integer_value(v);
-            g->finish_length = false; /* capped below --tokens by the request */
+            g->finish_length = true; /* capped below --tokens by the request */
         }
     }
     start_generation(c);

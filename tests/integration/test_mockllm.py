@@ -57,7 +57,7 @@ def t_chat_nonstream(m):
     check(isinstance(j["created"], int), "created")
     c = j["choices"][0]
     check_eq(c["message"], {"role": "assistant", "content": "hello world hello world hello"}, "message")
-    check_eq(c["finish_reason"], "length", "finish_reason")
+    check_eq(c["finish_reason"], "stop", "finish_reason (the reply ended by itself)")
     # prompt words: "be brief" + "hello world"
     check_eq(j["usage"], {"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}, "usage")
 
@@ -67,7 +67,7 @@ def t_chat_nonstream(m):
     r = harness.post_json(m.port, CHAT, chat_body("a b c", max_tokens=4))
     j = r.json()
     check_eq(j["choices"][0]["message"]["content"], "a b c a", "capped content")
-    check_eq(j["choices"][0]["finish_reason"], "stop", "finish below --tokens")
+    check_eq(j["choices"][0]["finish_reason"], "length", "max_tokens cut the reply")
     r = harness.post_json(m.port, CHAT, chat_body("x", max_completion_tokens=2))
     check_eq(r.json()["usage"]["completion_tokens"], 2, "max_completion_tokens")
     # no words in the last user message: "mock"
@@ -106,7 +106,7 @@ def t_chat_stream(m):
     text = "".join(e["choices"][0]["delta"].get("content", "") for e in evs[:4])
     check_eq(text, "alpha beta gamma alpha", "streamed text")
     check(all(e["choices"][0]["finish_reason"] is None for e in evs[:4]), "no early finish")
-    check_eq(evs[4]["choices"][0]["finish_reason"], "length", "finish chunk")
+    check_eq(evs[4]["choices"][0]["finish_reason"], "stop", "finish chunk")
     check_eq(evs[5]["choices"], [], "usage chunk has empty choices")
     check_eq(evs[5]["usage"], {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}, "usage")
 
@@ -122,7 +122,7 @@ def t_completions_stream(m):
     evs = s.json_events()
     check_eq([e["object"] for e in evs], ["text_completion"] * 4, "objects")
     check_eq("".join(e["choices"][0]["text"] for e in evs), "p q p", "text")
-    check_eq(evs[-1]["choices"][0]["finish_reason"], "length", "finish")
+    check_eq(evs[-1]["choices"][0]["finish_reason"], "stop", "finish")
 
 
 def t_errors(m):
