@@ -12,6 +12,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"version", sl_cmd_version, "print the version"},
+    {"model", sl_cmd_model, "inspect a GGUF model file (model info FILE)"},
 };
 
 static void usage(FILE *out)

@@ -7,5 +7,6 @@
 #define SL_CLI_H
 
 int sl_cmd_version(int argc, char **argv);
+int sl_cmd_model(int argc, char **argv);
 
 #endif
