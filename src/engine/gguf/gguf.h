@@ -11,7 +11,9 @@
  * below is bounds-safe without further checks. Strings and tensor data are
  * handed out as pointers into the mapping; they live as long as the handle.
  * The reader owns the mapping and a small index (keys, array elements, tensor
- * table); nothing is copied from the file.
+ * table); nothing is copied from the file. A handle never changes after open,
+ * so any number of threads may read it at once. A file truncated by someone
+ * else while it is mapped cannot be guarded against (the kernel raises SIGBUS).
  *
  * The writer builds a GGUF v3 file in memory or on disk (tests, `sluice train`).
  *
