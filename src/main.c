@@ -16,6 +16,7 @@ static const command commands[] = {
     {"version", sl_cmd_version, "print the version"},
     {"config", sl_cmd_config, "check a config file (config check FILE)"},
     {"bench", sl_cmd_bench, "load-test an OpenAI-compatible endpoint"},
+    {"model", sl_cmd_model, "inspect a GGUF model file (model info FILE)"},
 };
 
 static void usage(FILE *out)

@@ -10,5 +10,6 @@ int sl_cmd_version(int argc, char **argv);
 int sl_cmd_serve(int argc, char **argv);
 int sl_cmd_config(int argc, char **argv);   /* config check FILE */
 int sl_cmd_bench(int argc, char **argv);
+int sl_cmd_model(int argc, char **argv);
 
 #endif
