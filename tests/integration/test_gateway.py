@@ -300,6 +300,47 @@ def test_slowloris(mock):
         check_eq(chat(s.port).status, 200, "the worker still serves")
 
 
+def test_overload_503_and_connection_cap():
+    with harness.start_mockllm() as mock:
+        cfg = harness.mock_config([mock.port], extra_params="max_concurrency: 1",
+                                  server="max_connections: 3")
+        with harness.Sluice(cfg) as s:
+            result = {}
+
+            def slow():
+                result["r"] = chat(s.port, {"mock": {"ttft_ms": 1500}})
+
+            t = threading.Thread(target=slow)
+            t.start()
+            deadline = time.time() + 5
+            while time.time() < deadline and mock_stats(mock)["active_requests"] == 0:
+                time.sleep(0.02)
+            t0 = time.time()
+            r = chat(s.port)
+            e = assert_openai_error(r, 503, code="overloaded")
+            check(time.time() - t0 < 1.0, "shed at once, not queued")
+            check(r.headers.get("retry-after", "").isdigit(), f"Retry-After: {r.headers}")
+            check("concurrency" in e["message"], e["message"])
+            t.join()
+            check_eq(result["r"].status, 200, "the admitted request finished")
+            # connections beyond server.max_connections are closed at once
+            held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
+            time.sleep(0.3)
+            extra = socket.create_connection(("127.0.0.1", s.port))
+            extra.settimeout(3)
+            try:
+                extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                got = extra.recv(100)
+            except (ConnectionResetError, BrokenPipeError):
+                got = b""
+            check_eq(got, b"", "the 4th connection is closed without an answer")
+            extra.close()
+            for c in held:
+                c.close()
+            time.sleep(0.3)
+            check_eq(chat(s.port).status, 200, "served again once connections closed")
+
+
 def test_sighup_reload():
     with harness.start_mockllm() as mock:
         with harness.Sluice(harness.mock_config([mock.port])) as s:
@@ -370,7 +411,8 @@ def main():
                    test_request_id_and_health, test_slowloris):
             suite.run(fn, mock)
     for fn in (test_auth, test_upstream_errors_and_retries, test_upstream_down_and_fallback, test_timeouts,
-               test_mid_stream_cut, test_client_disconnect_cancels_upstream, test_sighup_reload,
+               test_mid_stream_cut, test_client_disconnect_cancels_upstream,
+               test_overload_503_and_connection_cap, test_sighup_reload,
                test_sigterm_drain):
         suite.run(fn)
     return suite.report()
