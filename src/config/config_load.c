@@ -1292,6 +1292,65 @@ static void finish_diags(sl_config_diags *d, size_t start, const char *const *se
 
 /* ---- entry points ---- */
 
+/* Returns the offset of the first byte that is not part of well-formed UTF-8
+ * (no overlongs, surrogates or code points past U+10FFFF), or len. Checked
+ * before libfyaml sees the text: a config is UTF-8 text, and some malformed
+ * sequences (inside a % directive) make libfyaml 0.7 loop forever. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the second byte */
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;          /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F;          /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;          /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F;          /* past U+10FFFF */
+        } else {
+            return i;
+        }
+        if (i + n >= len)           /* truncated at the end */
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* 1-based line and column (in bytes) of offset off in s. */
+static void line_col(const char *s, size_t off, int *line, int *col)
+{
+    int l = 1, c = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (s[i] == '\n') {
+            l++;
+            c = 1;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *col = c;
+}
+
 int sl_config_load_string(const char *yaml, size_t len, const char *name, sl_config **out, sl_config_diags *diags)
 {
     *out = NULL;
@@ -1311,6 +1370,15 @@ int sl_config_load_string(const char *yaml, size_t len, const char *name, sl_con
     if (nul) {
         sl_config_diag_addf(d, true, 0, 0, "the file contains a NUL byte at offset %zu; a config is text",
                             (size_t)(nul - yaml));
+        rc = SL_EPARSE;
+        goto done;
+    }
+    size_t bad = yaml ? utf8_invalid_at((const unsigned char *)yaml, len) : len;
+    if (bad < len) {
+        int l, col;
+        line_col(yaml, bad, &l, &col);
+        sl_config_diag_addf(d, true, l, col, "the file is not valid UTF-8 (byte 0x%02X at offset %zu); a config is "
+                            "UTF-8 text", (unsigned char)yaml[bad], bad);
         rc = SL_EPARSE;
         goto done;
     }

@@ -17,6 +17,8 @@ typedef struct frame {
 
 typedef struct builder {
     sl_arena *a;
+    const char *src;        /* the whole input, for single-quoted scalars */
+    size_t src_len;
     sl_config_diags *d;
     frame stack[SL_CONFIG_MAX_DEPTH];
     int depth;
@@ -127,6 +129,59 @@ static void close_collection(builder *b)
     b->depth--;
 }
 
+/* Unfolds a single-quoted scalar from the source text, starting just after
+ * its opening quote: '' is one quote, a line break folds to a space, n empty
+ * lines to n newlines, and whitespace around breaks is dropped (YAML 1.2
+ * 7.3.2). We do this ourselves because libfyaml 0.7 leaks the buffer it
+ * builds for such scalars when they hold many '' escapes. Returns the
+ * arena copy, or NULL when the source does not look as expected (the caller
+ * then falls back to libfyaml's text). */
+static char *unfold_single_quoted(builder *b, size_t start, size_t *len_out)
+{
+    const char *s = b->src;
+    size_t n = b->src_len;
+    if (start == 0 || start > n || s[start - 1] != '\'')
+        return NULL;
+    /* the result is never longer than the raw text */
+    size_t end = start;
+    while (end < n && !(s[end] == '\'' && (end + 1 >= n || s[end + 1] != '\'')))
+        end += s[end] == '\'' ? 2 : 1;
+    if (end >= n)
+        return NULL;
+    char *out = sl_arena_alloc(b->a, end - start + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0, i = start;
+    while (i < end) {
+        char c = s[i];
+        if (c == '\'') {
+            out[o++] = '\'';
+            i += 2;
+        } else if (c == '\n' || c == '\r') {
+            while (o > 0 && (out[o - 1] == ' ' || out[o - 1] == '\t'))
+                o--;
+            size_t breaks = 0;
+            while (i < end && (s[i] == '\n' || s[i] == '\r')) {
+                i += (s[i] == '\r' && i + 1 < end && s[i + 1] == '\n') ? 2 : 1;
+                breaks++;
+                while (i < end && (s[i] == ' ' || s[i] == '\t'))
+                    i++;
+            }
+            if (breaks == 1)
+                out[o++] = ' ';
+            else
+                for (size_t k = 1; k < breaks; k++)
+                    out[o++] = '\n';
+        } else {
+            out[o++] = c;
+            i++;
+        }
+    }
+    out[o] = '\0';
+    *len_out = o;
+    return out;
+}
+
 static void add_scalar(builder *b, struct fy_event *e)
 {
     cfg_node *n = new_node(b, CFG_SCALAR, fy_event_start_mark(e));
@@ -134,8 +189,22 @@ static void add_scalar(builder *b, struct fy_event *e)
         return;
     struct fy_token *tok = e->scalar.value;
     size_t len = 0;
-    const char *t = tok ? fy_token_get_text(tok, &len) : NULL;
     enum fy_scalar_style style = tok ? fy_token_scalar_style(tok) : FYSS_PLAIN;
+    const char *t = NULL;
+    if (style == FYSS_SINGLE_QUOTED) {
+        const struct fy_mark *m = fy_token_start_mark(tok);
+        char *u = m ? unfold_single_quoted(b, m->input_pos, &len) : NULL;
+        if (u) {
+            n->text = u;
+            n->len = len;
+            n->plain = false;
+            if (n->col > 1)
+                n->col--;
+            attach(b, n);
+            return;
+        }
+    }
+    t = tok ? fy_token_get_text(tok, &len) : NULL;
     n->plain = style == FYSS_PLAIN;
     /* a quoted scalar's mark sits after its opening quote; point at the quote */
     if ((style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED) && n->col > 1)
@@ -224,7 +293,7 @@ int sl_config_yaml_parse(sl_arena *a, const char *src, size_t len, cfg_node **ro
         fy_diag_destroy(diag);
         return SL_ENOMEM;
     }
-    builder b = {.a = a, .d = d};
+    builder b = {.a = a, .d = d, .src = src, .src_len = len};
     int rc = 0;
     if (fy_parser_set_string(p, src, len) != 0) {
         rc = SL_ENOMEM;

@@ -4,6 +4,7 @@
 #include "config/config.h"
 #include "core/core.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +21,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl_config *c = NULL;
     sl_config_diags d = {0};
     int rc = sl_config_load_string((const char *)data, size, "fuzz.yaml", &c, &d);
+    /* the env value is a secret only when the input does not spell it out
+     * itself (then it is just text the fuzzer wrote, e.g. a key name) */
+    static const char secret[] = "fuzz-secret-value-123";
+    bool check_secret = !memmem(data, size, secret, sizeof secret - 1);
     char line[700];
-    for (size_t i = 0; i < d.n; i++) {
+    for (size_t i = 0; check_secret && i < d.n; i++) {
         sl_config_diag_format("fuzz.yaml", &d.items[i], line, sizeof line);
         /* the resolved secret must never appear in a message */
-        if (strstr(line, "fuzz-secret-value-123"))
+        if (strstr(line, secret))
             abort();
     }
     if (rc == 0) {

@@ -543,6 +543,38 @@ static void test_litellm_forms_and_warnings(void)
     sl_config_diags_free(&d);
 }
 
+/* Single-quoted scalars are unfolded by our own code (see config_yaml.c);
+ * the goldens follow YAML 1.2 section 7.3.2 and match libfyaml's output. */
+static void test_single_quoted_scalars(void)
+{
+    static const struct { const char *yaml_value, *want; } cases[] = {
+        {"'it''s'", "it's"},
+        {"'one\n      two\n\n      three  \n       four'", "one two\nthree four"},
+        {"' lead and trail '", " lead and trail "},
+        {"'x\r\n      y'", "x y"},
+        {"'p\n\n\n      q'", "p\n\nq"},
+        {"''''''''''''''''''''''''''''", "'''''''''''''"},   /* 13 escapes: libfyaml 0.7 leaked here */
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        char y[512];
+        snprintf(y, sizeof y,
+                 "model_list:\n- model_name: m\n  params:\n    provider: local\n    model: x\n"
+                 "    chat_template: %s\n",
+                 cases[i].yaml_value);
+        sl_config *c = NULL;
+        sl_config_diags d = {0};
+        EXPECT_EQ_INT(load(y, &c, &d), 0);
+        if (c)
+            EXPECT_EQ_STR(c->backends[0].chat_template, cases[i].want);
+        else
+            dump(&d);
+        sl_config_release(c);
+        sl_config_diags_free(&d);
+    }
+    /* the mark points at the opening quote */
+    expect_one_error("server:\n  log_level: 'loud'\n", SL_EINVAL, 2, 14, "server.log_level: expected one of");
+}
+
 static void test_limits(void)
 {
     sl_config *c = NULL;
@@ -570,6 +602,31 @@ static void test_limits(void)
     /* a NUL byte */
     EXPECT_EQ_INT(sl_config_load_string("a: 1\0b: 2\n", 10, "n.yaml", &c, &d), SL_EPARSE);
     EXPECT(find(&d, "NUL byte at offset 4") != NULL);
+    sl_config_diags_free(&d);
+
+    /* invalid UTF-8 is refused before the YAML parser sees it (some such
+     * inputs inside a % directive made libfyaml loop forever) */
+    EXPECT_EQ_INT(load("%s\xff\xff\n", &c, &d), SL_EPARSE);
+    EXPECT(find(&d, "not valid UTF-8 (byte 0xFF at offset 2)") != NULL);
+    sl_config_diags_free(&d);
+    static const char *const bad_utf8[] = {"a: \xc0\xaf\n", "a: \xed\xa0\x80\n", "a: \xf4\x90\x80\x80\n",
+                                           "a: \xe2\x82\n", "a: b\n\xe2"};
+    for (size_t i = 0; i < SL_ARRAY_LEN(bad_utf8); i++) {
+        EXPECT_EQ_INT(load(bad_utf8[i], &c, &d), SL_EPARSE);
+        EXPECT_EQ_UINT(d.n, 1);
+        sl_config_diags_free(&d);
+    }
+    const sl_config_diag *u;
+    EXPECT_EQ_INT(load("server:\n  host: caf\xc3\xa9\xff\n", &c, &d), SL_EPARSE);
+    u = find(&d, "UTF-8");
+    EXPECT(u && u->line == 2 && u->col == 14);
+    sl_config_diags_free(&d);
+    /* well-formed multi-byte text is fine */
+    EXPECT_EQ_INT(load("model_list:\n- model_name: \"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"\n"
+                       "  params: {api_base: http://h, model: x}\n", &c, &d), 0);
+    if (c)
+        EXPECT_EQ_STR(c->backends[0].model_name, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+    sl_config_release(c);
     sl_config_diags_free(&d);
 
     /* NULL diags is allowed */
@@ -774,6 +831,7 @@ int main(void)
     RUN(test_collects_all_errors);
     RUN(test_secrets_never_echoed);
     RUN(test_litellm_forms_and_warnings);
+    RUN(test_single_quoted_scalars);
     RUN(test_limits);
     RUN(test_shipped_configs_load);
     RUN(test_oom_is_clean);
