@@ -44,7 +44,7 @@ typedef enum { SL_API_CHAT = 0, SL_API_COMPLETIONS, SL_API_EMBEDDINGS } sl_api_k
  * status, type, code and param follow OpenAI's error object:
  *   400 invalid_request_error  (invalid_json, invalid_type, invalid_value,
  *                               missing_required_parameter, unsupported_parameter)
- *   401 authentication_error   invalid_api_key
+ *   401 invalid_request_error  invalid_api_key (what OpenAI sends)
  *   403 permission_error       permission_denied
  *   404 invalid_request_error  model_not_found (unknown model) / not_found (unknown path)
  *   405 invalid_request_error  method_not_allowed

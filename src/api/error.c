@@ -183,7 +183,7 @@ int sl_api_error_body(const sl_api_error *e, sl_buf *out)
         return SL_EINVAL;                                                                      \
     }
 
-ERROR_CTOR(sl_api_error_unauthorized, 401, "authentication_error", "invalid_api_key", NULL,
+ERROR_CTOR(sl_api_error_unauthorized, 401, "invalid_request_error", "invalid_api_key", NULL,
            "Incorrect or missing API key. Send it as 'Authorization: Bearer <key>'.")
 ERROR_CTOR(sl_api_error_forbidden, 403, "permission_error", "permission_denied", NULL,
            "This API key is not allowed to perform this request.")

@@ -1012,7 +1012,13 @@ static void on_request(void *ud, sl_http_req *r)
         }
         sl_buf_free(&b);
     } else if (get && (sl_str_eq_c(path, "/v1/models") || sl_str_starts_with(path, "/v1/models/"))) {
-        handle_models(q, path);
+        bool found;
+        if (key_ok(q->snap->cfg, sl_http_req_header(r, "authorization", &found))) {
+            handle_models(q, path);
+        } else {
+            sl_api_error_unauthorized(&e, "missing or invalid API key: send 'Authorization: Bearer <key>'");
+            respond_error(q, &e, -1);
+        }
     } else {
         known = sl_str_eq_c(path, "/healthz") || sl_str_eq_c(path, "/readyz") || sl_str_eq_c(path, "/metrics") ||
                 sl_str_eq_c(path, "/v1/models") || sl_str_starts_with(path, "/v1/models/");

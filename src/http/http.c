@@ -76,6 +76,8 @@ struct conn_entry {
     uv_tcp_t tcp;
     sl_http_worker *worker;
     h2o_conn_t *h2o_conn;
+    int active;  /* requests of this connection not yet disposed */
+    bool kicked; /* shut down at teardown because it sat idle */
 };
 
 enum req_state { REQ_ACTIVE, REQ_STREAMING, REQ_FINISHED, REQ_GONE };
@@ -85,6 +87,7 @@ struct sl_http_req {
     sl_http_worker *worker;
     enum req_state state;
     int fd; /* the connection's socket, for the liveness sweep; -1 if unknown */
+    conn_entry *conn;
     h2o_generator_t gen;
     sl_buf pending;  /* queued, not yet handed to h2o */
     sl_buf inflight; /* handed to h2o, waiting for proceed */
@@ -208,6 +211,8 @@ static void req_dispose(void *p)
         r->gone_cb(r->gone_ud);
     sl_buf_free(&r->pending);
     sl_buf_free(&r->inflight);
+    if (r->conn)
+        r->conn->active--; /* h2o disposes a request before it closes its connection */
     atomic_fetch_sub(&w->server->inflight, 1);
 }
 
@@ -223,6 +228,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     r->fd = -1;
     conn_entry *ce = conn_tab_get(w, req->conn);
     if (ce) {
+        r->conn = ce;
+        ce->active++;
         uv_os_fd_t fd;
         if (uv_fileno((uv_handle_t *)&ce->tcp, &fd) == 0)
             r->fd = fd;
@@ -645,8 +652,18 @@ static void *worker_main(void *arg)
     uv_timer_stop(&w->liveness);
     uv_close((uv_handle_t *)&w->liveness, NULL);
     uv_close((uv_handle_t *)&w->wake, NULL);
+    /* h2o 2.2 leaves idle keep-alive connections open until their timeout;
+     * shutting their sockets makes h2o see EOF and close them its own way */
     uint64_t until = sl_now_ms() + 1000;
     while (w->conn_count > 0 && sl_now_ms() < until) {
+        for (size_t i = 0; i < w->conn_cap; i++) {
+            conn_entry *ce = w->conn_tab[i];
+            uv_os_fd_t fd;
+            if (ce && !ce->active && !ce->kicked && uv_fileno((uv_handle_t *)&ce->tcp, &fd) == 0) {
+                ce->kicked = true;
+                shutdown(fd, SHUT_RDWR);
+            }
+        }
         uv_run(&w->loop, UV_RUN_NOWAIT);
         if (w->conn_count > 0)
             uv_sleep(5);

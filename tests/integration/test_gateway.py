@@ -4,6 +4,7 @@ stream, an upstream down, retries and fallbacks, client disconnect, request
 ids, metrics, slowloris, SIGHUP reload and SIGTERM drain.
 Every process is started on a free port and stopped in a finally/with."""
 
+import http.client
 import json
 import os
 import signal
@@ -144,6 +145,10 @@ def test_auth():
             assert_openai_error(chat(s.port), 401, code="invalid_api_key")
             assert_openai_error(chat(s.port, headers={"Authorization": "Bearer wrong"}), 401)
             check_eq(chat(s.port, headers={"Authorization": "Bearer sk-test-123"}).status, 200, "good key")
+            assert_openai_error(harness.get_json(s.port, "/v1/models"), 401)
+            check_eq(harness.get_json(s.port, "/v1/models", headers={"Authorization": "Bearer sk-test-123"}).status,
+                     200, "models with the key")
+            check_eq(harness.get_json(s.port, "/healthz").status, 200, "health needs no key")
             check("sk-test-123" not in s.stderr(), "the key never reaches the log")
 
 
@@ -385,6 +390,10 @@ def test_sigterm_drain():
 
             t = threading.Thread(target=stream)
             t.start()
+            # an idle keep-alive connection must not keep the server from stopping
+            idle = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            idle.request("GET", "/healthz")
+            check_eq(idle.getresponse().read(), b'{"status":"ok"}', "keep-alive request")
             time.sleep(0.3)
             s.signal(signal.SIGTERM)
             time.sleep(0.2)
@@ -400,6 +409,7 @@ def test_sigterm_drain():
             check(r.complete and r.done, f"in-flight stream finished: {r.events[-2:]}, {r.error}")
             check_eq(len(r.json_events()), 11, "10 tokens + the finish chunk")
             check_eq(s.p.wait(10), 0, "clean exit")
+            idle.close()
         finally:
             s.stop()
 

@@ -619,7 +619,7 @@ static void test_error_constructors(void)
         EXPECT(strlen(e.message) > 10);                                                            \
     } while (0)
     CHECK(sl_api_error_bad_request(&e, "invalid_value", "n", NULL), 400, "invalid_request_error", "invalid_value");
-    CHECK(sl_api_error_unauthorized(&e, NULL), 401, "authentication_error", "invalid_api_key");
+    CHECK(sl_api_error_unauthorized(&e, NULL), 401, "invalid_request_error", "invalid_api_key");
     CHECK(sl_api_error_forbidden(&e, NULL), 403, "permission_error", "permission_denied");
     CHECK(sl_api_error_model_not_found(&e, "gpt-9"), 404, "invalid_request_error", "model_not_found");
     EXPECT_EQ_STR(e.param, "model");
