@@ -6,7 +6,9 @@
 # built-in test runner and always stops both processes. Exits non-zero on any
 # failure, including sluice exiting non-zero on SIGTERM (a sanitizer report).
 #
-# Environment: SLUICE_BIN, MOCKLLM_BIN (default: build/release/...).
+# Environment: SLUICE_BIN, MOCKLLM_BIN (default: build/release/...),
+# COMPAT_START_TIMEOUT_S, COMPAT_DETECT_LEAKS (see below). Extra arguments go
+# to `node --test`, e.g. --test-name-pattern=errors.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,6 +19,15 @@ SLUICE_BIN="${SLUICE_BIN:-$root/build/release/sluice}"
 MOCKLLM_BIN="${MOCKLLM_BIN:-$root/build/release/mockllm}"
 # Processes are slow to start under ASan: allow generous start-up time.
 START_TIMEOUT_S="${COMPAT_START_TIMEOUT_S:-30}"
+# Leaks at exit are the integration tests' concern (they check sluice's exit
+# status after every scenario). Here LeakSanitizer is off unless
+# COMPAT_DETECT_LEAKS=1, so that this test reports SDK compatibility; every
+# other sanitizer error still makes sluice exit non-zero and fails the test.
+# (A later flag in ASAN_OPTIONS overrides an earlier one.)
+server_asan="${ASAN_OPTIONS:-}"
+if [ "${COMPAT_DETECT_LEAKS:-0}" != 1 ]; then
+    server_asan="${server_asan:+$server_asan:}detect_leaks=0"
+fi
 EMBED_DIM=12
 
 die() { echo "compat: $*" >&2; exit 1; }
@@ -81,7 +92,7 @@ wait_for_port() { # file regex pid name: prints the port once the file has it
     return 1
 }
 
-"$MOCKLLM_BIN" --port 0 --embedding-dim "$EMBED_DIM" >"$tmp/mock.out.log" 2>"$tmp/mock.err.log" &
+ASAN_OPTIONS="$server_asan" "$MOCKLLM_BIN" --port 0 --embedding-dim "$EMBED_DIM" >"$tmp/mock.out.log" 2>"$tmp/mock.err.log" &
 mock_pid=$!
 mock_port="$(wait_for_port "$tmp/mock.out.log" 'listening on [0-9]+' "$mock_pid" mockllm)"
 
@@ -106,7 +117,7 @@ server:
   api_keys: [os.environ/COMPAT_SLUICE_KEY]
 EOF
 
-COMPAT_SLUICE_KEY="$api_key" "$SLUICE_BIN" serve -c "$tmp/sluice.yaml" --port 0 \
+ASAN_OPTIONS="$server_asan" COMPAT_SLUICE_KEY="$api_key" "$SLUICE_BIN" serve -c "$tmp/sluice.yaml" --port 0 \
     >"$tmp/sluice.out.log" 2>"$tmp/sluice.err.log" &
 sluice_pid=$!
 sluice_port="$(wait_for_port "$tmp/sluice.err.log" 'listening on [^ ]*:[0-9]+' "$sluice_pid" sluice)"
@@ -115,7 +126,7 @@ test_rc=0
 SLUICE_BASE_URL="http://127.0.0.1:$sluice_port/v1" \
 SLUICE_API_KEY="$api_key" \
 MOCK_EMBED_DIM="$EMBED_DIM" \
-    node --test compat.test.mjs || test_rc=$?
+    node --test "$@" compat.test.mjs || test_rc=$?
 
 # sluice must shut down cleanly: a sanitizer report makes its exit non-zero
 stop_pid "$sluice_pid"
