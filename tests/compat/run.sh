@@ -19,13 +19,13 @@ SLUICE_BIN="${SLUICE_BIN:-$root/build/release/sluice}"
 MOCKLLM_BIN="${MOCKLLM_BIN:-$root/build/release/mockllm}"
 # Processes are slow to start under ASan: allow generous start-up time.
 START_TIMEOUT_S="${COMPAT_START_TIMEOUT_S:-30}"
-# Leaks at exit are the integration tests' concern (they check sluice's exit
-# status after every scenario). Here LeakSanitizer is off unless
-# COMPAT_DETECT_LEAKS=1, so that this test reports SDK compatibility; every
-# other sanitizer error still makes sluice exit non-zero and fails the test.
+# In sanitizer builds LeakSanitizer checks the servers at exit (with the
+# suppressions from LSAN_OPTIONS); COMPAT_DETECT_LEAKS=0 turns that off when
+# only SDK compatibility is of interest. Every other sanitizer error still
+# makes sluice exit non-zero and fails the test.
 # (A later flag in ASAN_OPTIONS overrides an earlier one.)
 server_asan="${ASAN_OPTIONS:-}"
-if [ "${COMPAT_DETECT_LEAKS:-0}" != 1 ]; then
+if [ "${COMPAT_DETECT_LEAKS:-1}" != 1 ]; then
     server_asan="${server_asan:+$server_asan:}detect_leaks=0"
 fi
 EMBED_DIM=12
