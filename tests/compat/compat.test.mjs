@@ -53,8 +53,8 @@ describe('chat completions', () => {
     assert.equal(c.choices[0].index, 0);
     assert.equal(c.choices[0].message.role, 'assistant');
     assert.equal(c.choices[0].message.content, 'alpha beta gamma alpha beta');
-    // capped by max_tokens below mockllm's default length: mockllm says "stop"
-    assert.equal(c.choices[0].finish_reason, 'stop');
+    // capped by max_tokens below mockllm's default length: "length", as OpenAI says
+    assert.equal(c.choices[0].finish_reason, 'length');
     // prompt: "be brief" (2 words) + "alpha beta gamma" (3 words)
     assert.deepEqual(
       { p: c.usage.prompt_tokens, c: c.usage.completion_tokens, t: c.usage.total_tokens },
@@ -95,7 +95,7 @@ describe('chat completions', () => {
     }
     assert.equal(text, 'alpha beta gamma alpha');
     assert.ok(chunks >= 4, `one chunk per token at least, got ${chunks}`);
-    assert.equal(finish, 'stop');
+    assert.equal(finish, 'length'); // max_tokens: 4 cut the reply
   });
 
   it('stream_options.include_usage adds a last chunk with usage and no choices', async () => {
