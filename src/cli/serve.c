@@ -215,8 +215,11 @@ int sl_cmd_serve(int argc, char **argv)
         sl_metrics_destroy(metrics);
         return 1;
     }
-    sl_info("sluice listening on %s:%d (%d workers, %zu models)", ho.host, sl_http_server_port(st.http),
-            ho.workers, cfg->n_backends);
+    /* printed whatever the log level: scripts and tests read the port from it */
+    char ready[256];
+    int rn = snprintf(ready, sizeof ready, "sluice listening on %s:%d (%d workers, %zu models)", ho.host,
+                      sl_http_server_port(st.http), ho.workers, cfg->n_backends);
+    sl_log_raw_line(ready, (size_t)rn < sizeof ready ? (size_t)rn : sizeof ready - 1);
 
     uv_loop_init(&st.loop);
     uv_signal_init(&st.loop, &st.sigterm);
