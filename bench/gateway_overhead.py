@@ -73,8 +73,12 @@ def main():
               f"server:\n  workers: {args.sluice_workers}\n  access_log: false\n  max_inflight: 100000\n"
               "  max_connections: 100000\n")
     cfg.close()
-    gw, gport = start([sluice, "serve", "-c", cfg.name, "--port", "0", "--log-level", "warn"],
-                      r"listening on [^ ]*:(\d+)", "err")
+    try:
+        gw, gport = start([sluice, "serve", "-c", cfg.name, "--port", "0", "--log-level", "warn"],
+                          r"listening on [^ ]*:(\d+)", "err")
+    except Exception:
+        mock.kill()
+        raise
     try:
         rows = []
         for rate in [int(x) for x in args.rates.split(",")]:
