@@ -399,7 +399,9 @@ static void test_forward_errors(void)
     EXPECT_EQ_INT(sl_pool_create(2, &p2), 0);
     EXPECT_EQ_INT(sl_model_forward(ctx, ok, 1, 0, lg, false, p2), SL_EINVAL); /* > max_threads */
     sl_pool_destroy(p2);
+    sl_model_ctx_free(ctx);
     EXPECT_EQ_INT(sl_model_ctx_create(x.m, 16, 17, 1, &ctx), SL_EINVAL);
+    EXPECT(ctx == NULL);
     free(lg);
     unload(&x);
 }
