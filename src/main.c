@@ -17,6 +17,7 @@ static const command commands[] = {
     {"config", sl_cmd_config, "check a config file (config check FILE)"},
     {"bench", sl_cmd_bench, "load-test an OpenAI-compatible endpoint"},
     {"model", sl_cmd_model, "inspect a GGUF model file (model info FILE)"},
+    {"run", sl_cmd_run, "generate text with a local GGUF model (run FILE -p PROMPT)"},
 };
 
 static void usage(FILE *out)

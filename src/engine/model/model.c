@@ -1,0 +1,647 @@
+/* engine/model: loading llama/qwen2 weights from a GGUF mapping and the
+ * forward pass over one sequence. See model.h. */
+#include "engine/model/model.h"
+
+#include "engine/kernels/kernels.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A weight matrix in the mapping: rows of `cols` elements of `type`, each
+ * row_bytes long. GGUF dims are [cols, rows] (innermost first). */
+typedef struct sl_weight {
+    const void *data;
+    int type;
+    int64_t rows, cols;
+    size_t row_bytes;
+} sl_weight;
+
+typedef struct sl_layer {
+    const float *attn_norm; /* (dim) */
+    sl_weight wq;           /* (n_head * head_dim rows, dim cols) */
+    sl_weight wk;           /* (n_head_kv * head_dim, dim) */
+    sl_weight wv;           /* (n_head_kv * head_dim, dim) */
+    const float *bq;        /* (n_head * head_dim) qwen2 only, else NULL */
+    const float *bk;        /* (n_head_kv * head_dim) qwen2 only */
+    const float *bv;        /* (n_head_kv * head_dim) qwen2 only */
+    sl_weight wo;           /* (dim, n_head * head_dim) */
+    const float *ffn_norm;  /* (dim) */
+    sl_weight w_gate;       /* (n_ff, dim) */
+    sl_weight w_up;         /* (n_ff, dim) */
+    sl_weight w_down;       /* (dim, n_ff) */
+} sl_layer;
+
+struct sl_model {
+    sl_model_hparams hp;
+    sl_weight tok_embd;       /* (n_vocab, dim): row t is token t's embedding */
+    sl_layer *layers;         /* (n_layer) */
+    const float *output_norm; /* (dim) */
+    sl_weight output;         /* (n_vocab, dim); a copy of tok_embd when tied */
+    const float *rope_freqs;  /* (rot_dim / 2) frequency divisors, or NULL */
+    double *inv_freq;         /* (rot_dim / 2) base^(-2i/rot_dim) / rope_freqs[i] */
+};
+
+struct sl_model_ctx {
+    const sl_model *m;
+    int n_ctx, max_batch, max_threads;
+    int q_dim, kv_dim;
+    float *key_cache;   /* (n_layer, n_ctx, kv_dim) */
+    float *value_cache; /* (n_layer, n_ctx, kv_dim) */
+    float *x;           /* (max_batch, dim) the residual stream */
+    float *xb;          /* (max_batch, dim) normed input of a block */
+    float *xb2;         /* (max_batch, dim) output of a block */
+    float *q;           /* (max_batch, q_dim) */
+    float *att;         /* (max_batch, q_dim) attention output, heads side by side */
+    float *hb;          /* (max_batch, n_ff) gate, then swiglu(gate, up) */
+    float *hb2;         /* (max_batch, n_ff) up */
+    float *scores;      /* (max_threads, n_ctx) one attention row per worker */
+    float *rope_cos;    /* (max_batch, rot_dim / 2) */
+    float *rope_sin;    /* (max_batch, rot_dim / 2) */
+};
+
+const char *sl_model_arch_name(sl_model_arch a)
+{
+    return a == SL_ARCH_QWEN2 ? "qwen2" : "llama";
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
+}
+
+/* ---- hyperparameters ---- */
+
+/* Reads <arch>.<name> as a positive int <= max; def < 0 means required. */
+static int get_hp_int(const sl_gguf *g, const char *arch, const char *name, long def, long max,
+                      int *out, char *err, size_t errlen)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    uint64_t v;
+    int rc = sl_gguf_get_u64(g, key, &v);
+    if (rc == SL_ENOTFOUND) {
+        if (def < 0)
+            return fail(err, errlen, SL_EINVAL, "missing metadata key %s", key);
+        *out = (int)def;
+        return 0;
+    }
+    if (rc)
+        return fail(err, errlen, SL_EINVAL, "metadata key %s: expected a non-negative integer",
+                    key);
+    if (v == 0 || v > (uint64_t)max)
+        return fail(err, errlen, SL_EINVAL, "metadata key %s = %llu: expected 1..%ld", key,
+                    (unsigned long long)v, max);
+    *out = (int)v;
+    return 0;
+}
+
+/* Reads <arch>.<name> as a finite float > 0, or def when absent. */
+static int get_hp_float(const sl_gguf *g, const char *arch, const char *name, float def,
+                        float *out, char *err, size_t errlen)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, name);
+    float v;
+    int rc = sl_gguf_get_f32(g, key, &v);
+    if (rc == SL_ENOTFOUND) {
+        *out = def;
+        return 0;
+    }
+    if (rc || !isfinite(v) || v <= 0)
+        return fail(err, errlen, SL_EINVAL, "metadata key %s: expected a positive finite number",
+                    key);
+    *out = v;
+    return 0;
+}
+
+static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_t errlen)
+{
+    sl_str archs;
+    if (sl_gguf_get_str(g, "general.architecture", &archs))
+        return fail(err, errlen, SL_EINVAL,
+                    "missing metadata key general.architecture (a string); supported: llama, qwen2");
+    char arch[64];
+    if (sl_str_eq_c(archs, "llama")) {
+        hp->arch = SL_ARCH_LLAMA;
+    } else if (sl_str_eq_c(archs, "qwen2")) {
+        hp->arch = SL_ARCH_QWEN2;
+    } else {
+        int n = (int)SL_MIN(archs.n, 60);
+        char shown[64];
+        for (int i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)archs.p[i];
+            shown[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+        }
+        shown[n] = 0;
+        return fail(err, errlen, SL_EUNSUPPORTED,
+                    "unsupported architecture %s; supported: llama, qwen2", shown);
+    }
+    snprintf(arch, sizeof arch, "%s", sl_model_arch_name(hp->arch));
+    int rc;
+    if ((rc = get_hp_int(g, arch, "context_length", 2048, SL_MODEL_MAX_CTX, &hp->n_ctx_train, err,
+                         errlen)) ||
+        (rc = get_hp_int(g, arch, "embedding_length", -1, SL_MODEL_MAX_DIM, &hp->dim, err,
+                         errlen)) ||
+        (rc = get_hp_int(g, arch, "block_count", -1, SL_MODEL_MAX_LAYERS, &hp->n_layer, err,
+                         errlen)) ||
+        (rc = get_hp_int(g, arch, "feed_forward_length", -1, 16 * SL_MODEL_MAX_DIM, &hp->n_ff,
+                         err, errlen)) ||
+        (rc = get_hp_int(g, arch, "attention.head_count", -1, SL_MODEL_MAX_HEADS, &hp->n_head,
+                         err, errlen)) ||
+        (rc = get_hp_int(g, arch, "attention.head_count_kv", hp->n_head, SL_MODEL_MAX_HEADS,
+                         &hp->n_head_kv, err, errlen)))
+        return rc;
+    if (hp->n_head % hp->n_head_kv)
+        return fail(err, errlen, SL_EINVAL,
+                    "%s.attention.head_count (%d) is not a multiple of head_count_kv (%d)", arch,
+                    hp->n_head, hp->n_head_kv);
+    long def_hd = hp->dim % hp->n_head ? -1 : hp->dim / hp->n_head;
+    if ((rc = get_hp_int(g, arch, "attention.key_length", def_hd, SL_MODEL_MAX_DIM, &hp->head_dim,
+                         err, errlen)))
+        return rc;
+    int vlen;
+    if ((rc = get_hp_int(g, arch, "attention.value_length", hp->head_dim, SL_MODEL_MAX_DIM, &vlen,
+                         err, errlen)))
+        return rc;
+    if (vlen != hp->head_dim)
+        return fail(err, errlen, SL_EUNSUPPORTED,
+                    "%s.attention.value_length (%d) differs from key_length (%d)", arch, vlen,
+                    hp->head_dim);
+    if ((rc = get_hp_int(g, arch, "rope.dimension_count", hp->head_dim, SL_MODEL_MAX_DIM,
+                         &hp->rot_dim, err, errlen)))
+        return rc;
+    if (hp->rot_dim % 2 || hp->rot_dim > hp->head_dim)
+        return fail(err, errlen, SL_EINVAL,
+                    "%s.rope.dimension_count (%d) must be even and at most the head size (%d)",
+                    arch, hp->rot_dim, hp->head_dim);
+    if ((rc = get_hp_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err,
+                           errlen)) ||
+        (rc = get_hp_float(g, arch, "rope.freq_base", 10000.0f, &hp->rope_base, err, errlen)))
+        return rc;
+    /* rope scaling: none, linear (positions divided by the factor); the
+     * llama3 kind comes as the rope_freqs.weight tensor instead */
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    sl_str st;
+    float factor = 1.0f;
+    bool linear = false;
+    if (!sl_gguf_get_str(g, key, &st)) {
+        if (sl_str_eq_c(st, "linear"))
+            linear = true;
+        else if (!sl_str_eq_c(st, "none") && !sl_str_eq_c(st, "llama3"))
+            return fail(err, errlen, SL_EUNSUPPORTED,
+                        "%s = \"%.*s\" is not supported; supported: none, linear", key,
+                        (int)SL_MIN(st.n, 40), st.p);
+    }
+    if (linear &&
+        (rc = get_hp_float(g, arch, "rope.scaling.factor", 1.0f, &factor, err, errlen)))
+        return rc;
+    snprintf(key, sizeof key, "%s.rope.scale_linear", arch);
+    if (!linear && sl_gguf_find_key(g, key) >= 0 &&
+        (rc = get_hp_float(g, arch, "rope.scale_linear", 1.0f, &factor, err, errlen)))
+        return rc;
+    hp->rope_pos_scale = 1.0f / factor;
+    hp->rope_neox = hp->arch == SL_ARCH_QWEN2;
+    hp->has_qkv_bias = hp->arch == SL_ARCH_QWEN2;
+    return 0;
+}
+
+/* ---- tensors ---- */
+
+/* Finds name and checks its type is one the kernels handle and its shape is
+ * exactly dims (n_dims of them, innermost first). */
+static int get_tensor(const sl_gguf *g, const char *name, uint32_t n_dims, const int64_t *dims,
+                      bool f32_only, const sl_gguf_tensor **out, char *err, size_t errlen)
+{
+    const sl_gguf_tensor *t = sl_gguf_find_tensor(g, name);
+    if (!t)
+        return fail(err, errlen, SL_EINVAL, "missing tensor %s", name);
+    char want[96], got[96];
+    int wn = 0, gn = 0;
+    for (uint32_t i = 0; i < n_dims; i++)
+        wn += snprintf(want + wn, sizeof want - (size_t)wn, "%s%lld", i ? ", " : "",
+                       (long long)dims[i]);
+    for (uint32_t i = 0; i < t->n_dims; i++)
+        gn += snprintf(got + gn, sizeof got - (size_t)gn, "%s%llu", i ? ", " : "",
+                       (unsigned long long)t->dims[i]);
+    bool ok = t->n_dims == n_dims;
+    for (uint32_t i = 0; ok && i < n_dims; i++)
+        ok = t->dims[i] == (uint64_t)dims[i];
+    if (!ok)
+        return fail(err, errlen, SL_EINVAL, "tensor %s has shape [%s], expected [%s]", name, got,
+                    want);
+    if (f32_only ? t->type != SL_GGML_F32 : !sl_kernel_type_known((int)t->type))
+        return fail(err, errlen, SL_EUNSUPPORTED,
+                    "tensor %s has type %s; supported: %s", name, sl_ggml_type_name(t->type),
+                    f32_only ? "F32" : "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
+    size_t rb;
+    if (sl_kernel_row_bytes((int)t->type, (int64_t)t->dims[0], &rb))
+        return fail(err, errlen, SL_EINVAL,
+                    "tensor %s: row length %llu is not a multiple of the %s block size", name,
+                    (unsigned long long)t->dims[0], sl_ggml_type_name(t->type));
+    /* float pointers and the kernels' half loads need natural alignment */
+    if ((uintptr_t)t->data % 4)
+        return fail(err, errlen, SL_EINVAL, "tensor %s: data is not 4-byte aligned", name);
+    *out = t;
+    return 0;
+}
+
+static int get_weight(const sl_gguf *g, const char *name, int64_t rows, int64_t cols,
+                      sl_weight *w, char *err, size_t errlen)
+{
+    const sl_gguf_tensor *t;
+    int64_t dims[2] = {cols, rows};
+    int rc = get_tensor(g, name, 2, dims, false, &t, err, errlen);
+    if (rc)
+        return rc;
+    w->data = t->data;
+    w->type = (int)t->type;
+    w->rows = rows;
+    w->cols = cols;
+    sl_kernel_row_bytes(w->type, cols, &w->row_bytes);
+    return 0;
+}
+
+static int get_vec(const sl_gguf *g, const char *name, int64_t n, const float **v, char *err,
+                   size_t errlen)
+{
+    const sl_gguf_tensor *t;
+    int rc = get_tensor(g, name, 1, &n, true, &t, err, errlen);
+    if (!rc)
+        *v = (const float *)t->data;
+    return rc;
+}
+
+int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (err && errlen)
+        err[0] = 0;
+    sl_model *m = sl_calloc(1, sizeof *m);
+    if (!m)
+        return SL_ENOMEM;
+    sl_model_hparams *hp = &m->hp;
+    int rc = read_hparams(g, hp, err, errlen);
+    if (rc)
+        goto fail;
+
+    /* the vocabulary size comes from the embedding; keys must agree */
+    const sl_gguf_tensor *te = sl_gguf_find_tensor(g, "token_embd.weight");
+    if (!te) {
+        rc = fail(err, errlen, SL_EINVAL, "missing tensor token_embd.weight");
+        goto fail;
+    }
+    if (te->n_dims != 2 || te->dims[1] == 0 || te->dims[1] > SL_MODEL_MAX_VOCAB) {
+        rc = fail(err, errlen, SL_EINVAL,
+                  "tensor token_embd.weight: expected 2 dims [%d, n_vocab] with n_vocab in 1..%d",
+                  hp->dim, SL_MODEL_MAX_VOCAB);
+        goto fail;
+    }
+    hp->n_vocab = (int)te->dims[1];
+    char key[128];
+    snprintf(key, sizeof key, "%s.vocab_size", sl_model_arch_name(hp->arch));
+    uint64_t vs;
+    if (!sl_gguf_get_u64(g, key, &vs) && vs != (uint64_t)hp->n_vocab) {
+        rc = fail(err, errlen, SL_EINVAL, "%s = %llu but token_embd.weight has %d rows", key,
+                  (unsigned long long)vs, hp->n_vocab);
+        goto fail;
+    }
+    sl_gguf_arr toks;
+    if (!sl_gguf_get_arr(g, "tokenizer.ggml.tokens", &toks) && toks.count > (uint64_t)hp->n_vocab) {
+        rc = fail(err, errlen, SL_EINVAL,
+                  "tokenizer.ggml.tokens has %llu tokens but token_embd.weight only %d rows",
+                  (unsigned long long)toks.count, hp->n_vocab);
+        goto fail;
+    }
+
+    const int64_t dim = hp->dim, q_dim = (int64_t)hp->n_head * hp->head_dim;
+    const int64_t kv_dim = (int64_t)hp->n_head_kv * hp->head_dim, n_ff = hp->n_ff;
+    if ((rc = get_weight(g, "token_embd.weight", hp->n_vocab, dim, &m->tok_embd, err, errlen)))
+        goto fail;
+    m->layers = sl_calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    for (int l = 0; l < hp->n_layer; l++) {
+        sl_layer *L = &m->layers[l];
+        char nm[96];
+#define NAME(s) (snprintf(nm, sizeof nm, "blk.%d." s, l), nm)
+        if ((rc = get_vec(g, NAME("attn_norm.weight"), dim, &L->attn_norm, err, errlen)) ||
+            (rc = get_weight(g, NAME("attn_q.weight"), q_dim, dim, &L->wq, err, errlen)) ||
+            (rc = get_weight(g, NAME("attn_k.weight"), kv_dim, dim, &L->wk, err, errlen)) ||
+            (rc = get_weight(g, NAME("attn_v.weight"), kv_dim, dim, &L->wv, err, errlen)) ||
+            (rc = get_weight(g, NAME("attn_output.weight"), dim, q_dim, &L->wo, err, errlen)) ||
+            (rc = get_vec(g, NAME("ffn_norm.weight"), dim, &L->ffn_norm, err, errlen)) ||
+            (rc = get_weight(g, NAME("ffn_gate.weight"), n_ff, dim, &L->w_gate, err, errlen)) ||
+            (rc = get_weight(g, NAME("ffn_up.weight"), n_ff, dim, &L->w_up, err, errlen)) ||
+            (rc = get_weight(g, NAME("ffn_down.weight"), dim, n_ff, &L->w_down, err, errlen)))
+            goto fail;
+        if (hp->has_qkv_bias &&
+            ((rc = get_vec(g, NAME("attn_q.bias"), q_dim, &L->bq, err, errlen)) ||
+             (rc = get_vec(g, NAME("attn_k.bias"), kv_dim, &L->bk, err, errlen)) ||
+             (rc = get_vec(g, NAME("attn_v.bias"), kv_dim, &L->bv, err, errlen))))
+            goto fail;
+#undef NAME
+    }
+    if ((rc = get_vec(g, "output_norm.weight", dim, &m->output_norm, err, errlen)))
+        goto fail;
+    if (sl_gguf_find_tensor(g, "output.weight")) {
+        if ((rc = get_weight(g, "output.weight", hp->n_vocab, dim, &m->output, err, errlen)))
+            goto fail;
+    } else {
+        m->output = m->tok_embd;
+        hp->tied_output = true;
+    }
+    int half = hp->rot_dim / 2;
+    if (sl_gguf_find_tensor(g, "rope_freqs.weight")) {
+        if ((rc = get_vec(g, "rope_freqs.weight", half, &m->rope_freqs, err, errlen)))
+            goto fail;
+        for (int i = 0; i < half; i++)
+            if (!isfinite(m->rope_freqs[i]) || m->rope_freqs[i] <= 0) {
+                rc = fail(err, errlen, SL_EINVAL,
+                          "tensor rope_freqs.weight: element %d is not a positive number", i);
+                goto fail;
+            }
+        hp->has_rope_freqs = true;
+    }
+    m->inv_freq = sl_malloc(sizeof(double) * (size_t)SL_MAX(half, 1));
+    if (!m->inv_freq) {
+        rc = SL_ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < half; i++) {
+        m->inv_freq[i] = pow((double)hp->rope_base, -2.0 * i / hp->rot_dim);
+        if (m->rope_freqs)
+            m->inv_freq[i] /= m->rope_freqs[i];
+    }
+    *out = m;
+    return 0;
+fail:
+    sl_model_free(m);
+    return rc;
+}
+
+void sl_model_free(sl_model *m)
+{
+    if (!m)
+        return;
+    sl_free(m->layers);
+    sl_free(m->inv_freq);
+    sl_free(m);
+}
+
+const sl_model_hparams *sl_model_get_hparams(const sl_model *m)
+{
+    return &m->hp;
+}
+
+/* ---- context ---- */
+
+static float *alloc_f32(size_t a, size_t b, bool *oom)
+{
+    if (b && a > SIZE_MAX / sizeof(float) / b) {
+        *oom = true;
+        return NULL;
+    }
+    size_t n = a * b;
+    float *p = sl_calloc(n ? n : 1, sizeof(float));
+    if (!p)
+        *oom = true;
+    return p;
+}
+
+int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                        sl_model_ctx **out)
+{
+    *out = NULL;
+    const sl_model_hparams *hp = &m->hp;
+    if (n_ctx < 1 || n_ctx > SL_MODEL_MAX_CTX || max_batch < 1 || max_batch > n_ctx ||
+        max_threads < 1 || max_threads > 1024)
+        return SL_EINVAL;
+    sl_model_ctx *c = sl_calloc(1, sizeof *c);
+    if (!c)
+        return SL_ENOMEM;
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->max_batch = max_batch;
+    c->max_threads = max_threads;
+    c->q_dim = hp->n_head * hp->head_dim;
+    c->kv_dim = hp->n_head_kv * hp->head_dim;
+    size_t B = (size_t)max_batch, half = (size_t)hp->rot_dim / 2;
+    size_t cache = (size_t)hp->n_layer * (size_t)n_ctx;
+    bool oom = false;
+    c->key_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+    c->value_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+    c->x = alloc_f32(B, (size_t)hp->dim, &oom);
+    c->xb = alloc_f32(B, (size_t)hp->dim, &oom);
+    c->xb2 = alloc_f32(B, (size_t)hp->dim, &oom);
+    c->q = alloc_f32(B, (size_t)c->q_dim, &oom);
+    c->att = alloc_f32(B, (size_t)c->q_dim, &oom);
+    c->hb = alloc_f32(B, (size_t)hp->n_ff, &oom);
+    c->hb2 = alloc_f32(B, (size_t)hp->n_ff, &oom);
+    c->scores = alloc_f32((size_t)max_threads, (size_t)n_ctx, &oom);
+    c->rope_cos = alloc_f32(B, half, &oom);
+    c->rope_sin = alloc_f32(B, half, &oom);
+    if (oom) {
+        sl_model_ctx_free(c);
+        return SL_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+void sl_model_ctx_free(sl_model_ctx *c)
+{
+    if (!c)
+        return;
+    sl_free(c->key_cache);
+    sl_free(c->value_cache);
+    sl_free(c->x);
+    sl_free(c->xb);
+    sl_free(c->xb2);
+    sl_free(c->q);
+    sl_free(c->att);
+    sl_free(c->hb);
+    sl_free(c->hb2);
+    sl_free(c->scores);
+    sl_free(c->rope_cos);
+    sl_free(c->rope_sin);
+    sl_free(c);
+}
+
+int sl_model_ctx_n_ctx(const sl_model_ctx *c)
+{
+    return c->n_ctx;
+}
+
+int sl_model_ctx_max_batch(const sl_model_ctx *c)
+{
+    return c->max_batch;
+}
+
+/* ---- forward ---- */
+
+/* Rotates n_heads heads of x (head_dim apart) by the angles of one token:
+ * pairs (2i, 2i+1) for llama, whose converter permuted Q/K rows so that
+ * adjacent pairs match the reference rotation; (i, i + rot_dim/2) for qwen2. */
+static void rope_apply(float *x, int n_heads, int head_dim, int rot_dim, bool neox,
+                       const float *cosv, const float *sinv)
+{
+    int half = rot_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+            float a = v[i0], b = v[i1];
+            v[i0] = a * cosv[i] - b * sinv[i];
+            v[i1] = a * sinv[i] + b * cosv[i];
+        }
+    }
+}
+
+typedef struct attn_job {
+    sl_model_ctx *c;
+    int layer, n, pos, n_parts;
+} attn_job;
+
+/* Causal attention for the (token, head) pairs idx, idx + n_parts, ...: each
+ * pair is computed alone with a fixed order (scores over positions in order,
+ * then the weighted sum of values in order), so its result depends neither on
+ * the batch nor on which worker runs it. */
+static void attn_part(void *ctx, int idx, int n_parts)
+{
+    attn_job *j = ctx;
+    sl_model_ctx *c = j->c;
+    const sl_model_hparams *hp = &c->m->hp;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const float scale = 1.0f / sqrtf((float)hd);
+    const float *kc = c->key_cache + (size_t)j->layer * c->n_ctx * c->kv_dim;
+    const float *vc = c->value_cache + (size_t)j->layer * c->n_ctx * c->kv_dim;
+    float *sc = c->scores + (size_t)idx * c->n_ctx;
+    int total = j->n * hp->n_head;
+    for (int w = idx; w < total; w += n_parts) {
+        int t = w / hp->n_head, h = w % hp->n_head, kvh = h / group;
+        int n_pos = j->pos + t + 1; /* causal: positions 0..pos+t */
+        const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+        for (int p = 0; p < n_pos; p++) {
+            const float *k = kc + (size_t)p * c->kv_dim + (size_t)kvh * hd;
+            float s = 0;
+            for (int i = 0; i < hd; i++)
+                s += q[i] * k[i];
+            sc[p] = s * scale;
+        }
+        sl_kernel_softmax(sc, n_pos);
+        float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
+        memset(o, 0, sizeof(float) * (size_t)hd);
+        for (int p = 0; p < n_pos; p++) {
+            const float *v = vc + (size_t)p * c->kv_dim + (size_t)kvh * hd;
+            float a = sc[p];
+            for (int i = 0; i < hd; i++)
+                o[i] += a * v[i];
+        }
+    }
+}
+
+static int matmul(float *out, const sl_weight *w, const float *x, int n, sl_pool *pool)
+{
+    return sl_kernel_matmul(out, w->type, w->rows, w->cols, w->data, x, n, pool, 0);
+}
+
+static void add_bias(float *x, const float *b, int n, int64_t width)
+{
+    if (!b)
+        return;
+    for (int t = 0; t < n; t++)
+        sl_kernel_add(x + (size_t)t * width, x + (size_t)t * width, b, width);
+}
+
+int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, float *logits,
+                     bool all_logits, sl_pool *pool)
+{
+    const sl_model *m = c->m;
+    const sl_model_hparams *hp = &m->hp;
+    if (n < 1 || n > c->max_batch || pos < 0 || pos > c->n_ctx - n ||
+        sl_pool_threads(pool) > c->max_threads)
+        return SL_EINVAL;
+    for (int t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
+            return SL_ERANGE;
+    const int dim = hp->dim, half = hp->rot_dim / 2;
+    int rc;
+
+    /* embeddings: x[t] = token_embd row tokens[t] */
+    for (int t = 0; t < n; t++) {
+        const char *row = (const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
+        sl_kernel_dequantize_row(m->tok_embd.type, row, c->x + (size_t)t * dim, dim);
+    }
+    /* rotation angles per token, in double (positions can be large) */
+    for (int t = 0; t < n; t++) {
+        double p = (double)(pos + t) * hp->rope_pos_scale;
+        for (int i = 0; i < half; i++) {
+            double theta = p * m->inv_freq[i];
+            c->rope_cos[(size_t)t * half + i] = (float)cos(theta);
+            c->rope_sin[(size_t)t * half + i] = (float)sin(theta);
+        }
+    }
+    int n_parts = SL_MIN(sl_pool_threads(pool), n * hp->n_head);
+
+    /* ---- the hot loop: every layer, every token of the batch ---- */
+    for (int l = 0; l < hp->n_layer; l++) {
+        const sl_layer *L = &m->layers[l];
+        float *kc = c->key_cache + ((size_t)l * c->n_ctx + (size_t)pos) * c->kv_dim;
+        float *vc = c->value_cache + ((size_t)l * c->n_ctx + (size_t)pos) * c->kv_dim;
+
+        /* attention block: keys and values go straight into the cache rows */
+        for (int t = 0; t < n; t++)
+            sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
+                              hp->norm_eps);
+        if ((rc = matmul(c->q, &L->wq, c->xb, n, pool)) ||
+            (rc = matmul(kc, &L->wk, c->xb, n, pool)) ||
+            (rc = matmul(vc, &L->wv, c->xb, n, pool)))
+            return rc;
+        add_bias(c->q, L->bq, n, c->q_dim);
+        add_bias(kc, L->bk, n, c->kv_dim);
+        add_bias(vc, L->bv, n, c->kv_dim);
+        for (int t = 0; t < n; t++) {
+            const float *cs = c->rope_cos + (size_t)t * half, *sn = c->rope_sin + (size_t)t * half;
+            rope_apply(c->q + (size_t)t * c->q_dim, hp->n_head, hp->head_dim, hp->rot_dim,
+                       hp->rope_neox, cs, sn);
+            rope_apply(kc + (size_t)t * c->kv_dim, hp->n_head_kv, hp->head_dim, hp->rot_dim,
+                       hp->rope_neox, cs, sn);
+        }
+        attn_job job = {c, l, n, pos, n_parts};
+        sl_pool_run(pool, attn_part, &job, n_parts);
+        if ((rc = matmul(c->xb2, &L->wo, c->att, n, pool)))
+            return rc;
+        sl_kernel_add(c->x, c->x, c->xb2, (int64_t)n * dim);
+
+        /* feed-forward block: down(silu(gate(x)) * up(x)) */
+        for (int t = 0; t < n; t++)
+            sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim,
+                              hp->norm_eps);
+        if ((rc = matmul(c->hb, &L->w_gate, c->xb, n, pool)) ||
+            (rc = matmul(c->hb2, &L->w_up, c->xb, n, pool)))
+            return rc;
+        sl_kernel_swiglu(c->hb, c->hb, c->hb2, (int64_t)n * hp->n_ff);
+        if ((rc = matmul(c->xb2, &L->w_down, c->hb, n, pool)))
+            return rc;
+        sl_kernel_add(c->x, c->x, c->xb2, (int64_t)n * dim);
+    }
+
+    /* final norm and the classifier, for the last token or all of them */
+    int first = all_logits ? 0 : n - 1, rows = n - first;
+    for (int t = 0; t < rows; t++)
+        sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)(first + t) * dim,
+                          m->output_norm, dim, hp->norm_eps);
+    return matmul(logits, &m->output, c->xb, rows, pool);
+}

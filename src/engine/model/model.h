@@ -1,0 +1,101 @@
+/*
+ * engine/model: the transformer architectures of the local engine.
+ *
+ * sl_model is a decoder-only transformer (llama or qwen2) whose weights live
+ * in a GGUF file's mapping: loading reads the hyperparameters from the
+ * metadata, checks every tensor's presence, type and shape against them, and
+ * carves the mapping into weight pointers (nothing is copied). A model is
+ * immutable after loading and may be shared by any number of contexts.
+ *
+ * sl_model_ctx is the state of ONE sequence: its key/value cache (f32,
+ * contiguous, n_ctx positions) and the activation buffers, all allocated once
+ * at creation for a maximum batch. sl_model_forward runs a batch of tokens
+ * at positions [pos, pos + n) and writes logits.
+ *
+ * Numerics: every weight product goes through sl_kernel_matmul on its
+ * batch-invariant path, and attention computes each (token, head) on its own
+ * with a fixed summation order, so a token's logits are bitwise the same
+ * whatever the batch split and the thread count.
+ *
+ * This header also builds the other things a model file carries: its
+ * tokenizer (tokenizer.ggml.*) and its chat template family.
+ */
+#ifndef SL_ENGINE_MODEL_H
+#define SL_ENGINE_MODEL_H
+
+#include "core/core.h"
+#include "engine/gguf/gguf.h"
+#include "engine/tokenizer/tokenizer.h"
+
+typedef enum { SL_ARCH_LLAMA = 0, SL_ARCH_QWEN2 = 1 } sl_model_arch;
+
+/* Hard limits on hyperparameters read from files (sizes must stay sane). */
+#define SL_MODEL_MAX_LAYERS 1024
+#define SL_MODEL_MAX_DIM 65536
+#define SL_MODEL_MAX_HEADS 1024
+#define SL_MODEL_MAX_VOCAB (1 << 24)
+#define SL_MODEL_MAX_CTX (1 << 20)
+
+typedef struct sl_model_hparams {
+    sl_model_arch arch;
+    int n_vocab;
+    int n_ctx_train;   /* context the model was trained for */
+    int dim;           /* embedding length */
+    int n_layer;
+    int n_ff;          /* feed-forward hidden size */
+    int n_head;
+    int n_head_kv;     /* divides n_head (grouped-query attention) */
+    int head_dim;      /* attention.key_length, default dim / n_head */
+    int rot_dim;       /* rope.dimension_count, default head_dim */
+    float norm_eps;    /* attention.layer_norm_rms_epsilon */
+    float rope_base;   /* rope.freq_base, default 10000 */
+    float rope_pos_scale; /* positions are multiplied by this (1 / linear factor) */
+    bool rope_neox;    /* rotate halves (qwen2) instead of adjacent pairs (llama) */
+    bool has_rope_freqs; /* per-dimension frequency divisors (rope_freqs.weight) */
+    bool has_qkv_bias;
+    bool tied_output;  /* output.weight absent: logits use token_embd.weight */
+} sl_model_hparams;
+
+typedef struct sl_model sl_model;
+typedef struct sl_model_ctx sl_model_ctx;
+
+/* Builds a model over g, which must outlive it (weights point into g). Returns
+ * 0 and *out (free with sl_model_free), or SL_EUNSUPPORTED (architecture or
+ * tensor type), SL_EINVAL/SL_ECORRUPT (missing/bad keys or tensors),
+ * SL_ENOMEM, with a message naming the key or tensor in err. */
+int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen);
+/* Frees the model (not the GGUF handle). NULL is a no-op. */
+void sl_model_free(sl_model *m);
+/* Returns the model's hyperparameters (owned by the model). */
+const sl_model_hparams *sl_model_get_hparams(const sl_model *m);
+/* Returns the architecture's name ("llama", "qwen2"). Static string. */
+const char *sl_model_arch_name(sl_model_arch a);
+
+/* Creates the state of one sequence of up to n_ctx positions, taking batches
+ * of up to max_batch tokens, run on up to max_threads threads. Returns 0 and
+ * *out (free with sl_model_ctx_free), SL_EINVAL or SL_ENOMEM. */
+int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                        sl_model_ctx **out);
+/* Frees the context. NULL is a no-op. */
+void sl_model_ctx_free(sl_model_ctx *c);
+/* Returns the context's n_ctx. */
+int sl_model_ctx_n_ctx(const sl_model_ctx *c);
+/* Returns the context's max_batch. */
+int sl_model_ctx_max_batch(const sl_model_ctx *c);
+
+/* Runs tokens[0..n) at positions [pos, pos + n) of the context's sequence,
+ * appending their keys and values to the cache (positions >= pos that were
+ * there before are overwritten: this is how a caller rewinds). Writes the
+ * logits of the last token to logits[0..n_vocab), or with all_logits those of
+ * every token to logits[n][n_vocab]. pool may be NULL (this thread only) and
+ * must have at most max_threads threads. Returns 0, SL_EINVAL (n outside
+ * 1..max_batch, pos + n > n_ctx, too many threads), SL_ERANGE (a token id
+ * outside the vocabulary) or SL_ENOMEM. */
+int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, float *logits,
+                     bool all_logits, sl_pool *pool);
+
+/* Builds the tokenizer described by g's tokenizer.ggml.* keys. Returns 0 and
+ * *out (free with sl_tok_destroy), or SL_E* with a message in err. */
+int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, size_t errlen);
+
+#endif
