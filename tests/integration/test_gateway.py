@@ -329,8 +329,13 @@ def test_overload_503_and_connection_cap():
             t.join()
             check_eq(result["r"].status, 200, "the admitted request finished")
             # connections beyond server.max_connections are closed at once
-            held = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(3)]
-            time.sleep(0.3)
+            # each held connection is proven accepted by one keep-alive request
+            held = []
+            for _ in range(3):
+                h = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+                h.request("GET", "/healthz")
+                check_eq(h.getresponse().read(), b'{"status":"ok"}', "held connection served")
+                held.append(h)
             extra = socket.create_connection(("127.0.0.1", s.port))
             extra.settimeout(3)
             try:
