@@ -168,8 +168,6 @@ void sl_router_opts_default(sl_router_opts *o)
     o->seed = 0;
 }
 
-static bool finite_ge(double v, double lo) { return isfinite(v) && v >= lo; }
-
 int sl_router_opts_validate(const sl_router_opts *o, char *err, size_t errcap)
 {
     if (o->default_strategy < SL_ROUTER_STRATEGY_LATENCY || o->default_strategy > SL_ROUTER_STRATEGY_LEAST_OUTSTANDING) {
@@ -180,22 +178,24 @@ int sl_router_opts_validate(const sl_router_opts *o, char *err, size_t errcap)
         set_err(err, errcap, "router: queue_max: expected 0..%d, got %d", SL_ROUTER_MAX_QUEUE, o->queue_max);
         return SL_EINVAL;
     }
-    struct { const char *name; double v, lo; } nums[] = {
-        {"queue_timeout_ms", o->queue_timeout_ms, 0},
-        {"eject_base_ms", o->eject_base_ms, 1},
-        {"eject_max_ms", o->eject_max_ms, 1},
-        {"slow_start_window_ms", o->slow_start_window_ms, 0},
-        {"slow_start_aggression", o->slow_start_aggression, 1},
-        {"pause_max_ms", o->pause_max_ms, 0},
-        {"ewma_decay_ms", o->ewma_decay_ms, 1},
-        {"retry_budget_ratio", o->retry_budget_ratio, 0},
-        {"retry_budget_min_per_s", o->retry_budget_min_per_s, 0},
-        {"retry_budget_window_ms", o->retry_budget_window_ms, BUDGET_BUCKETS},
+    /* durations are capped so that now + duration never overflows a uint64 of ms */
+    const double ms_max = SL_ROUTER_MAX_MS, big = 1e12;
+    struct { const char *name; double v, lo, hi; } nums[] = {
+        {"queue_timeout_ms", o->queue_timeout_ms, 0, ms_max},
+        {"eject_base_ms", o->eject_base_ms, 1, ms_max},
+        {"eject_max_ms", o->eject_max_ms, 1, ms_max},
+        {"slow_start_window_ms", o->slow_start_window_ms, 0, ms_max},
+        {"slow_start_aggression", o->slow_start_aggression, 1, 1000},
+        {"pause_max_ms", o->pause_max_ms, 0, ms_max},
+        {"ewma_decay_ms", o->ewma_decay_ms, 1, ms_max},
+        {"retry_budget_ratio", o->retry_budget_ratio, 0, big},
+        {"retry_budget_min_per_s", o->retry_budget_min_per_s, 0, big},
+        {"retry_budget_window_ms", o->retry_budget_window_ms, BUDGET_BUCKETS, ms_max},
     };
     for (size_t i = 0; i < SL_ARRAY_LEN(nums); i++) {
-        if (!finite_ge(nums[i].v, nums[i].lo)) {
-            set_err(err, errcap, "router: %s: expected a finite number >= %g, got %g", nums[i].name, nums[i].lo,
-                    nums[i].v);
+        if (!(isfinite(nums[i].v) && nums[i].v >= nums[i].lo && nums[i].v <= nums[i].hi)) {
+            set_err(err, errcap, "router: %s: expected a number in [%g, %g], got %g", nums[i].name, nums[i].lo,
+                    nums[i].hi, nums[i].v);
             return SL_EINVAL;
         }
     }
@@ -639,8 +639,9 @@ static int validate_groups(const sl_router_group_conf *gs, size_t n, size_t *tot
                     SL_ROUTER_MAX_QUEUE);
             return SL_EINVAL;
         }
-        if (isnan(g->queue_timeout_ms) || isinf(g->queue_timeout_ms)) {
-            set_err(err, errcap, "router: group '%s': queue_timeout_ms must be finite", g->name);
+        if (!(g->queue_timeout_ms <= SL_ROUTER_MAX_MS)) { /* NaN fails too; < 0 means the default */
+            set_err(err, errcap, "router: group '%s': queue_timeout_ms must be at most %g", g->name,
+                    (double)SL_ROUTER_MAX_MS);
             return SL_EINVAL;
         }
         if (g->n_backends < 1 || g->n_backends > SL_ROUTER_MAX_GROUP_BACKENDS || !g->backends) {
@@ -867,6 +868,9 @@ int sl_router_acquire(sl_router *r, const char *group, const char *exclude_id, d
     } else {
         uint64_t now = now_ms(r);
         service_group(r, g, now, &fl);
+        /* service_group stops only when nothing can be picked, so a waiter
+         * left at the head means no capacity; checked anyway to keep FIFO
+         * order independent of that reasoning */
         if (!g->qhead) {
             int i = pick(r, g, exclude_id, u, now);
             if (i >= 0) {
@@ -990,7 +994,7 @@ static void apply_outcome(sl_router *r, rbk *b, const sl_router_outcome *oc, uin
     case SL_ROUTER_OK:
         b->streak = 0;
         b->probing = false;
-        if (oc->ttft_ms > 0)
+        if (oc->ttft_ms > 0 && isfinite(oc->ttft_ms))
             ewma_sample(r, b, oc->ttft_ms, now);
         break;
     case SL_ROUTER_FAIL_CONNECT:
@@ -998,7 +1002,7 @@ static void apply_outcome(sl_router *r, rbk *b, const sl_router_outcome *oc, uin
     case SL_ROUTER_FAIL_5XX:
         b->failures++;
         b->streak++;
-        if (kind == SL_ROUTER_FAIL_TIMEOUT && oc->ttft_ms > 0)
+        if (kind == SL_ROUTER_FAIL_TIMEOUT && oc->ttft_ms > 0 && isfinite(oc->ttft_ms))
             ewma_sample(r, b, oc->ttft_ms, now);
         if (is_ejected(b, now))
             break; /* an attempt that started before the ejection */

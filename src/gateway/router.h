@@ -116,6 +116,7 @@
 #define SL_ROUTER_NAME_MAX 256          /* bytes of a group name or backend id, NUL included */
 #define SL_ROUTER_MAX_GROUP_BACKENDS 4096
 #define SL_ROUTER_MAX_QUEUE 100000      /* hard maximum of queue_max */
+#define SL_ROUTER_MAX_MS 1e10           /* hard maximum of every duration option (about 115 days) */
 
 /* Monotonic milliseconds; tests pass a fake clock. */
 typedef uint64_t (*sl_clock_fn)(void *ud);

@@ -82,6 +82,12 @@ static void test_opts_and_config_errors(void)
     o.eject_max_ms = 10;
     EXPECT_EQ_INT(sl_router_opts_validate(&o, err, sizeof err), SL_EINVAL);
     EXPECT_CONTAINS(err, "eject_max_ms");
+    sl_router_opts_default(&o);
+    o.queue_timeout_ms = 1e300;
+    EXPECT_EQ_INT(sl_router_opts_validate(&o, err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "queue_timeout_ms");
+    o.queue_timeout_ms = NAN;
+    EXPECT_EQ_INT(sl_router_opts_validate(&o, err, sizeof err), SL_EINVAL);
 
     sl_router_strategy st;
     EXPECT_EQ_INT(sl_router_strategy_parse("round-robin", &st), 0);
@@ -207,8 +213,21 @@ static void test_latency_peak_ewma(void)
     EXPECT_EQ_INT(sl_router_acquire(r, "g", "b", 0.5, &l), 0);
     EXPECT_EQ_STR(l.backend_id, "a");
     sl_router_release(r, &l, &OK100);
+    /* b has no sample: it costs the group mean (100), a tie, so the first
+     * draw wins: u = 0.3 draws a first (0.8 would draw b first) */
+    EXPECT_EQ_INT(sl_router_acquire(r, "g", NULL, 0.3, &l), 0);
+    EXPECT_EQ_STR(l.backend_id, "a");
+    sl_router_release(r, &l, NULL);
+    EXPECT_EQ_INT(sl_router_acquire(r, "g", NULL, 0.8, &l), 0);
+    EXPECT_EQ_STR(l.backend_id, "b");
+    sl_router_release(r, &l, NULL);
     EXPECT_EQ_INT(sl_router_acquire(r, "g", "a", 0.5, &l), 0);
     EXPECT_EQ_STR(l.backend_id, "b");
+    sl_router_outcome junk = {SL_ROUTER_OK, INFINITY, 0}; /* ignored as a sample */
+    sl_router_release(r, &l, &junk);
+    EXPECT(state_of(r, "b", &st));
+    EXPECT_NEAR(st.ewma_ttft_ms, 0, 0);
+    EXPECT_EQ_INT(sl_router_acquire(r, "g", "a", 0.5, &l), 0);
     sl_router_release(r, &l, &OK100);
 
     /* b answers slowly once: its estimate jumps to 2000 at once */
