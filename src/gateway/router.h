@@ -97,6 +97,10 @@
  * min(retry_after_s, pause_max_ms) and neither adds to nor resets the streak;
  * without Retry-After the caller reports a 429 as NEUTRAL and a 503 as 5XX.
  * NEUTRAL (the request's own 4xx, a client that left) only ends the lease.
+ * Mapping an attempt: transport error or reset → CONNECT; SL_ETIMEDOUT →
+ * TIMEOUT; 2xx (a stream that ended with [DONE]) → OK; a 2xx stream cut
+ * short → 5XX; 500/502/504 → 5XX; 503 → OVERLOADED with Retry-After, else
+ * 5XX; 429 → OVERLOADED with Retry-After, else NEUTRAL; other 4xx → NEUTRAL.
  * Active health checks call mark_unhealthy / mark_healthy: an unhealthy
  * backend is not picked (not subject to max_ejection_percent), and
  * mark_healthy also lifts an outlier ejection; both then ramp.
@@ -215,7 +219,7 @@ typedef struct sl_router_backend_state {
     uint64_t ejections;      /* times ejected so far */
     int eject_level;         /* multiplier of the last ejection */
     double ejected_ms_left, paused_ms_left;
-    uint64_t requests, failures; /* leases released, and those with a failure kind */
+    uint64_t requests, failures; /* leases released; of those, CONNECT, TIMEOUT or 5XX outcomes */
 } sl_router_backend_state;
 
 typedef struct sl_router_group_stats {
