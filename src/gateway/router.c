@@ -888,6 +888,8 @@ int sl_router_acquire_or_wait(sl_router *r, const char *group, const char *exclu
                               sl_router_wait_fn fn, void *ud, sl_router_lease *out, uint64_t *ticket)
 {
     *ticket = 0;
+    if (!fn)
+        return SL_EINVAL;
     rwaiter *w = sl_calloc(1, sizeof *w);
     if (!w)
         return SL_ENOMEM;

@@ -270,7 +270,7 @@ int sl_router_acquire(sl_router *r, const char *group, const char *exclude_id, d
 /* Like sl_router_acquire, but queues the request when nothing has capacity.
  * Returns 0 (*out filled), SL_EAGAIN (queued: *ticket identifies the wait,
  * fn(ud, ...) will come), SL_EFULL (queue full or disabled: reject),
- * SL_ENOTFOUND or SL_ENOMEM. */
+ * SL_ENOTFOUND, SL_EINVAL (fn NULL) or SL_ENOMEM. */
 int sl_router_acquire_or_wait(sl_router *r, const char *group, const char *exclude_id, double u,
                               sl_router_wait_fn fn, void *ud, sl_router_lease *out, uint64_t *ticket);
 /* Withdraws a queued waiter: 0 (no callback will come) or SL_ENOTFOUND (its
