@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -724,6 +725,9 @@ static void test_holder_threads(void)
         pthread_create(&th[i], NULL, reader, &t);
     /* a reader that holds a snapshot across swaps keeps it alive */
     sl_config *held = sl_config_holder_get(t.h);
+    /* swaps must overlap reads: wait until the readers are running (bounded) */
+    for (int spin = 0; spin < 5000 && atomic_load(&t.reads) == 0; spin++)
+        usleep(1000);
     for (int i = 1; i <= 2000; i++) {
         sl_config *next = NULL;
         if (sl_config_default(&next) != 0)
