@@ -8,7 +8,7 @@
 # Builds the random-weight models once (make_model), runs the triad REPS
 # times, then `sluice run MODEL -p <128-token prompt> -n 64 --temp 0
 # --threads T` REPS times per type and thread count, and prints a Markdown
-# table of medians. Decode bound = triad GB/s (2 threads, median of the
+# table of medians, plus matmul_hot's cache-hot vs DRAM-cold kernel rates. Decode bound = triad GB/s (2 threads, median of the
 # best-of-10 figures) / bytes a decode step reads (make_model's decode_bytes).
 set -euo pipefail
 BUILD=${BUILD:-build/release}
@@ -32,6 +32,7 @@ done
 
 for r in $(seq "$REPS"); do
     "$BUILD/bench_engine_triad" 128 10 2 | sed 's/^/run /' >> "$RES"
+    "$BUILD/bench_engine_matmul_hot" 3000 >> "$RES"
 done
 
 # 128 bytes = 128 tokens with the byte-level vocabulary make_model writes
@@ -53,7 +54,7 @@ done
 
 python3 - "$RES" <<'PY'
 import re, statistics, sys
-models, triad, gen = {}, {1: [], 2: []}, {}
+models, triad, gen, mm = {}, {1: [], 2: []}, {}, {}
 for line in open(sys.argv[1]):
     f = line.split()
     kv = dict(x.split('=', 1) for x in f if '=' in x)
@@ -61,6 +62,8 @@ for line in open(sys.argv[1]):
         models[f[1]] = kv
     elif f[0] == 'run':
         triad[int(kv['threads'])].append(float(kv['GB/s']))
+    elif f[0] == 'matmul1':
+        mm.setdefault(f[1], []).append((float(kv['hot_GB/s']), float(kv['cold_GB/s'])))
     elif f[0] == 'gen':
         gen.setdefault((f[1], int(f[2])), []).append((float(kv['prompt_tps']), float(kv['gen_tps'])))
 bw = {k: statistics.median(v) for k, v in triad.items() if v}
@@ -75,4 +78,9 @@ for (t, th), v in gen.items():
     bound = bw[2] * 1e9 / db
     print(f"| {t.upper()} | {db/1e6:.1f} | {th} | {pp:.1f} | {tg:.2f} | {bound:.1f} | "
           f"{100*tg/bound:.0f} % | {tg*db/1e9:.2f} |")
+print("\nsingle-thread 1024x1024 matmul, one token (matmul_hot, median of runs), weight GB/s:\n")
+print("| type | cache-hot GB/s | DRAM-cold GB/s |")
+print("|---|---:|---:|")
+for t, v in mm.items():
+    print(f"| {t} | {statistics.median(x[0] for x in v):.2f} | {statistics.median(x[1] for x in v):.2f} |")
 PY
