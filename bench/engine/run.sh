@@ -5,11 +5,12 @@
 #
 # Env: BUILD (default build/release), OUT (default bench/engine/out),
 #      REPS (default 3), TYPES (default "f16 q8_0 q4_0 q4_k"), THREADS ("1 2").
-# Builds the random-weight models once (make_model), runs the triad REPS
-# times, then `sluice run MODEL -p <128-token prompt> -n 64 --temp 0
-# --threads T` REPS times per type and thread count, and prints a Markdown
-# table of medians, plus matmul_hot's cache-hot vs DRAM-cold kernel rates. Decode bound = triad GB/s (2 threads, median of the
-# best-of-10 figures) / bytes a decode step reads (make_model's decode_bytes).
+# Builds the random-weight models once (make_model), runs the triad and
+# matmul_hot REPS times, then `sluice run MODEL -p <128-token prompt> -n 64
+# --temp 0 --threads T` REPS times per type and thread count, and prints
+# Markdown tables of medians. Decode bound = triad GB/s (2 threads, median of
+# the best-of-10 figures) / bytes a decode step reads (make_model's
+# decode_bytes).
 set -euo pipefail
 BUILD=${BUILD:-build/release}
 OUT=${OUT:-bench/engine/out}
