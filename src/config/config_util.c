@@ -113,19 +113,30 @@ static const char *skip_spaces(const char *s)
     return s;
 }
 
-int sl_config_parse_duration(const char *s, double *seconds_out)
+/* Splits "  12.5 ms " into the number and the unit without surrounding blanks.
+ * Returns 0, or SL_EPARSE when there is no leading number. */
+static int split_number_unit(const char *s, double *v, const char **u, size_t *ul)
 {
     if (!s)
         return SL_EPARSE;
     s = skip_spaces(s);
-    double v;
-    size_t n = read_decimal(s, &v);
+    size_t n = read_decimal(s, v);
     if (!n)
         return SL_EPARSE;
-    const char *u = skip_spaces(s + n);
-    size_t ul = strlen(u);
-    while (ul && (u[ul - 1] == ' ' || u[ul - 1] == '\t'))
-        ul--;
+    *u = skip_spaces(s + n);
+    *ul = strlen(*u);
+    while (*ul && ((*u)[*ul - 1] == ' ' || (*u)[*ul - 1] == '\t'))
+        (*ul)--;
+    return 0;
+}
+
+int sl_config_parse_duration(const char *s, double *seconds_out)
+{
+    double v;
+    const char *u;
+    size_t ul;
+    if (split_number_unit(s, &v, &u, &ul) != 0)
+        return SL_EPARSE;
     double mult;
     if (ul == 0 || (ul == 1 && u[0] == 's'))
         mult = 1;
@@ -148,17 +159,11 @@ int sl_config_parse_duration(const char *s, double *seconds_out)
 
 int sl_config_parse_size(const char *s, uint64_t *bytes_out)
 {
-    if (!s)
-        return SL_EPARSE;
-    s = skip_spaces(s);
     double v;
-    size_t n = read_decimal(s, &v);
-    if (!n)
+    const char *u;
+    size_t ul;
+    if (split_number_unit(s, &v, &u, &ul) != 0)
         return SL_EPARSE;
-    const char *u = skip_spaces(s + n);
-    size_t ul = strlen(u);
-    while (ul && (u[ul - 1] == ' ' || u[ul - 1] == '\t'))
-        ul--;
     static const struct { const char *unit; double mult; } units[] = {
         {"B", 1},
         {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9},
