@@ -55,11 +55,41 @@ typedef struct sl_fallback_conf {
     size_t n_targets;
 } sl_fallback_conf;
 
+/* router_settings.groups.<model_name>: per-group overrides. */
+typedef struct sl_group_conf {
+    const char *model;             /* the model_name it applies to */
+    const char *routing_strategy;  /* NULL = router_settings.routing_strategy */
+    int queue_max;                 /* -1 = router_settings.queue.max */
+    double queue_timeout_s;        /* < 0 = router_settings.queue.timeout */
+} sl_group_conf;
+
 typedef struct sl_router_conf {
     const char *routing_strategy;  /* "latency" (default), "weighted", "round-robin", "least-outstanding" */
     int num_retries;               /* default 2 */
     double retry_backoff_ms;       /* base for jittered backoff, default 50 */
     sl_fallback_conf *fallbacks; size_t n_fallbacks;
+    /* admission queue per model group: queue.max (default 100; 0 = reject at once), queue.timeout (10 s) */
+    int queue_max;
+    double queue_timeout_s;
+    /* outlier_ejection: consecutive_failures (5; 0 = never; LiteLLM: allowed_fails), base_time (30 s;
+     * LiteLLM: cooldown_time), max_time (300 s), max_percent (50) */
+    int eject_consecutive;
+    double eject_base_s, eject_max_s;
+    int max_ejection_percent;
+    /* slow_start: window (30 s; 0 = off), floor (0.1), curve ("linear" | "aggressive"), aggression (2),
+     * on_start (false: the first configuration's backends start at full share) */
+    double slow_start_window_s, slow_start_floor, slow_start_aggression;
+    const char *slow_start_curve;
+    bool slow_start_on_start;
+    double retry_after_max_s;      /* longest pause a backend's Retry-After may impose, default 60 */
+    double latency_decay_s;        /* peak-EWMA time constant of the latency strategy, default 10 */
+    /* retry_budget: ratio (0.2 of live requests), min_per_second (10), window (10 s) */
+    double retry_budget_ratio, retry_budget_min_per_s, retry_budget_window_s;
+    /* health_check: path (appended to each openai backend's api_base; NULL = no active checks),
+     * interval (5 s), timeout (2 s) */
+    const char *health_check_path;
+    double health_check_interval_s, health_check_timeout_s;
+    sl_group_conf *groups; size_t n_group_confs;
 } sl_router_conf;
 
 typedef struct sl_server_conf {

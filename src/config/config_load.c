@@ -953,13 +953,186 @@ static void parse_fallbacks(vctx *v, const cfg_node *n, const char *path)
 
 /* ---- router_settings ---- */
 
-enum { R_STRATEGY, R_RETRIES, R_BACKOFF, R_FALLBACKS, R_COUNT };
+/* LiteLLM's strategy names map onto ours */
+static const enum_name strategy_names[] = {
+    {"latency", "latency"},
+    {"weighted", "weighted"},
+    {"round-robin", "round-robin"},
+    {"least-outstanding", "least-outstanding"},
+    {"latency-based-routing", "latency"},
+    {"simple-shuffle", "weighted"},
+    {"least-busy", "least-outstanding"},
+};
+
+enum {
+    R_STRATEGY, R_RETRIES, R_BACKOFF, R_FALLBACKS, R_QUEUE, R_EJECTION, R_SLOW_START, R_BUDGET, R_HEALTH,
+    R_RETRY_AFTER_MAX, R_LATENCY_DECAY, R_GROUPS, R_ALLOWED_FAILS, R_COOLDOWN, R_COUNT
+};
 static const keydef router_keys[] = {
     {"routing_strategy", R_STRATEGY},
     {"num_retries", R_RETRIES},
     {"retry_backoff_ms", R_BACKOFF},
     {"fallbacks", R_FALLBACKS},
+    {"queue", R_QUEUE},
+    {"outlier_ejection", R_EJECTION},
+    {"slow_start", R_SLOW_START},
+    {"retry_budget", R_BUDGET},
+    {"health_check", R_HEALTH},
+    {"retry_after_max", R_RETRY_AFTER_MAX},
+    {"latency_decay", R_LATENCY_DECAY},
+    {"groups", R_GROUPS},
+    {"allowed_fails", R_ALLOWED_FAILS},
+    {"cooldown_time", R_COOLDOWN},
 };
+
+/* The keys of router_settings' nested mappings, one id space for all. */
+enum {
+    K_MAX, K_TIMEOUT, K_CONSECUTIVE, K_BASE, K_MAX_TIME, K_MAX_PERCENT, K_WINDOW, K_FLOOR, K_CURVE,
+    K_AGGRESSION, K_ON_START, K_RATIO, K_MIN_PER_S, K_PATH, K_INTERVAL, K_STRATEGY, K_QUEUE_MAX,
+    K_QUEUE_TIMEOUT, K_COUNT
+};
+static const keydef queue_keys[] = {{"max", K_MAX}, {"timeout", K_TIMEOUT}};
+static const keydef ejection_keys[] = {
+    {"consecutive_failures", K_CONSECUTIVE}, {"base_time", K_BASE}, {"max_time", K_MAX_TIME},
+    {"max_percent", K_MAX_PERCENT}};
+static const keydef slow_start_keys[] = {
+    {"window", K_WINDOW}, {"floor", K_FLOOR}, {"curve", K_CURVE}, {"aggression", K_AGGRESSION},
+    {"on_start", K_ON_START}};
+static const keydef budget_keys[] = {{"ratio", K_RATIO}, {"min_per_second", K_MIN_PER_S}, {"window", K_WINDOW}};
+static const keydef health_keys[] = {{"path", K_PATH}, {"interval", K_INTERVAL}, {"timeout", K_TIMEOUT}};
+static const keydef group_keys[] = {
+    {"routing_strategy", K_STRATEGY}, {"queue_max", K_QUEUE_MAX}, {"queue_timeout", K_QUEUE_TIMEOUT}};
+
+typedef void (*sub_value_fn)(vctx *v, int id, const cfg_node *val, const char *path, void *dst);
+
+/* Walks a nested mapping of router_settings, handing each known key to fn. */
+static void parse_sub(vctx *v, const cfg_node *n, const char *path, const char *what, const keydef *keys,
+                      size_t nkeys, sub_value_fn fn, void *dst)
+{
+    if (!expect_map(v, n, path, what))
+        return;
+    const cfg_node *seen[K_COUNT] = {0};
+    for (const cfg_node *val = n->first; val; val = val->next) {
+        int id = match_key(v, val, path, keys, nkeys, seen);
+        if (id < 0 || sl_config_node_is_null(val))
+            continue;
+        char fp[PATH_CAP + 64];
+        snprintf(fp, sizeof fp, "%s.%s", path, val->key->text);
+        fn(v, id, val, fp, dst);
+    }
+}
+
+static void router_sub_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_router_conf *r = dst;
+    static const enum_name curves[] = {{"linear", "linear"}, {"aggressive", "aggressive"}};
+    switch (id) {
+    case K_MAX: get_int(v, val, fp, 0, 100000, &r->queue_max); break;
+    case K_CONSECUTIVE: get_int(v, val, fp, 0, 1000, &r->eject_consecutive); break;
+    case K_BASE: get_duration(v, val, fp, false, &r->eject_base_s); break;
+    case K_MAX_TIME: get_duration(v, val, fp, false, &r->eject_max_s); break;
+    case K_MAX_PERCENT: get_int(v, val, fp, 0, 100, &r->max_ejection_percent); break;
+    case K_FLOOR: get_double(v, val, fp, 0, true, 1, &r->slow_start_floor); break;
+    case K_CURVE: get_enum(v, val, fp, curves, SL_ARRAY_LEN(curves), &r->slow_start_curve); break;
+    case K_AGGRESSION: get_double(v, val, fp, 1, false, 100, &r->slow_start_aggression); break;
+    case K_ON_START: get_bool(v, val, fp, &r->slow_start_on_start); break;
+    case K_RATIO: get_double(v, val, fp, 0, false, 100, &r->retry_budget_ratio); break;
+    case K_MIN_PER_S: get_double(v, val, fp, 0, false, 1e6, &r->retry_budget_min_per_s); break;
+    case K_PATH:
+        if (!is_scalar_value(val) || val->text[0] != '/' || strpbrk(val->text, " \t\r\n?#")) {
+            char got[96];
+            describe(val, false, got, sizeof got);
+            err(v, val, fp, "expected a path starting with '/' (appended to each backend's api_base), got %s", got);
+        } else {
+            r->health_check_path = dup_text(v, val);
+        }
+        break;
+    case K_INTERVAL: get_duration(v, val, fp, false, &r->health_check_interval_s); break;
+    default: break;
+    }
+}
+
+/* K_TIMEOUT and K_WINDOW mean different fields per section: one wrapper each. */
+static void queue_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_router_conf *r = dst;
+    if (id == K_TIMEOUT)
+        get_duration(v, val, fp, false, &r->queue_timeout_s);
+    else
+        router_sub_value(v, id, val, fp, dst);
+}
+
+static void slow_start_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_router_conf *r = dst;
+    if (id == K_WINDOW)
+        get_duration(v, val, fp, true, &r->slow_start_window_s);
+    else
+        router_sub_value(v, id, val, fp, dst);
+}
+
+static void budget_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_router_conf *r = dst;
+    if (id == K_WINDOW)
+        get_duration(v, val, fp, false, &r->retry_budget_window_s);
+    else
+        router_sub_value(v, id, val, fp, dst);
+}
+
+static void health_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_router_conf *r = dst;
+    if (id == K_TIMEOUT)
+        get_duration(v, val, fp, false, &r->health_check_timeout_s);
+    else
+        router_sub_value(v, id, val, fp, dst);
+}
+
+static void group_value(vctx *v, int id, const cfg_node *val, const char *fp, void *dst)
+{
+    sl_group_conf *gc = dst;
+    switch (id) {
+    case K_STRATEGY:
+        get_enum(v, val, fp, strategy_names, SL_ARRAY_LEN(strategy_names), &gc->routing_strategy);
+        break;
+    case K_QUEUE_MAX: get_int(v, val, fp, 0, 100000, &gc->queue_max); break;
+    case K_QUEUE_TIMEOUT: get_duration(v, val, fp, false, &gc->queue_timeout_s); break;
+    default: break;
+    }
+}
+
+static void parse_groups(vctx *v, const cfg_node *n, const char *path)
+{
+    sl_router_conf *r = &v->ci->pub.router;
+    if (!expect_map(v, n, path, "a mapping {model_name: {routing_strategy, queue_max, queue_timeout}}"))
+        return;
+    r->groups = sl_arena_calloc(v->a, (n->count ? n->count : 1) * sizeof *r->groups);
+    if (!r->groups) {
+        v->oom = true;
+        return;
+    }
+    for (const cfg_node *e = n->first; e; e = e->next) {
+        if (!is_scalar_value(e->key))
+            continue;
+        char gp[PATH_CAP + 64];
+        snprintf(gp, sizeof gp, "%s.%s", path, e->key->text);
+        if (!model_exists(&v->ci->pub, e->key->text)) {
+            unknown_model(v, e->key, gp, "a group setting");
+            continue;
+        }
+        for (size_t i = 0; i < r->n_group_confs; i++)
+            if (!strcmp(r->groups[i].model, e->key->text)) {
+                err(v, e->key, gp, "the group is configured twice; keep one");
+                break;
+            }
+        sl_group_conf *gc = &r->groups[r->n_group_confs];
+        *gc = (sl_group_conf){.model = dup_text(v, e->key), .queue_max = -1, .queue_timeout_s = -1};
+        parse_sub(v, e, gp, "a mapping (routing_strategy, queue_max, queue_timeout)", group_keys,
+                  SL_ARRAY_LEN(group_keys), group_value, gc);
+        r->n_group_confs++;
+    }
+}
 
 static void parse_router(vctx *v, const cfg_node *n)
 {
@@ -975,26 +1148,44 @@ static void parse_router(vctx *v, const cfg_node *n)
         char fp[PATH_CAP];
         snprintf(fp, sizeof fp, "%s.%s", sec, val->key->text);
         switch (id) {
-        case R_STRATEGY: {
-            /* LiteLLM's names map onto ours */
-            static const enum_name names[] = {
-                {"latency", "latency"},
-                {"weighted", "weighted"},
-                {"round-robin", "round-robin"},
-                {"least-outstanding", "least-outstanding"},
-                {"latency-based-routing", "latency"},
-                {"simple-shuffle", "weighted"},
-                {"least-busy", "least-outstanding"},
-            };
-            get_enum(v, val, fp, names, SL_ARRAY_LEN(names), &r->routing_strategy);
+        case R_STRATEGY:
+            get_enum(v, val, fp, strategy_names, SL_ARRAY_LEN(strategy_names), &r->routing_strategy);
             break;
-        }
         case R_RETRIES: get_int(v, val, fp, 0, 10, &r->num_retries); break;
         case R_BACKOFF: get_double(v, val, fp, 0, false, 60000, &r->retry_backoff_ms); break;
         case R_FALLBACKS: parse_fallbacks(v, val, fp); break;
+        case R_QUEUE:
+            parse_sub(v, val, fp, "a mapping {max, timeout}", queue_keys, SL_ARRAY_LEN(queue_keys), queue_value, r);
+            break;
+        case R_EJECTION:
+            parse_sub(v, val, fp, "a mapping {consecutive_failures, base_time, max_time, max_percent}",
+                      ejection_keys, SL_ARRAY_LEN(ejection_keys), router_sub_value, r);
+            break;
+        case R_SLOW_START:
+            parse_sub(v, val, fp, "a mapping {window, floor, curve, aggression, on_start}", slow_start_keys,
+                      SL_ARRAY_LEN(slow_start_keys), slow_start_value, r);
+            break;
+        case R_BUDGET:
+            parse_sub(v, val, fp, "a mapping {ratio, min_per_second, window}", budget_keys,
+                      SL_ARRAY_LEN(budget_keys), budget_value, r);
+            break;
+        case R_HEALTH:
+            parse_sub(v, val, fp, "a mapping {path, interval, timeout}", health_keys, SL_ARRAY_LEN(health_keys),
+                      health_value, r);
+            break;
+        case R_RETRY_AFTER_MAX: get_duration(v, val, fp, false, &r->retry_after_max_s); break;
+        case R_LATENCY_DECAY: get_duration(v, val, fp, false, &r->latency_decay_s); break;
+        case R_GROUPS: parse_groups(v, val, fp); break;
+        case R_ALLOWED_FAILS: get_int(v, val, fp, 0, 1000, &r->eject_consecutive); break;
+        case R_COOLDOWN: get_duration(v, val, fp, false, &r->eject_base_s); break;
         default: break;
         }
     }
+    if (seen[R_ALLOWED_FAILS] && seen[R_EJECTION])
+        warn(v, seen[R_ALLOWED_FAILS], sec, "allowed_fails and outlier_ejection are both given; the later one wins");
+    if (r->eject_max_s < r->eject_base_s)
+        err(v, seen[R_EJECTION] ? seen[R_EJECTION] : n, sec,
+            "outlier_ejection.max_time (%gs) is shorter than base_time (%gs)", r->eject_max_s, r->eject_base_s);
 }
 
 /* ---- server ---- */

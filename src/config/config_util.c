@@ -216,6 +216,23 @@ cfg_impl *sl_config_new_impl(const char *path)
     c->router.routing_strategy = "latency";
     c->router.num_retries = 2;
     c->router.retry_backoff_ms = 50;
+    c->router.queue_max = 100;
+    c->router.queue_timeout_s = 10;
+    c->router.eject_consecutive = 5;
+    c->router.eject_base_s = 30;
+    c->router.eject_max_s = 300;
+    c->router.max_ejection_percent = 50;
+    c->router.slow_start_window_s = 30;
+    c->router.slow_start_floor = 0.1;
+    c->router.slow_start_aggression = 2;
+    c->router.slow_start_curve = "linear";
+    c->router.retry_after_max_s = 60;
+    c->router.latency_decay_s = 10;
+    c->router.retry_budget_ratio = 0.2;
+    c->router.retry_budget_min_per_s = 10;
+    c->router.retry_budget_window_s = 10;
+    c->router.health_check_interval_s = 5;
+    c->router.health_check_timeout_s = 2;
     return ci;
 }
 

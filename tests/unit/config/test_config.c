@@ -5,6 +5,7 @@
 #include "core/core.h"
 #include "test.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -261,6 +262,87 @@ static void test_defaults(void)
         EXPECT_NEAR(c->backends[0].first_byte_timeout_s, 30, 0);
     sl_config_release(c);
     sl_config_diags_free(&d);
+}
+
+static void test_router_regulation(void)
+{
+    static const char y[] =
+        "model_list:\n"
+        "  - model_name: a\n"
+        "    params: {api_base: http://h/v1, model: x}\n"
+        "  - model_name: b\n"
+        "    params: {api_base: http://h/v1, model: y}\n"
+        "router_settings:\n"
+        "  queue: {max: 7, timeout: 1500ms}\n"
+        "  outlier_ejection: {consecutive_failures: 3, base_time: 2s, max_time: 20s, max_percent: 100}\n"
+        "  slow_start: {window: 12s, floor: 0.25, curve: aggressive, aggression: 3, on_start: true}\n"
+        "  retry_budget: {ratio: 0.5, min_per_second: 0, window: 4s}\n"
+        "  health_check: {path: /models, interval: 250ms, timeout: 1s}\n"
+        "  retry_after_max: 9s\n"
+        "  latency_decay: 3s\n"
+        "  groups:\n"
+        "    b: {routing_strategy: round-robin, queue_max: 0, queue_timeout: 3s}\n";
+    sl_config *c = NULL;
+    sl_config_diags d = {0};
+    EXPECT_EQ_INT(load(y, &c, &d), 0);
+    if (!c) {
+        dump(&d);
+        sl_config_diags_free(&d);
+        return;
+    }
+    const sl_router_conf *r = &c->router;
+    EXPECT_EQ_INT(r->queue_max, 7);
+    EXPECT_NEAR(r->queue_timeout_s, 1.5, 1e-12);
+    EXPECT_EQ_INT(r->eject_consecutive, 3);
+    EXPECT_NEAR(r->eject_base_s, 2, 1e-12);
+    EXPECT_NEAR(r->eject_max_s, 20, 1e-12);
+    EXPECT_EQ_INT(r->max_ejection_percent, 100);
+    EXPECT_NEAR(r->slow_start_window_s, 12, 1e-12);
+    EXPECT_NEAR(r->slow_start_floor, 0.25, 1e-12);
+    EXPECT_EQ_STR(r->slow_start_curve, "aggressive");
+    EXPECT_NEAR(r->slow_start_aggression, 3, 1e-12);
+    EXPECT(r->slow_start_on_start);
+    EXPECT_NEAR(r->retry_budget_ratio, 0.5, 1e-12);
+    EXPECT_NEAR(r->retry_budget_min_per_s, 0, 1e-12);
+    EXPECT_NEAR(r->retry_budget_window_s, 4, 1e-12);
+    EXPECT_EQ_STR(r->health_check_path, "/models");
+    EXPECT_NEAR(r->health_check_interval_s, 0.25, 1e-12);
+    EXPECT_NEAR(r->health_check_timeout_s, 1, 1e-12);
+    EXPECT_NEAR(r->retry_after_max_s, 9, 1e-12);
+    EXPECT_NEAR(r->latency_decay_s, 3, 1e-12);
+    EXPECT_EQ_UINT(r->n_group_confs, 1);
+    if (r->n_group_confs == 1) {
+        EXPECT_EQ_STR(r->groups[0].model, "b");
+        EXPECT_EQ_STR(r->groups[0].routing_strategy, "round-robin");
+        EXPECT_EQ_INT(r->groups[0].queue_max, 0);
+        EXPECT_NEAR(r->groups[0].queue_timeout_s, 3, 1e-12);
+    }
+    sl_config_release(c);
+    sl_config_diags_free(&d);
+
+    /* defaults, and LiteLLM's names for ejection */
+    EXPECT_EQ_INT(load("router_settings: {allowed_fails: 2, cooldown_time: 45}\n", &c, &d), 0);
+    if (c) {
+        EXPECT_EQ_INT(c->router.eject_consecutive, 2);
+        EXPECT_NEAR(c->router.eject_base_s, 45, 1e-12);
+        EXPECT_EQ_INT(c->router.queue_max, 100);
+        EXPECT_NEAR(c->router.queue_timeout_s, 10, 1e-12);
+        EXPECT_NEAR(c->router.slow_start_window_s, 30, 1e-12);
+        EXPECT_NEAR(c->router.slow_start_floor, 0.1, 1e-12);
+        EXPECT_NEAR(c->router.retry_budget_ratio, 0.2, 1e-12);
+        EXPECT(c->router.health_check_path == NULL);
+    }
+    sl_config_release(c);
+    sl_config_diags_free(&d);
+
+    expect_one_error("router_settings:\n  slow_start: {floor: 0}\n", SL_EINVAL, 2, 23,
+                     "router_settings.slow_start.floor: expected a number greater than 0");
+    expect_one_error("router_settings:\n  queue: {max: 5, timout: 2s}\n", SL_EINVAL, 2, 19,
+                     "unknown key \"timout\"; did you mean \"timeout\"?");
+    expect_one_error("router_settings:\n  health_check: {path: models}\n", SL_EINVAL, 2, 24,
+                     "expected a path starting with '/'");
+    expect_one_error("router_settings:\n  groups: {nope: {queue_max: 1}}\n", SL_EINVAL, 2, 12,
+                     "is not a model_name in model_list");
 }
 
 static void test_error_wrong_type(void)
@@ -824,6 +906,7 @@ int main(void)
 {
     RUN(test_full_config_values);
     RUN(test_defaults);
+    RUN(test_router_regulation);
     RUN(test_error_wrong_type);
     RUN(test_error_out_of_range);
     RUN(test_error_missing_required);
