@@ -2,16 +2,27 @@
  * The gateway: request routing, attempts, retries, fallbacks and streaming.
  *
  * Everything about one request runs on the I/O worker that accepted it. A
- * request (gw_req) lives until three things are over: the HTTP side (answered,
- * or the client went away), the current upstream transfer, and the backoff
- * timer's close. Then it is freed in one place (req_maybe_free).
+ * request (gw_req) lives until four things are over: the HTTP side (answered,
+ * or the client went away), its wait in the router's admission queue, the
+ * current upstream transfer, and the backoff timer's close. Then it is freed
+ * in one place (req_maybe_free).
+ *
+ * Traffic regulation is the router's (router.h): every attempt holds a lease
+ * from it, released exactly once with what the attempt said about the
+ * backend. A request that finds no capacity waits in its group's queue; the
+ * router's grant arrives on any thread and is handed to the request's own
+ * worker through that worker's wake list and uv_async. One regulator thread
+ * ticks the router (ramps, ejection ends, queue timeouts) and runs the
+ * active health checks.
  */
 #include "gateway/gateway.h"
 
 #include "api/api.h"
 #include "gateway/policy.h"
+#include "gateway/router.h"
 #include "upstream/upstream.h"
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <math.h>
 #include <pthread.h>
@@ -22,20 +33,12 @@
 #define MAX_ERROR_BODY (64u << 10)   /* upstream error bodies kept for the client */
 #define MAX_SSE_EVENT (8u << 20)     /* one upstream stream event */
 #define BACKOFF_CAP_MS 2000.0
-#define UNHEALTHY_STREAK 3           /* consecutive transport failures before /readyz counts a backend down */
-
-/* ---- backend runtime state: keyed by id, survives reloads ---- */
-
-typedef struct backend_rt {
-    char *id;
-    _Atomic int inflight;
-    _Atomic int fail_streak; /* consecutive transport failures */
-    struct backend_rt *next;
-} backend_rt;
+#define TICK_MS 50                   /* the regulator's period: ramps, ejection ends, queue timeouts */
+#define HC_UNHEALTHY_AFTER 2         /* failed health checks in a row that take a backend out */
+#define HC_MAX_BACKENDS 4096
 
 typedef struct gw_backend {
     const sl_backend_conf *conf;
-    backend_rt *rt;
 } gw_backend;
 
 typedef struct gw_group {
@@ -53,20 +56,42 @@ typedef struct gw_snapshot {
     int64_t created; /* Unix seconds, reported as each model's "created" */
 } gw_snapshot;
 
+typedef struct gw_req gw_req;
+
 typedef struct gw_worker {
     sl_gateway *g;
     sl_http_worker *hw;
     sl_upstream_pool *pool;
     sl_metrics_shard *metrics;
+    uv_async_t wake;         /* router grants for this worker's queued requests */
+    pthread_mutex_t wake_lock;
+    gw_req *wake_head;       /* requests whose wait ended, under wake_lock */
+    bool closing;            /* under wake_lock: the worker is stopping */
 } gw_worker;
 
+/* What the active health checker knows of one backend. */
+typedef struct hc_state {
+    char id[SL_ROUTER_NAME_MAX];
+    int fails;               /* failed checks in a row */
+    bool down;               /* marked unhealthy by us */
+} hc_state;
+
 struct sl_gateway {
-    pthread_mutex_t lock; /* guards snap and the backend_rt list */
+    pthread_mutex_t lock; /* guards snap */
     gw_snapshot *snap;
-    backend_rt *rts;
+    sl_router *router;
     sl_metrics *metrics;
     sl_http_handlers handlers;
     _Atomic long inflight;
+
+    /* the regulator thread */
+    pthread_t reg_thread;
+    bool reg_started;
+    _Atomic bool reg_stop;
+    CURLM *hc_multi;
+    struct hc_probe *hc_live; /* checks in flight */
+    hc_state *hc;
+    size_t n_hc;
 };
 
 /* ---- snapshots ---- */
@@ -91,41 +116,27 @@ static gw_snapshot *snap_get(sl_gateway *g)
     return s;
 }
 
-/* Finds or creates the runtime state for a backend id; g->lock held. */
-static backend_rt *rt_for(sl_gateway *g, const char *id)
+static void snap_free_tables(gw_snapshot *s)
 {
-    for (backend_rt *r = g->rts; r; r = r->next)
-        if (!strcmp(r->id, id))
-            return r;
-    backend_rt *r = sl_calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->id = sl_strdup(id);
-    if (!r->id) {
-        sl_free(r);
-        return NULL;
-    }
-    r->next = g->rts;
-    g->rts = r;
-    return r;
+    for (size_t i = 0; i < s->n_groups; i++)
+        sl_free(s->groups[i].backends);
+    sl_free(s->groups);
+    sl_free(s);
 }
 
-static int snap_build(sl_gateway *g, sl_config *cfg, gw_snapshot **out)
+static int snap_build(sl_config *cfg, gw_snapshot **out)
 {
     gw_snapshot *s = sl_calloc(1, sizeof *s);
     if (!s)
         return SL_ENOMEM;
     atomic_init(&s->refs, 1);
-    s->cfg = cfg;
     s->created = (int64_t)(sl_wall_ms() / 1000);
     s->groups = sl_calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *s->groups);
     if (!s->groups) {
         sl_free(s);
         return SL_ENOMEM;
     }
-    int rc = 0;
-    pthread_mutex_lock(&g->lock);
-    for (size_t i = 0; i < cfg->n_backends && !rc; i++) {
+    for (size_t i = 0; i < cfg->n_backends; i++) {
         const sl_backend_conf *b = &cfg->backends[i];
         gw_group *grp = NULL;
         for (size_t j = 0; j < s->n_groups; j++)
@@ -137,25 +148,13 @@ static int snap_build(sl_gateway *g, sl_config *cfg, gw_snapshot **out)
         }
         gw_backend *nb = sl_realloc(grp->backends, (grp->n + 1) * sizeof *nb);
         if (!nb) {
-            rc = SL_ENOMEM;
-            break;
+            snap_free_tables(s);
+            return SL_ENOMEM;
         }
         grp->backends = nb;
-        nb[grp->n].conf = b;
-        nb[grp->n].rt = rt_for(g, b->id);
-        if (!nb[grp->n].rt)
-            rc = SL_ENOMEM;
-        grp->n++;
+        nb[grp->n++].conf = b;
     }
-    pthread_mutex_unlock(&g->lock);
-    if (rc) {
-        s->cfg = NULL; /* the caller keeps its reference on failure */
-        for (size_t i = 0; i < s->n_groups; i++)
-            sl_free(s->groups[i].backends);
-        sl_free(s->groups);
-        sl_free(s);
-        return rc;
-    }
+    s->cfg = cfg;
     *out = s;
     return 0;
 }
@@ -166,6 +165,73 @@ static const gw_group *snap_group(const gw_snapshot *s, const char *name)
         if (!strcmp(s->groups[i].name, name))
             return &s->groups[i];
     return NULL;
+}
+
+/* ---- router configuration from the config ---- */
+
+static void router_opts_from(const sl_config *cfg, sl_router_opts *o)
+{
+    const sl_router_conf *rc = &cfg->router;
+    sl_router_opts_default(o);
+    sl_router_strategy_parse(rc->routing_strategy, &o->default_strategy);
+    if (o->default_strategy == SL_ROUTER_STRATEGY_DEFAULT)
+        o->default_strategy = SL_ROUTER_STRATEGY_LATENCY;
+    o->queue_max = rc->queue_max;
+    o->queue_timeout_ms = rc->queue_timeout_s * 1000;
+    o->eject_consecutive = rc->eject_consecutive;
+    o->eject_base_ms = rc->eject_base_s * 1000;
+    o->eject_max_ms = rc->eject_max_s * 1000;
+    o->max_ejection_percent = rc->max_ejection_percent;
+    o->slow_start_window_ms = rc->slow_start_window_s * 1000;
+    o->slow_start_floor = rc->slow_start_floor;
+    o->slow_start_curve = rc->slow_start_curve && !strcmp(rc->slow_start_curve, "aggressive")
+                              ? SL_ROUTER_RAMP_AGGRESSIVE
+                              : SL_ROUTER_RAMP_LINEAR;
+    o->slow_start_aggression = rc->slow_start_aggression;
+    o->slow_start_initial = rc->slow_start_on_start;
+    o->pause_max_ms = rc->retry_after_max_s * 1000;
+    o->ewma_decay_ms = rc->latency_decay_s * 1000;
+    o->retry_budget_ratio = rc->retry_budget_ratio;
+    o->retry_budget_min_per_s = rc->retry_budget_min_per_s;
+    o->retry_budget_window_ms = rc->retry_budget_window_s * 1000;
+}
+
+/* Installs the snapshot's groups into the router. */
+static int router_install(sl_router *r, const gw_snapshot *s)
+{
+    const sl_config *cfg = s->cfg;
+    sl_router_group_conf *gc = sl_calloc(s->n_groups ? s->n_groups : 1, sizeof *gc);
+    sl_router_backend_conf *bc = sl_calloc(cfg->n_backends ? cfg->n_backends : 1, sizeof *bc);
+    if (!gc || !bc) {
+        sl_free(gc);
+        sl_free(bc);
+        return SL_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_groups; i++) {
+        const gw_group *grp = &s->groups[i];
+        gc[i] = (sl_router_group_conf){.name = grp->name, .queue_max = -1, .queue_timeout_ms = -1,
+                                       .backends = &bc[k], .n_backends = grp->n};
+        for (size_t j = 0; j < cfg->router.n_group_confs; j++) {
+            const sl_group_conf *o = &cfg->router.groups[j];
+            if (strcmp(o->model, grp->name))
+                continue;
+            sl_router_strategy_parse(o->routing_strategy, &gc[i].strategy);
+            gc[i].queue_max = o->queue_max;
+            gc[i].queue_timeout_ms = o->queue_timeout_s < 0 ? -1 : o->queue_timeout_s * 1000;
+        }
+        for (size_t j = 0; j < grp->n; j++, k++) {
+            const sl_backend_conf *b = grp->backends[j].conf;
+            bc[k] = (sl_router_backend_conf){.id = b->id, .weight = b->weight, .max_concurrency = b->max_concurrency};
+        }
+    }
+    char err[256];
+    int rc = sl_router_set_groups(r, gc, s->n_groups, err, sizeof err);
+    if (rc)
+        sl_error("router: %s", err);
+    sl_free(gc);
+    sl_free(bc);
+    return rc;
 }
 
 /* ---- the per-request state ---- */
@@ -191,6 +257,14 @@ typedef struct gw_req {
     int attempts_total;
     gw_backend *backend;       /* current attempt's backend */
     gw_backend *last_failed;   /* avoided on the next pick when there is a choice */
+    sl_router_lease lease;     /* the current attempt's; priv NULL when none is held */
+    bool waiting;              /* queued in the router: its grant is still to come */
+    uint64_t ticket;           /* the wait, for sl_router_cancel_wait */
+    int wait_status;           /* set with the grant, under the worker's wake_lock */
+    sl_router_lease wait_lease;
+    gw_req *wake_next;
+    uint64_t t_attempt;        /* when the current attempt started (ns) */
+    uint64_t t_attempt_first;  /* its first content token (streams) */
     sl_upstream_xfer *xfer;
     bool xfer_live;
     uv_timer_t timer;
@@ -221,6 +295,20 @@ typedef struct gw_req {
 
 static void attempt_start(gw_req *q);
 static void req_maybe_free(gw_req *q);
+
+/* Ends the current attempt's lease, telling the router what the attempt said. */
+static void lease_end(gw_req *q, sl_router_outcome_kind kind, double retry_after_s)
+{
+    if (!q->lease.priv)
+        return;
+    double ttft = 0;
+    if (kind == SL_ROUTER_OK || kind == SL_ROUTER_FAIL_TIMEOUT) {
+        uint64_t t = q->t_attempt_first ? q->t_attempt_first : sl_now_ns();
+        ttft = (double)(t - q->t_attempt) / 1e6;
+    }
+    sl_router_outcome oc = {.kind = kind, .ttft_ms = ttft, .retry_after_s = retry_after_s};
+    sl_router_release(q->g->router, &q->lease, &oc);
+}
 
 static double secs_since(uint64_t t0) { return (double)(sl_now_ns() - t0) / 1e9; }
 
@@ -412,6 +500,8 @@ static int on_sse_event(void *ud, const sl_sse_event *ev)
     stream_begin(q);
     if (has_content) {
         uint64_t now = sl_now_ns();
+        if (!q->t_attempt_first)
+            q->t_attempt_first = now;
         if (!q->t_first_token) {
             q->t_first_token = now;
             sl_metrics_observe(q->w->metrics, SL_M_TTFT, q->model, NULL, NULL, (double)(now - q->t_start) / 1e9);
@@ -426,14 +516,16 @@ static int on_sse_event(void *ud, const sl_sse_event *ev)
     return 0;
 }
 
-static void cancel_xfer(gw_req *q, const char *outcome)
+/* Stops the current transfer; kind is what it said about the backend
+ * (NEUTRAL when the client left, 5XX when the backend sent a bad stream). */
+static void cancel_xfer(gw_req *q, const char *outcome, sl_router_outcome_kind kind)
 {
     if (!q->xfer_live)
         return;
     sl_upstream_cancel(q->xfer);
     q->xfer_live = false;
     q->xfer = NULL;
-    atomic_fetch_sub(&q->backend->rt->inflight, 1);
+    lease_end(q, kind, -1);
     sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
 }
 
@@ -455,7 +547,7 @@ static int on_up_body(void *ud, const char *p, size_t n)
         q->busy--;
         if (q->stream_failed || !q->http) {
             /* the client's answer is over: stop reading this upstream */
-            cancel_xfer(q, "error");
+            cancel_xfer(q, "error", q->client_gone ? SL_ROUTER_NEUTRAL : SL_ROUTER_FAIL_5XX);
             req_maybe_free(q);
         }
         return 0;
@@ -530,6 +622,17 @@ static void respond_transport_error(gw_req *q)
 
 static void on_up_done_inner(gw_req *q, int err, const char *msg);
 
+/* Answers with what the last attempt got (no attempt follows). */
+static void respond_last_failure(gw_req *q)
+{
+    if (q->up_err)
+        respond_transport_error(q);
+    else if (q->stream_started)
+        stream_end(q, NULL);
+    else
+        relay_response(q);
+}
+
 static void on_backoff_done(uv_timer_t *t)
 {
     gw_req *q = t->data;
@@ -567,7 +670,6 @@ static void schedule_retry(gw_req *q)
 {
     double ms = sl_policy_backoff_ms(q->snap->cfg->router.retry_backoff_ms, q->attempts_in_group,
                                      sl_rand_unit(), BACKOFF_CAP_MS);
-    sl_metrics_add(q->w->metrics, SL_M_RETRIES, q->model, NULL, NULL, 1);
     if (!q->timer_live) {
         uv_timer_init(sl_http_worker_loop(q->w->hw), &q->timer);
         q->timer.data = q;
@@ -591,24 +693,20 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
     q->xfer = NULL;
     q->up_err = err;
     snprintf(q->up_msg, sizeof q->up_msg, "%s", msg ? msg : "");
-    atomic_fetch_sub(&q->backend->rt->inflight, 1);
 
-    if (!q->http) { /* answered already (a failed stream) or the client left */
-        req_maybe_free(q);
-        return;
-    }
     /* a 2xx stream that ended without [DONE] was cut */
     if (err == 0 && q->streaming && !q->got_done) {
         err = q->up_err = SL_EUPSTREAM;
         snprintf(q->up_msg, sizeof q->up_msg, "the event stream ended without [DONE]");
     }
+    lease_end(q, q->client_gone ? SL_ROUTER_NEUTRAL : sl_policy_outcome(err, q->up_status, q->up_retry_after), q->up_retry_after);
+    if (!q->http) { /* answered already (a failed stream) or the client left */
+        req_maybe_free(q);
+        return;
+    }
     sl_attempt_class c = sl_policy_classify(err, q->up_status);
     const char *outcome = c == SL_ATTEMPT_OK ? "ok" : err == SL_ETIMEDOUT ? "timeout" : err ? "error" : "http_error";
     sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
-    if (err != 0 && err != SL_ETOOBIG)
-        atomic_fetch_add(&q->backend->rt->fail_streak, 1);
-    else
-        atomic_store(&q->backend->rt->fail_streak, 0);
 
     if (c == SL_ATTEMPT_OK) {
         if (q->streaming)
@@ -621,6 +719,10 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
     q->last_failed = q->backend;
     sl_next_step next = sl_policy_next(c, q->stream_started, q->attempts_in_group,
                                        q->snap->cfg->router.num_retries, fallback_left(q));
+    /* every further attempt after a failure spends the gateway's retry budget */
+    if (next != SL_NEXT_RESPOND && !sl_router_retry_budget_try_acquire(q->g->router)) {
+        next = SL_NEXT_RESPOND;
+    }
     if (next == SL_NEXT_RETRY) {
         schedule_retry(q);
         return;
@@ -629,128 +731,228 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
         attempt_start(q);
         return;
     }
-    if (err)
-        respond_transport_error(q);
-    else if (q->stream_started)
-        stream_end(q, NULL);
-    else
-        relay_response(q);
+    respond_last_failure(q);
     req_maybe_free(q);
 }
 
 /* ---- attempts ---- */
 
-static gw_backend *pick_backend(gw_req *q)
+/* Sheds the request: 503 overloaded with Retry-After, counted by reason. */
+static void respond_overloaded(gw_req *q, const char *reason, const char *msg)
 {
-    const gw_group *grp = q->group;
-    size_t n = grp->n;
-    double wbuf[32];
-    bool okbuf[32];
-    double *w = n <= 32 ? wbuf : sl_arena_alloc(q->arena, n * sizeof *w);
-    bool *ok = n <= 32 ? okbuf : sl_arena_alloc(q->arena, n * sizeof *ok);
-    if (!w || !ok)
-        return NULL;
-    size_t n_ok = 0;
-    for (size_t i = 0; i < n; i++) {
-        const gw_backend *b = &grp->backends[i];
-        w[i] = b->conf->weight;
-        int cap = b->conf->max_concurrency;
-        ok[i] = cap <= 0 || atomic_load(&b->rt->inflight) < cap;
-        n_ok += ok[i];
-    }
-    /* after a failure, prefer another backend when there is one */
-    if (q->last_failed && n_ok > 1) {
-        for (size_t i = 0; i < n; i++)
-            if (&grp->backends[i] == q->last_failed)
-                ok[i] = false;
-    }
-    int i = sl_policy_pick_weighted(w, ok, n, sl_rand_unit());
-    return i < 0 ? NULL : &grp->backends[i];
+    sl_metrics_add(q->w->metrics, SL_M_REJECTED, reason, NULL, NULL, 1);
+    sl_api_error e;
+    sl_api_error_overloaded(&e, "%s", msg);
+    respond_error(q, &e, 1);
 }
 
+/* Finds the leased backend in the request's snapshot. A lease for a backend
+ * that a reload added after the request started is not in it: NULL. */
+static gw_backend *lease_backend(gw_req *q, const sl_router_lease *l)
+{
+    const gw_group *grp = q->group;
+    if (l->index < grp->n && !strcmp(grp->backends[l->index].conf->id, l->backend_id))
+        return &grp->backends[l->index];
+    for (size_t i = 0; i < grp->n; i++)
+        if (!strcmp(grp->backends[i].conf->id, l->backend_id))
+            return &grp->backends[i];
+    return NULL;
+}
+
+/* Sends one attempt on a leased backend (the lease is q->lease). */
+static void attempt_send(gw_req *q)
+{
+    gw_backend *b = lease_backend(q, &q->lease);
+    if (!b) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error e;
+        sl_api_error_overloaded(&e, "the configuration of model '%s' changed during the request; retry", q->model);
+        respond_error(q, &e, 1);
+        return;
+    }
+    const sl_backend_conf *bc = b->conf;
+    q->backend = b;
+    if (bc->provider != SL_PROVIDER_OPENAI) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error e;
+        sl_api_error_internal(&e, "backend %s uses provider 'local', which this build does not serve yet", bc->id);
+        respond_error(q, &e, -1);
+        return;
+    }
+    if (q->attempts_in_group > 0)
+        sl_metrics_add(q->w->metrics, SL_M_RETRIES, q->model, NULL, NULL, 1);
+    q->attempts_in_group++;
+    q->attempts_total++;
+    q->up_status = 0;
+    q->up_retry_after = -1;
+    q->up_err = 0;
+    q->up_msg[0] = 0;
+    q->streaming = false;
+    q->got_done = false;
+    q->stream_failed = false;
+    q->t_attempt = sl_now_ns();
+    q->t_attempt_first = 0;
+    sl_buf_reset(&q->body);
+    q->body.max = q->req->stream ? MAX_ERROR_BODY : SL_UPSTREAM_DEFAULT_MAX_RESPONSE;
+    if (q->sse) {
+        sl_sse_parser_destroy(q->sse);
+        q->sse = NULL;
+    }
+    if (q->req->stream && sl_sse_parser_create(MAX_SSE_EVENT, &q->sse) != 0) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error e;
+        sl_api_error_internal(&e, "out of memory");
+        respond_error(q, &e, -1);
+        return;
+    }
+
+    sl_buf ub;
+    sl_buf_init(&ub, 64u << 20);
+    char *url = sl_arena_sprintf(q->arena, "%s%s", bc->api_base, q->endpoint);
+    int rc = url ? sl_api_upstream_body(q->req, bc->model, &ub) : SL_ENOMEM;
+    sl_upstream_header hdr[1] = {{"X-Request-Id", q->request_id}};
+    double first_byte = bc->first_byte_timeout_s > 0 ? bc->first_byte_timeout_s : bc->timeout_s;
+    sl_upstream_req ur = {
+        .url = url,
+        .method = "POST",
+        .api_key = bc->api_key,
+        .body = ub.data,
+        .body_len = ub.len,
+        .headers = hdr,
+        .n_headers = 1,
+        .stream = q->req->stream,
+        .connect_timeout_ms = (uint32_t)(bc->connect_timeout_s * 1000),
+        .first_byte_timeout_ms = (uint32_t)(first_byte * 1000),
+        .idle_timeout_ms = (uint32_t)((q->req->stream ? bc->stream_timeout_s : bc->timeout_s) * 1000),
+        .total_timeout_ms = (uint32_t)(bc->timeout_s * 1000),
+    };
+    sl_upstream_cb cb = {.ud = q, .on_headers = on_up_headers, .on_body = on_up_body, .on_done = on_up_done};
+    if (rc == 0)
+        rc = sl_upstream_start(q->w->pool, &ur, &cb, &q->xfer);
+    sl_buf_free(&ub);
+    if (rc != 0) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error e;
+        sl_api_error_internal(&e, "could not start the upstream request to %s: %s", bc->id, sl_strerror(rc));
+        respond_error(q, &e, -1);
+        return;
+    }
+    q->xfer_live = true;
+}
+
+/* The router ended a wait: runs on whichever thread freed capacity (or
+ * noticed the timeout); hands the result to the request's worker. */
+static void on_wait_done(void *ud, int status, const sl_router_lease *lease)
+{
+    gw_req *q = ud;
+    gw_worker *w = q->w;
+    pthread_mutex_lock(&w->wake_lock);
+    q->wait_status = status;
+    if (status == 0)
+        q->wait_lease = *lease;
+    bool closing = w->closing;
+    if (!closing) {
+        q->wake_next = w->wake_head;
+        w->wake_head = q;
+        uv_async_send(&w->wake);
+    }
+    pthread_mutex_unlock(&w->wake_lock);
+    if (closing && status == 0) {
+        /* the worker is gone: give the capacity back; the request dies with the worker */
+        sl_router_lease l = *lease;
+        sl_router_release(q->g->router, &l, NULL);
+    }
+}
+
+/* A wait ended for q, on its worker. */
+static void wait_finished(gw_req *q)
+{
+    q->waiting = false;
+    int status = q->wait_status;
+    if (status == 0) {
+        q->lease = q->wait_lease;
+        if (!q->http) { /* the client left while the grant was on its way */
+            lease_end(q, SL_ROUTER_NEUTRAL, -1);
+            return;
+        }
+        sl_metrics_observe(q->w->metrics, SL_M_QUEUE_WAIT, q->model, NULL, NULL, q->lease.queued_ms / 1000.0);
+        attempt_send(q);
+        return;
+    }
+    if (!q->http)
+        return;
+    if (status == SL_ETIMEDOUT && next_fallback(q)) {
+        attempt_start(q);
+        return;
+    }
+    char msg[SL_ROUTER_NAME_MAX + 160];
+    if (status == SL_ETIMEDOUT) {
+        snprintf(msg, sizeof msg, "no backend of model '%s' had capacity within the queue timeout; retry later",
+                 q->model);
+        respond_overloaded(q, "queue_timeout", msg);
+    } else {
+        snprintf(msg, sizeof msg, "model '%s' was reconfigured while the request waited; retry", q->model);
+        respond_overloaded(q, "reconfigured", msg);
+    }
+}
+
+static void on_wake(uv_async_t *a)
+{
+    gw_worker *w = a->data;
+    pthread_mutex_lock(&w->wake_lock);
+    gw_req *list = w->wake_head;
+    w->wake_head = NULL;
+    pthread_mutex_unlock(&w->wake_lock);
+    while (list) {
+        gw_req *q = list;
+        list = q->wake_next;
+        q->busy++;
+        wait_finished(q);
+        q->busy--;
+        req_maybe_free(q);
+    }
+}
+
+/* Asks the router for a backend of q->group: sends at once, queues, or sheds. */
 static void attempt_start(gw_req *q)
 {
     for (;;) {
-        gw_backend *b = pick_backend(q);
-        if (!b) {
-            /* every backend of the group is at its concurrency limit */
-            if (next_fallback(q))
-                continue;
-            sl_metrics_add(q->w->metrics, SL_M_REJECTED, "backends_busy", NULL, NULL, 1);
-            sl_api_error e;
-            sl_api_error_overloaded(&e, "every backend of model '%s' is at its concurrency limit; retry later",
-                                    q->model);
-            respond_error(q, &e, 1);
-            req_maybe_free(q);
+        const char *exclude = q->last_failed ? q->last_failed->conf->id : NULL;
+        uint64_t ticket = 0;
+        int rc;
+        if (q->attempts_in_group > 0) {
+            /* a retry does not queue: when no backend has room now (the failed
+             * one paused itself with Retry-After, say), the client gets the
+             * last attempt's answer */
+            rc = sl_router_acquire(q->g->router, q->group->name, exclude, sl_rand_unit(), &q->lease);
+            if (rc == SL_EAGAIN) {
+                respond_last_failure(q);
+                return;
+            }
+        } else {
+            rc = sl_router_acquire_or_wait(q->g->router, q->group->name, exclude, sl_rand_unit(), on_wait_done, q,
+                                           &q->lease, &ticket);
+        }
+        if (rc == 0) {
+            attempt_send(q);
             return;
         }
-        const sl_backend_conf *bc = b->conf;
-        if (bc->provider != SL_PROVIDER_OPENAI) {
-            sl_api_error e;
-            sl_api_error_internal(&e, "backend %s uses provider 'local', which this build does not serve yet",
-                                  bc->id);
-            respond_error(q, &e, -1);
-            req_maybe_free(q);
+        if (rc == SL_EAGAIN) {
+            q->waiting = true;
+            q->ticket = ticket;
             return;
         }
-        q->backend = b;
-        q->attempts_in_group++;
-        q->attempts_total++;
-        q->up_status = 0;
-        q->up_retry_after = -1;
-        q->up_err = 0;
-        q->up_msg[0] = 0;
-        q->streaming = false;
-        q->got_done = false;
-        q->stream_failed = false;
-        sl_buf_reset(&q->body);
-        q->body.max = q->req->stream ? MAX_ERROR_BODY : SL_UPSTREAM_DEFAULT_MAX_RESPONSE;
-        if (q->sse) {
-            sl_sse_parser_destroy(q->sse);
-            q->sse = NULL;
+        if (rc == SL_EFULL && next_fallback(q))
+            continue;
+        char msg[SL_ROUTER_NAME_MAX + 160];
+        if (rc == SL_EFULL) {
+            snprintf(msg, sizeof msg, "every backend of model '%s' is at capacity and its queue is full; retry later",
+                     q->model);
+            respond_overloaded(q, "queue_full", msg);
+        } else {
+            snprintf(msg, sizeof msg, "model '%s' cannot be routed right now (%s); retry", q->model, sl_strerror(rc));
+            respond_overloaded(q, "unroutable", msg);
         }
-        if (q->req->stream && sl_sse_parser_create(MAX_SSE_EVENT, &q->sse) != 0) {
-            sl_api_error e;
-            sl_api_error_internal(&e, "out of memory");
-            respond_error(q, &e, -1);
-            req_maybe_free(q);
-            return;
-        }
-
-        sl_buf ub;
-        sl_buf_init(&ub, 64u << 20);
-        char *url = sl_arena_sprintf(q->arena, "%s%s", bc->api_base, q->endpoint);
-        int rc = url ? sl_api_upstream_body(q->req, bc->model, &ub) : SL_ENOMEM;
-        sl_upstream_header hdr[1] = {{"X-Request-Id", q->request_id}};
-        double first_byte = bc->first_byte_timeout_s > 0 ? bc->first_byte_timeout_s : bc->timeout_s;
-        sl_upstream_req ur = {
-            .url = url,
-            .method = "POST",
-            .api_key = bc->api_key,
-            .body = ub.data,
-            .body_len = ub.len,
-            .headers = hdr,
-            .n_headers = 1,
-            .stream = q->req->stream,
-            .connect_timeout_ms = (uint32_t)(bc->connect_timeout_s * 1000),
-            .first_byte_timeout_ms = (uint32_t)(first_byte * 1000),
-            .idle_timeout_ms = (uint32_t)((q->req->stream ? bc->stream_timeout_s : bc->timeout_s) * 1000),
-            .total_timeout_ms = (uint32_t)(bc->timeout_s * 1000),
-        };
-        sl_upstream_cb cb = {.ud = q, .on_headers = on_up_headers, .on_body = on_up_body, .on_done = on_up_done};
-        atomic_fetch_add(&b->rt->inflight, 1);
-        if (rc == 0)
-            rc = sl_upstream_start(q->w->pool, &ur, &cb, &q->xfer);
-        sl_buf_free(&ub);
-        if (rc != 0) {
-            atomic_fetch_sub(&b->rt->inflight, 1);
-            sl_api_error e;
-            sl_api_error_internal(&e, "could not start the upstream request to %s: %s", bc->id, sl_strerror(rc));
-            respond_error(q, &e, -1);
-            req_maybe_free(q);
-            return;
-        }
-        q->xfer_live = true;
         return;
     }
 }
@@ -767,7 +969,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void req_maybe_free(gw_req *q)
 {
-    if (q->http || q->xfer_live || q->timer_closing || q->busy)
+    if (q->http || q->xfer_live || q->timer_closing || q->busy || q->waiting)
         return;
     if (q->timer_live) {
         uv_timer_stop(&q->timer);
@@ -794,7 +996,9 @@ static void on_client_gone(void *ud)
     if (!q->status)
         q->status = 499;
     q->error_code = "client_closed";
-    cancel_xfer(q, "cancelled");
+    if (q->waiting && sl_router_cancel_wait(q->g->router, q->ticket) == 0)
+        q->waiting = false; /* else the grant is on its way: wait_finished gives it back */
+    cancel_xfer(q, "cancelled", SL_ROUTER_NEUTRAL);
     finish_metrics(q);
     req_maybe_free(q);
 }
@@ -877,6 +1081,7 @@ static void handle_proxy(gw_req *q, sl_api_kind kind)
     sl_buf_init(&q->body, SL_UPSTREAM_DEFAULT_MAX_RESPONSE);
     sl_buf_init(&q->out, MAX_SSE_EVENT + 1024);
     sl_http_req_on_gone(q->http, on_client_gone, q);
+    sl_router_note_request(g->router);
     attempt_start(q);
 }
 
@@ -910,13 +1115,104 @@ static void handle_models(gw_req *q, sl_str path)
     sl_buf_free(&b);
 }
 
-static bool snap_ready(const gw_snapshot *s)
+/* Ready when some backend can be picked: not ejected and not marked down. */
+static bool gateway_ready(sl_gateway *g)
 {
-    for (size_t i = 0; i < s->n_groups; i++)
-        for (size_t j = 0; j < s->groups[i].n; j++)
-            if (atomic_load(&s->groups[i].backends[j].rt->fail_streak) < UNHEALTHY_STREAK)
-                return true;
-    return false;
+    size_t n = 0;
+    sl_router_snapshot(g->router, NULL, 0, &n);
+    if (n == 0)
+        return false;
+    sl_router_backend_state *st = sl_malloc(n * sizeof *st);
+    if (!st)
+        return false;
+    size_t got = 0;
+    sl_router_snapshot(g->router, st, n, &got);
+    bool ready = false;
+    for (size_t i = 0; i < got && i < n && !ready; i++)
+        ready = st[i].state != SL_ROUTER_OPEN;
+    sl_free(st);
+    return ready;
+}
+
+static const char *circuit_name(sl_router_circuit c)
+{
+    return c == SL_ROUTER_OPEN ? "open" : c == SL_ROUTER_HALF_OPEN ? "half_open" : "closed";
+}
+
+/* GET /admin/backends: the router's view of every backend, as JSON. */
+static void handle_admin_backends(gw_req *q)
+{
+    sl_router *r = q->g->router;
+    size_t n = 0;
+    sl_router_snapshot(r, NULL, 0, &n);
+    sl_router_backend_state *st = sl_calloc(n ? n : 1, sizeof *st);
+    size_t ng = 0;
+    sl_router_group_stats_get(r, NULL, 0, &ng);
+    sl_router_group_stats *gs = sl_calloc(ng ? ng : 1, sizeof *gs);
+    json_t *o = json_object(), *arr = json_array(), *garr = json_array();
+    if (!st || !gs || !o || !arr || !garr) {
+        sl_free(st);
+        sl_free(gs);
+        json_decref(o);
+        json_decref(arr);
+        json_decref(garr);
+        sl_api_error e;
+        sl_api_error_internal(&e, "out of memory");
+        respond_error(q, &e, -1);
+        return;
+    }
+    size_t got;
+    sl_router_snapshot(r, st, n, &got);
+    n = got < n ? got : n; /* a reload in between may change the count */
+    sl_router_group_stats_get(r, gs, ng, &got);
+    ng = got < ng ? got : ng;
+    for (size_t i = 0; i < n; i++) {
+        const sl_router_backend_state *b = &st[i];
+        json_t *e = json_pack("{s:s, s:s, s:s, s:b, s:b, s:i, s:i, s:f, s:f, s:f, s:f, s:i, s:I, s:i, s:f, s:f, s:I, s:I}",
+                              "id", b->id, "model", b->group, "state", circuit_name(b->state), "unhealthy",
+                              b->unhealthy, "probing", b->probing, "in_flight", b->in_flight, "limit_now",
+                              b->limit_now, "weight", b->weight, "weight_now", b->effective_weight, "ramp",
+                              b->ramp_factor, "ewma_ttft_ms", b->ewma_ttft_ms, "consecutive_failures",
+                              b->consecutive_failures, "ejections", (json_int_t)b->ejections, "eject_level",
+                              b->eject_level, "ejected_ms_left", b->ejected_ms_left, "paused_ms_left",
+                              b->paused_ms_left, "requests", (json_int_t)b->requests, "failures",
+                              (json_int_t)b->failures);
+        if (e)
+            json_array_append_new(arr, e);
+    }
+    for (size_t i = 0; i < ng; i++) {
+        const sl_router_group_stats *x = &gs[i];
+        json_t *e = json_pack("{s:s, s:s, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}", "model", x->name,
+                              "strategy", sl_router_strategy_name(x->strategy), "queue_depth", x->queue_depth,
+                              "queue_max", x->queue_max, "enqueued", (json_int_t)x->enqueued, "granted",
+                              (json_int_t)x->granted, "rejected_full", (json_int_t)x->rejected_full, "timed_out",
+                              (json_int_t)x->timed_out, "cancelled", (json_int_t)x->cancelled, "wait_ms_sum",
+                              x->wait_ms_sum, "wait_ms_max", x->wait_ms_max, "ejections_refused",
+                              (json_int_t)x->ejections_refused);
+        if (e)
+            json_array_append_new(garr, e);
+    }
+    sl_router_budget_stats bs;
+    sl_router_retry_budget_stats(r, &bs);
+    json_object_set_new(o, "backends", arr);
+    json_object_set_new(o, "groups", garr);
+    json_object_set_new(o, "retry_budget",
+                        json_pack("{s:I, s:I, s:I, s:I}", "requests_in_window", (json_int_t)bs.requests_in_window,
+                                  "retries_in_window", (json_int_t)bs.retries_in_window, "granted",
+                                  (json_int_t)bs.granted, "denied", (json_int_t)bs.denied));
+    json_object_set_new(o, "in_flight", json_integer(sl_gateway_inflight(q->g)));
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    sl_free(st);
+    sl_free(gs);
+    if (!text) {
+        sl_api_error e;
+        sl_api_error_internal(&e, "out of memory");
+        respond_error(q, &e, -1);
+        return;
+    }
+    respond_json(q, 200, text, strlen(text), NULL, 0);
+    free(text); /* jansson's allocator */
 }
 
 static void on_request(void *ud, sl_http_req *r)
@@ -988,7 +1284,7 @@ static void on_request(void *ud, sl_http_req *r)
         static const char ok[] = "{\"status\":\"ok\"}";
         respond_json(q, 200, ok, sizeof ok - 1, NULL, 0);
     } else if (get && sl_str_eq_c(path, "/readyz")) {
-        if (snap_ready(q->snap)) {
+        if (gateway_ready(g)) {
             static const char ok[] = "{\"status\":\"ready\"}";
             respond_json(q, 200, ok, sizeof ok - 1, NULL, 0);
         } else {
@@ -1011,6 +1307,14 @@ static void on_request(void *ud, sl_http_req *r)
             respond_error(q, &e, -1);
         }
         sl_buf_free(&b);
+    } else if (get && sl_str_eq_c(path, "/admin/backends")) {
+        bool found;
+        if (key_ok(q->snap->cfg, sl_http_req_header(r, "authorization", &found))) {
+            handle_admin_backends(q);
+        } else {
+            sl_api_error_unauthorized(&e, "missing or invalid API key: send 'Authorization: Bearer <key>'");
+            respond_error(q, &e, -1);
+        }
     } else if (get && (sl_str_eq_c(path, "/v1/models") || sl_str_starts_with(path, "/v1/models/"))) {
         bool found;
         if (key_ok(q->snap->cfg, sl_http_req_header(r, "authorization", &found))) {
@@ -1021,6 +1325,7 @@ static void on_request(void *ud, sl_http_req *r)
         }
     } else {
         known = sl_str_eq_c(path, "/healthz") || sl_str_eq_c(path, "/readyz") || sl_str_eq_c(path, "/metrics") ||
+                sl_str_eq_c(path, "/admin/backends") ||
                 sl_str_eq_c(path, "/v1/models") || sl_str_starts_with(path, "/v1/models/");
         if (known) {
             sl_api_error_method_not_allowed(&e, mstr, pstr);
@@ -1065,12 +1370,24 @@ static int on_worker_start(void *ud, sl_http_worker *hw)
     w->hw = hw;
     w->metrics = sl_metrics_shard_new(g->metrics);
     int rc = sl_upstream_pool_create(sl_http_worker_loop(hw), NULL, &w->pool);
+    if (rc == 0 && w->metrics)
+        rc = uv_async_init(sl_http_worker_loop(hw), &w->wake, on_wake) ? SL_EIO : 0;
     if (rc || !w->metrics) {
+        sl_upstream_pool_destroy(w->pool);
         sl_free(w);
         return rc ? rc : SL_ENOMEM;
     }
+    w->wake.data = w;
+    pthread_mutex_init(&w->wake_lock, NULL);
     sl_http_worker_set_data(hw, w);
     return 0;
+}
+
+static void on_wake_closed(uv_handle_t *h)
+{
+    gw_worker *w = h->data;
+    pthread_mutex_destroy(&w->wake_lock);
+    sl_free(w);
 }
 
 static void on_worker_stop(void *ud, sl_http_worker *hw)
@@ -1079,9 +1396,271 @@ static void on_worker_stop(void *ud, sl_http_worker *hw)
     gw_worker *w = sl_http_worker_data(hw);
     if (!w)
         return;
+    /* grants already on the list are handled; later ones are given back by on_wait_done */
+    pthread_mutex_lock(&w->wake_lock);
+    w->closing = true;
+    pthread_mutex_unlock(&w->wake_lock);
+    on_wake(&w->wake);
     sl_upstream_pool_destroy(w->pool);
-    sl_free(w);
+    w->pool = NULL;
     sl_http_worker_set_data(hw, NULL);
+    uv_close((uv_handle_t *)&w->wake, on_wake_closed); /* frees w once the loop runs it */
+}
+
+/* ---- the regulator thread: router ticks and active health checks ---- */
+
+typedef struct hc_probe {
+    struct hc_probe *next;  /* g->hc_live */
+    CURL *easy;
+    sl_gateway *g;
+    size_t slot; /* index into g->hc */
+    struct curl_slist *headers;
+    char url[2048];
+} hc_probe;
+
+static size_t hc_discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static hc_state *hc_slot(sl_gateway *g, const char *id, size_t *slot)
+{
+    for (size_t i = 0; i < g->n_hc; i++)
+        if (!strcmp(g->hc[i].id, id)) {
+            *slot = i;
+            return &g->hc[i];
+        }
+    if (g->n_hc >= HC_MAX_BACKENDS)
+        return NULL;
+    hc_state *n = sl_realloc(g->hc, (g->n_hc + 1) * sizeof *n);
+    if (!n)
+        return NULL;
+    g->hc = n;
+    memset(&n[g->n_hc], 0, sizeof *n);
+    snprintf(n[g->n_hc].id, sizeof n[g->n_hc].id, "%s", id);
+    *slot = g->n_hc;
+    return &g->hc[g->n_hc++];
+}
+
+/* Starts one GET per openai backend; returns how many started. */
+static int hc_start_round(sl_gateway *g)
+{
+    gw_snapshot *s = snap_get(g);
+    const sl_router_conf *rc = &s->cfg->router;
+    int started = 0;
+    for (size_t i = 0; rc->health_check_path && i < s->n_groups; i++) {
+        for (size_t j = 0; j < s->groups[i].n; j++) {
+            const sl_backend_conf *b = s->groups[i].backends[j].conf;
+            size_t slot;
+            if (b->provider != SL_PROVIDER_OPENAI || !hc_slot(g, b->id, &slot))
+                continue;
+            hc_probe *p = sl_calloc(1, sizeof *p);
+            CURL *e = p ? curl_easy_init() : NULL;
+            if (!e) {
+                sl_free(p);
+                continue;
+            }
+            p->g = g;
+            p->slot = slot;
+            snprintf(p->url, sizeof p->url, "%s%s", b->api_base, rc->health_check_path);
+            curl_easy_setopt(e, CURLOPT_URL, p->url);
+            curl_easy_setopt(e, CURLOPT_PRIVATE, p);
+            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(e, CURLOPT_PROXY, "");
+            curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(rc->health_check_timeout_s * 1000));
+            curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(rc->health_check_timeout_s * 1000));
+            curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, hc_discard);
+            curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+            if (b->api_key) {
+                char auth[1024];
+                snprintf(auth, sizeof auth, "Authorization: Bearer %s", b->api_key);
+                p->headers = curl_slist_append(NULL, auth);
+                curl_easy_setopt(e, CURLOPT_HTTPHEADER, p->headers);
+            }
+            p->easy = e;
+            p->next = g->hc_live;
+            g->hc_live = p;
+            curl_multi_add_handle(g->hc_multi, e);
+            started++;
+        }
+    }
+    snap_release(s);
+    return started;
+}
+
+
+/* Ends one check: unlinks, removes from the multi handle, frees. */
+static void hc_probe_free(sl_gateway *g, hc_probe *p)
+{
+    for (hc_probe **pp = &g->hc_live; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            break;
+        }
+    curl_multi_remove_handle(g->hc_multi, p->easy);
+    curl_easy_cleanup(p->easy);
+    curl_slist_free_all(p->headers);
+    sl_free(p);
+}
+
+/* Collects finished health checks and turns verdicts into router calls. */
+static void hc_collect(sl_gateway *g)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(g->hc_multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        hc_probe *p = NULL;
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&p);
+        if (!p)
+            continue;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        bool ok = m->data.result == CURLE_OK && status >= 200 && status < 300;
+        if (p->slot < g->n_hc) {
+            hc_state *h = &g->hc[p->slot];
+            if (ok) {
+                h->fails = 0;
+                if (h->down) {
+                    h->down = false;
+                    sl_info("health check: %s answers again; ramping it up", h->id);
+                    sl_router_mark_healthy(g->router, h->id);
+                }
+            } else if (++h->fails >= HC_UNHEALTHY_AFTER && !h->down) {
+                h->down = true;
+                sl_warn("health check: %s failed %d checks in a row (%s); taking it out", h->id, h->fails,
+                        m->data.result != CURLE_OK ? curl_easy_strerror(m->data.result) : "HTTP status not 2xx");
+                sl_router_mark_unhealthy(g->router, h->id);
+            }
+        }
+        hc_probe_free(g, p);
+    }
+}
+
+static void *regulator_main(void *arg)
+{
+    sl_gateway *g = arg;
+    uint64_t next_round = 0;
+    int running = 0;
+    while (!atomic_load(&g->reg_stop)) {
+        sl_router_tick(g->router);
+        gw_snapshot *s = snap_get(g);
+        bool checks = s->cfg->router.health_check_path != NULL;
+        uint64_t interval = (uint64_t)(s->cfg->router.health_check_interval_s * 1000);
+        snap_release(s);
+        uint64_t now = sl_now_ms();
+        if (checks && running == 0 && now >= next_round) {
+            hc_start_round(g);
+            next_round = now + interval;
+        }
+        /* waits up to one tick, or until a check's socket has news */
+        curl_multi_poll(g->hc_multi, NULL, 0, TICK_MS, NULL);
+        curl_multi_perform(g->hc_multi, &running);
+        hc_collect(g);
+    }
+    return NULL;
+}
+
+/* ---- metrics ---- */
+
+static int put_family(sl_buf *out, const char *name, const char *type, const char *help)
+{
+    return sl_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int put_sample(sl_buf *out, const char *name, const char *l1, const char *v1, const char *l2, const char *v2,
+                      double v)
+{
+    int rc = sl_buf_appendf(out, "%s{%s=\"", name, l1);
+    if (!rc)
+        rc = sl_metrics_put_label_value(out, v1);
+    if (!rc && l2) {
+        rc = sl_buf_appendf(out, "\",%s=\"", l2);
+        if (!rc)
+            rc = sl_metrics_put_label_value(out, v2);
+    }
+    if (!rc)
+        rc = sl_buf_appendf(out, "\"} %.17g\n", v);
+    return rc;
+}
+
+/* The router's gauges and counters, read at scrape time. */
+static int render_router(void *ud, sl_buf *out)
+{
+    sl_gateway *g = ud;
+    size_t n = 0, ng = 0, got;
+    sl_router_snapshot(g->router, NULL, 0, &n);
+    sl_router_group_stats_get(g->router, NULL, 0, &ng);
+    sl_router_backend_state *st = sl_calloc(n ? n : 1, sizeof *st);
+    sl_router_group_stats *gs = sl_calloc(ng ? ng : 1, sizeof *gs);
+    if (!st || !gs) {
+        sl_free(st);
+        sl_free(gs);
+        return SL_ENOMEM;
+    }
+    sl_router_snapshot(g->router, st, n, &got);
+    n = got < n ? got : n;
+    sl_router_group_stats_get(g->router, gs, ng, &got);
+    ng = got < ng ? got : ng;
+    int rc = put_family(out, "sluice_queue_depth", "gauge", "Requests waiting in a model group's admission queue.");
+    for (size_t i = 0; i < ng && !rc; i++)
+        rc = put_sample(out, "sluice_queue_depth", "model", gs[i].name, NULL, NULL, gs[i].queue_depth);
+    if (!rc)
+        rc = put_family(out, "sluice_queue_requests_total", "counter",
+                        "Requests that entered an admission queue, by how the wait ended.");
+    for (size_t i = 0; i < ng && !rc; i++) {
+        static const char *const how[] = {"enqueued", "granted", "timed_out", "cancelled", "rejected_full"};
+        uint64_t v[] = {gs[i].enqueued, gs[i].granted, gs[i].timed_out, gs[i].cancelled, gs[i].rejected_full};
+        for (size_t k = 0; k < SL_ARRAY_LEN(how) && !rc; k++)
+            rc = put_sample(out, "sluice_queue_requests_total", "model", gs[i].name, "result", how[k], (double)v[k]);
+    }
+    if (!rc)
+        rc = put_family(out, "sluice_backend_state", "gauge",
+                        "Circuit state of each backend (1 for the current state): closed, open (ejected or "
+                        "unhealthy), half_open (ramping up or probing).");
+    for (size_t i = 0; i < n && !rc; i++) {
+        static const sl_router_circuit all[] = {SL_ROUTER_CLOSED, SL_ROUTER_OPEN, SL_ROUTER_HALF_OPEN};
+        for (size_t k = 0; k < 3 && !rc; k++)
+            rc = put_sample(out, "sluice_backend_state", "backend", st[i].id, "state", circuit_name(all[k]),
+                            st[i].state == all[k]);
+    }
+    struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"sluice_backend_in_flight", "gauge", "Attempts in flight per backend."},
+        {"sluice_backend_concurrency_limit", "gauge", "Concurrency limit now, after the slow-start ramp (0 = none)."},
+        {"sluice_backend_weight", "gauge", "Effective weight now (configured weight x ramp)."},
+        {"sluice_backend_ttft_ewma_seconds", "gauge", "Peak-EWMA of time to first token, decayed to now."},
+        {"sluice_backend_ejections_total", "counter", "Outlier ejections per backend."},
+    };
+    for (size_t f = 0; f < SL_ARRAY_LEN(fam) && !rc; f++) {
+        rc = put_family(out, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < n && !rc; i++) {
+            double v = f == 0   ? st[i].in_flight
+                       : f == 1 ? st[i].limit_now
+                       : f == 2 ? st[i].effective_weight
+                       : f == 3 ? st[i].ewma_ttft_ms / 1000
+                                : (double)st[i].ejections;
+            rc = put_sample(out, fam[f].name, "backend", st[i].id, NULL, NULL, v);
+        }
+    }
+    sl_router_budget_stats bs;
+    sl_router_retry_budget_stats(g->router, &bs);
+    if (!rc)
+        rc = put_family(out, "sluice_retry_budget_total", "counter",
+                        "Retries the gateway-wide retry budget granted and denied.");
+    if (!rc)
+        rc = put_sample(out, "sluice_retry_budget_total", "result", "granted", NULL, NULL, (double)bs.granted);
+    if (!rc)
+        rc = put_sample(out, "sluice_retry_budget_total", "result", "denied", NULL, NULL, (double)bs.denied);
+    sl_free(st);
+    sl_free(gs);
+    return rc;
 }
 
 /* ---- public ---- */
@@ -1095,18 +1674,41 @@ int sl_gateway_create(sl_config *cfg, sl_metrics *metrics, sl_gateway **out)
         return SL_ENOMEM;
     pthread_mutex_init(&g->lock, NULL);
     g->metrics = metrics;
+    sl_router_opts o;
+    router_opts_from(cfg, &o);
+    char err[256];
     int rc = sl_upstream_global_init();
+    if (rc == 0 && (rc = sl_router_create(&o, NULL, NULL, &g->router, err, sizeof err)) != 0)
+        sl_error("%s", err);
     if (rc == 0)
-        rc = snap_build(g, cfg, &g->snap);
+        rc = snap_build(cfg, &g->snap);
+    if (rc == 0 && (rc = router_install(g->router, g->snap)) != 0) {
+        g->snap->cfg = NULL; /* the caller keeps its reference on failure */
+        snap_free_tables(g->snap);
+        g->snap = NULL;
+    }
+    if (rc == 0)
+        rc = (g->hc_multi = curl_multi_init()) ? 0 : SL_ENOMEM;
+    if (rc == 0)
+        rc = pthread_create(&g->reg_thread, NULL, regulator_main, g) ? SL_ENOMEM : 0;
     if (rc) {
+        if (g->snap) {
+            g->snap->cfg = NULL;
+            snap_free_tables(g->snap);
+        }
+        if (g->hc_multi)
+            curl_multi_cleanup(g->hc_multi);
+        sl_router_destroy(g->router);
         pthread_mutex_destroy(&g->lock);
         sl_free(g);
         return rc;
     }
+    g->reg_started = true;
     g->handlers = (sl_http_handlers){
         .ud = g, .on_worker_start = on_worker_start, .on_worker_stop = on_worker_stop, .on_request = on_request,
         .render_error = render_error};
     sl_metrics_gauge_fn(metrics, "sluice_requests_in_flight", "Proxied requests in flight.", gauge_inflight, g);
+    sl_metrics_section_fn(metrics, render_router, g);
     *out = g;
     return 0;
 }
@@ -1115,14 +1717,18 @@ void sl_gateway_destroy(sl_gateway *g)
 {
     if (!g)
         return;
-    snap_release(g->snap);
-    backend_rt *r = g->rts;
-    while (r) {
-        backend_rt *n = r->next;
-        sl_free(r->id);
-        sl_free(r);
-        r = n;
+    if (g->reg_started) {
+        atomic_store(&g->reg_stop, true);
+        curl_multi_wakeup(g->hc_multi);
+        pthread_join(g->reg_thread, NULL);
     }
+    /* health checks still running are abandoned */
+    while (g->hc_live)
+        hc_probe_free(g, g->hc_live);
+    curl_multi_cleanup(g->hc_multi);
+    sl_free(g->hc);
+    sl_router_destroy(g->router);
+    snap_release(g->snap);
     pthread_mutex_destroy(&g->lock);
     sl_free(g);
 }
@@ -1130,9 +1736,21 @@ void sl_gateway_destroy(sl_gateway *g)
 int sl_gateway_reload(sl_gateway *g, sl_config *cfg)
 {
     gw_snapshot *s;
-    int rc = snap_build(g, cfg, &s);
+    int rc = snap_build(cfg, &s);
     if (rc)
         return rc;
+    if ((rc = router_install(g->router, s)) != 0) {
+        s->cfg = NULL;
+        snap_free_tables(s);
+        return rc;
+    }
+    sl_router_opts now, next;
+    router_opts_from(g->snap->cfg, &now);
+    router_opts_from(cfg, &next);
+    now.default_strategy = next.default_strategy; /* not compared: see below */
+    if (memcmp(&now, &next, sizeof now))
+        sl_warn("reload: router_settings for queues, ejection, slow start, retry budget and latency take effect "
+                "at the next restart; model groups, weights, limits and per-group settings apply now");
     pthread_mutex_lock(&g->lock);
     gw_snapshot *old = g->snap;
     g->snap = s;

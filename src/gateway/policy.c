@@ -17,6 +17,27 @@ sl_attempt_class sl_policy_classify(int err, int status)
     return SL_ATTEMPT_FINAL;
 }
 
+sl_router_outcome_kind sl_policy_outcome(int err, int status, double retry_after_s)
+{
+    if (err == SL_ETIMEDOUT)
+        return SL_ROUTER_FAIL_TIMEOUT;
+    if (err == SL_ETOOBIG)
+        return SL_ROUTER_NEUTRAL; /* the answer was too large for us, not a fault of the backend */
+    if (err == SL_EUPSTREAM && status >= 200 && status < 300)
+        return SL_ROUTER_FAIL_5XX; /* a stream cut short, or bytes that are not a stream */
+    if (err != 0)
+        return SL_ROUTER_FAIL_CONNECT;
+    if (status >= 200 && status < 300)
+        return SL_ROUTER_OK;
+    if (status == 429)
+        return retry_after_s > 0 ? SL_ROUTER_OVERLOADED : SL_ROUTER_NEUTRAL;
+    if (status == 503)
+        return retry_after_s > 0 ? SL_ROUTER_OVERLOADED : SL_ROUTER_FAIL_5XX;
+    if (status >= 500)
+        return SL_ROUTER_FAIL_5XX;
+    return SL_ROUTER_NEUTRAL;
+}
+
 sl_next_step sl_policy_next(sl_attempt_class c, bool bytes_sent, int attempts, int num_retries,
                             bool fallback_left)
 {

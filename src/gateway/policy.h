@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "gateway/router.h"
+
 typedef enum {
     SL_ATTEMPT_OK = 0,    /* 2xx: the answer goes to the client */
     SL_ATTEMPT_RETRYABLE, /* connect error, timeout, reset, 429, 5xx: another attempt may succeed */
@@ -29,6 +31,12 @@ sl_attempt_class sl_policy_classify(int err, int status);
  * current group so far (>= 1). */
 sl_next_step sl_policy_next(sl_attempt_class c, bool bytes_sent, int attempts, int num_retries,
                             bool fallback_left);
+
+/* Maps a finished attempt to what it says about its backend (router.h):
+ * err the transport error (0 = a response came; SL_EUPSTREAM for a 2xx
+ * stream cut short), status the HTTP status, retry_after_s the backend's
+ * Retry-After (< 0 = none). */
+sl_router_outcome_kind sl_policy_outcome(int err, int status, double retry_after_s);
 
 /* Jittered exponential backoff before retry number `retry` (1-based):
  * base * 2^(retry-1) * (0.5 + u) with u in [0,1), capped at cap_ms. */

@@ -42,6 +42,7 @@ typedef struct rbk {
     uint64_t ewma_at;
     bool has_ewma;
     int streak;              /* consecutive failures */
+    int connect_streak;      /* consecutive CONNECT failures */
     uint64_t ejections;
     int eject_level;
     uint64_t ejected_until;  /* ms; ejected while now < ejected_until */
@@ -152,6 +153,7 @@ void sl_router_opts_default(sl_router_opts *o)
     o->queue_max = 100;
     o->queue_timeout_ms = 10000;
     o->eject_consecutive = 5;
+    o->eject_connect_consecutive = 1;
     o->eject_base_ms = 30000;
     o->eject_max_ms = 300000;
     o->max_ejection_percent = 50;
@@ -198,6 +200,11 @@ int sl_router_opts_validate(const sl_router_opts *o, char *err, size_t errcap)
                     nums[i].hi, nums[i].v);
             return SL_EINVAL;
         }
+    }
+    if (o->eject_connect_consecutive < 0) {
+        set_err(err, errcap, "router: eject_connect_consecutive: expected >= 0 (0 = off), got %d",
+                o->eject_connect_consecutive);
+        return SL_EINVAL;
     }
     if (o->eject_consecutive < 0) {
         set_err(err, errcap, "router: eject_consecutive: expected >= 0 (0 = never eject), got %d", o->eject_consecutive);
@@ -983,6 +990,7 @@ static void try_eject(sl_router *r, rbk *b, uint64_t now)
     b->ejections++;
     b->ejected_until = now + (uint64_t)dur;
     b->streak = 0;
+    b->connect_streak = 0;
     b->probing = true;
     b->ramping = true;
     b->ramp_start = b->ejected_until;
@@ -995,6 +1003,7 @@ static void apply_outcome(sl_router *r, rbk *b, const sl_router_outcome *oc, uin
     switch (kind) {
     case SL_ROUTER_OK:
         b->streak = 0;
+        b->connect_streak = 0;
         b->probing = false;
         if (oc->ttft_ms > 0 && isfinite(oc->ttft_ms))
             ewma_sample(r, b, oc->ttft_ms, now);
@@ -1004,11 +1013,13 @@ static void apply_outcome(sl_router *r, rbk *b, const sl_router_outcome *oc, uin
     case SL_ROUTER_FAIL_5XX:
         b->failures++;
         b->streak++;
+        b->connect_streak = kind == SL_ROUTER_FAIL_CONNECT ? b->connect_streak + 1 : 0;
         if (kind == SL_ROUTER_FAIL_TIMEOUT && oc->ttft_ms > 0 && isfinite(oc->ttft_ms))
             ewma_sample(r, b, oc->ttft_ms, now);
         if (is_ejected(b, now))
             break; /* an attempt that started before the ejection */
-        if (b->probing || (r->o.eject_consecutive > 0 && b->streak >= r->o.eject_consecutive))
+        if (b->probing || (r->o.eject_consecutive > 0 && b->streak >= r->o.eject_consecutive) ||
+            (r->o.eject_connect_consecutive > 0 && b->connect_streak >= r->o.eject_connect_consecutive))
             try_eject(r, b, now);
         break;
     case SL_ROUTER_OVERLOADED:
@@ -1091,6 +1102,7 @@ int sl_router_mark_healthy(sl_router *r, const char *backend_id)
             b->ejected_until = now;
         b->probing = false;
         b->streak = 0;
+        b->connect_streak = 0;
         b->ramping = true;
         b->ramp_start = now;
         service_group(r, b->group, now, &fl);

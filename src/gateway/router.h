@@ -82,8 +82,10 @@
  * When a whole group restarts, the small limits make admission queue or shed
  * the excess while the ramp proceeds.
  *
- * Outcomes and health. SL_ROUTER_OK resets the failure streak. CONNECT,
+ * Outcomes and health. SL_ROUTER_OK resets the failure streaks. CONNECT,
  * TIMEOUT and 5XX add one; at opts.eject_consecutive the backend is ejected
+ * (and at opts.eject_connect_consecutive CONNECT failures in a row, which a
+ * TIMEOUT, 5XX or OK breaks: a dead process is taken out after one refusal)
  * for min(eject_base_ms x level, eject_max_ms), where level is 1 + the
  * previous level less one for each eject_base_ms since the previous ejection
  * ended (so repeat offenders stay out longer, and the penalty heals). An
@@ -142,6 +144,8 @@ typedef struct sl_router_opts {
     int queue_max;                   /* waiters per group, default 100; 0 = no queue (reject at once) */
     double queue_timeout_ms;         /* longest wait in the queue, default 10000 */
     int eject_consecutive;           /* failures in a row that eject, default 5; 0 = never eject */
+    int eject_connect_consecutive;   /* CONNECT failures in a row that eject, default 1 (a refused or reset
+                                      * connection is unambiguous); 0 = only eject_consecutive counts */
     double eject_base_ms;            /* default 30000 */
     double eject_max_ms;             /* default 300000 */
     int max_ejection_percent;        /* 0..100, default 50 */

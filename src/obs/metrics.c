@@ -38,6 +38,8 @@ static const family families[SL_M__COUNT] = {
                      {"model", "kind", NULL}},
     [SL_M_REJECTED] = {"sluice_rejected_total", "Requests refused before routing, by reason.", KIND_COUNTER,
                        {"reason", NULL, NULL}},
+    [SL_M_QUEUE_WAIT] = {"sluice_queue_wait_seconds", "Time admitted requests waited in the admission queue.",
+                         KIND_HISTOGRAM, {"model", NULL, NULL}},
 };
 
 /* Upper bounds in seconds; chosen to cover fast proxies (ms) and slow generations (minutes). */
@@ -72,6 +74,11 @@ struct sl_metrics {
     sl_metrics_shard *shards;
     gauge gauges[MAX_GAUGES];
     int n_gauges;
+    struct {
+        int (*fn)(void *, sl_buf *);
+        void *ud;
+    } sections[MAX_GAUGES];
+    int n_sections;
 };
 
 sl_metrics *sl_metrics_create(void)
@@ -235,6 +242,20 @@ int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, doubl
     return 0;
 }
 
+int sl_metrics_section_fn(sl_metrics *m, int (*fn)(void *ud, sl_buf *out), void *ud)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->n_sections >= MAX_GAUGES) {
+        pthread_mutex_unlock(&m->lock);
+        return SL_EFULL;
+    }
+    m->sections[m->n_sections].fn = fn;
+    m->sections[m->n_sections].ud = ud;
+    m->n_sections++;
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
 /* ---- scrape: merge all shards into one table, then print ---- */
 
 typedef struct merged {
@@ -318,6 +339,8 @@ static int put_escaped(sl_buf *out, const char *v)
     }
     return rc;
 }
+
+int sl_metrics_put_label_value(sl_buf *out, const char *v) { return put_escaped(out, v ? v : ""); }
 
 static int put_labels(sl_buf *out, const family *f, const series *s, const char *le)
 {
@@ -411,6 +434,13 @@ int sl_metrics_render(sl_metrics *m, sl_buf *out)
             rc = sl_buf_appendf(out, "# HELP %s %s\n# TYPE %s gauge\n%s %s\n", g[i].name, g[i].help, g[i].name,
                                 g[i].name, num);
         }
+    }
+    if (!rc) {
+        pthread_mutex_lock(&m->lock);
+        int ns = m->n_sections;
+        pthread_mutex_unlock(&m->lock);
+        for (int i = 0; i < ns && !rc; i++)
+            rc = m->sections[i].fn(m->sections[i].ud, out);
     }
     if (mg.tab)
         merged_free(&mg);

@@ -23,6 +23,7 @@ typedef enum {
     SL_M_FALLBACKS,        /* counter  sluice_fallbacks_total{model,to} */
     SL_M_TOKENS,           /* counter  sluice_tokens_total{model,kind} kind=prompt|completion */
     SL_M_REJECTED,         /* counter  sluice_rejected_total{reason} */
+    SL_M_QUEUE_WAIT,       /* histogram sluice_queue_wait_seconds{model}: admitted requests' time in the queue */
     SL_M__COUNT
 } sl_metric_id;
 
@@ -42,6 +43,12 @@ void sl_metrics_observe(sl_metrics_shard *s, sl_metric_id id, const char *l1, co
                         double v);
 /* Registers a gauge read at scrape time: name must be a valid metric name; fn is called from the scraping thread. */
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *ud), void *ud);
+/* Registers a section written at scrape time after the gauges: fn appends
+ * complete metric families (HELP, TYPE, samples) to out and returns 0 or an
+ * SL_E* code. fn runs on the scraping thread. Returns 0 or SL_EFULL. */
+int sl_metrics_section_fn(sl_metrics *m, int (*fn)(void *ud, sl_buf *out), void *ud);
+/* Appends v escaped for a label value (backslash, quote, newline). Returns 0 or SL_ETOOBIG. */
+int sl_metrics_put_label_value(sl_buf *out, const char *v);
 /* Renders every family in Prometheus text exposition format 0.0.4. */
 int sl_metrics_render(sl_metrics *m, sl_buf *out);
 /* Sum of a counter over all shards and label sets whose first label equals l1 (NULL = any); for tests. */

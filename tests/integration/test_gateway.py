@@ -164,13 +164,18 @@ def test_upstream_errors_and_retries():
             before = mock_stats(mock)["requests"]
             assert_openai_error(chat(s.port, {"mock": {"status": 400}}), 400)
             check_eq(mock_stats(mock)["requests"] - before, 1, "no retry on 4xx")
-            # 429 with Retry-After becomes a 429 with Retry-After
+            # 429 with Retry-After becomes a 429 with Retry-After; the backend
+            # is paused for that long, so it is not retried (not hammered)
+            before = mock_stats(mock)["requests"]
             r = chat(s.port, {"mock": {"status": 429, "retry_after": 7}})
             assert_openai_error(r, 429)
             check_eq(r.headers.get("retry-after"), "7", "retry-after passed on")
+            check_eq(mock_stats(mock)["requests"] - before, 1, "a paused backend is not retried")
             m = harness.get_json(s.port, "/metrics").body.decode()
-            # 2 retries for the 500, none for the 400, 2 for the 429
-            check('sluice_upstream_retries_total{model="mock-model"} 4' in m, "retries counted:\n" + m)
+            # 2 retries for the 500, none for the 400, none for the 429
+            check('sluice_upstream_retries_total{model="mock-model"} 2' in m, "retries counted:\n" + m)
+            b = harness.get_json(s.port, "/admin/backends").json()["backends"][0]
+            check(b["paused_ms_left"] > 5000, f"paused for the Retry-After: {b}")
 
 
 def test_upstream_down_and_fallback():
@@ -307,8 +312,9 @@ def test_slowloris(mock):
 
 def test_overload_503_and_connection_cap():
     with harness.start_mockllm() as mock:
+        # queue.max 0: a request that finds no capacity is shed at once
         cfg = harness.mock_config([mock.port], extra_params="max_concurrency: 1",
-                                  server="max_connections: 3")
+                                  server="max_connections: 3", router="queue: {max: 0}")
         with harness.Sluice(cfg) as s:
             result = {}
 
@@ -325,7 +331,7 @@ def test_overload_503_and_connection_cap():
             e = assert_openai_error(r, 503, code="overloaded")
             check(time.time() - t0 < 1.0, "shed at once, not queued")
             check(r.headers.get("retry-after", "").isdigit(), f"Retry-After: {r.headers}")
-            check("concurrency" in e["message"], e["message"])
+            check("capacity" in e["message"], e["message"])
             t.join()
             check_eq(result["r"].status, 200, "the admitted request finished")
             # connections beyond server.max_connections are closed at once

@@ -16,6 +16,24 @@ static void test_classify(void)
     EXPECT_EQ_INT(sl_policy_classify(SL_ETOOBIG, 200), SL_ATTEMPT_FINAL);
 }
 
+static void test_outcome(void)
+{
+    EXPECT_EQ_INT(sl_policy_outcome(0, 200, -1), SL_ROUTER_OK);
+    EXPECT_EQ_INT(sl_policy_outcome(SL_ETIMEDOUT, 0, -1), SL_ROUTER_FAIL_TIMEOUT);
+    EXPECT_EQ_INT(sl_policy_outcome(SL_ETIMEDOUT, 200, -1), SL_ROUTER_FAIL_TIMEOUT);
+    EXPECT_EQ_INT(sl_policy_outcome(SL_EUPSTREAM, 0, -1), SL_ROUTER_FAIL_CONNECT);
+    EXPECT_EQ_INT(sl_policy_outcome(SL_EUPSTREAM, 200, -1), SL_ROUTER_FAIL_5XX);
+    EXPECT_EQ_INT(sl_policy_outcome(SL_ETOOBIG, 200, -1), SL_ROUTER_NEUTRAL);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 500, -1), SL_ROUTER_FAIL_5XX);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 502, 3), SL_ROUTER_FAIL_5XX);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 503, -1), SL_ROUTER_FAIL_5XX);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 503, 2), SL_ROUTER_OVERLOADED);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 429, 2), SL_ROUTER_OVERLOADED);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 429, -1), SL_ROUTER_NEUTRAL);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 400, -1), SL_ROUTER_NEUTRAL);
+    EXPECT_EQ_INT(sl_policy_outcome(0, 404, 5), SL_ROUTER_NEUTRAL);
+}
+
 static void test_next_step(void)
 {
     /* retry while attempts < 1 + retries, never after bytes reached the client */
@@ -70,6 +88,7 @@ static void test_pick_weighted(void)
 int main(void)
 {
     RUN(test_classify);
+    RUN(test_outcome);
     RUN(test_next_step);
     RUN(test_backoff);
     RUN(test_pick_weighted);

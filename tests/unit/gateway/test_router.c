@@ -574,6 +574,57 @@ static void test_ejection(void)
     sl_router_destroy(r);
 }
 
+/* One refused connection ejects (eject_connect_consecutive 1), while 5xx
+ * need eject_consecutive in a row; a 5xx between refusals breaks the streak. */
+static void test_connect_ejection(void)
+{
+    fake_now = 0;
+    sl_router_opts o;
+    sl_router_opts_default(&o);
+    o.eject_consecutive = 5;
+    o.eject_connect_consecutive = 2;
+    o.eject_base_ms = 1000;
+    o.max_ejection_percent = 100;
+    sl_router *r = mk(&o);
+    int mc[2] = {10, 10};
+    EXPECT_EQ_INT(set_one(r, SL_ROUTER_STRATEGY_ROUND_ROBIN, NULL, mc, 2, -1, -1), 0);
+    static const sl_router_outcome CONN = {SL_ROUTER_FAIL_CONNECT, 0, 0};
+    sl_router_backend_state st;
+    sl_router_lease l;
+    /* connect, 5xx, connect: no two refusals in a row */
+    const sl_router_outcome *seq[3] = {&CONN, &FAIL, &CONN};
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ_INT(sl_router_acquire(r, "g", "b", 0, &l), 0);
+        EXPECT_EQ_STR(l.backend_id, "a");
+        sl_router_release(r, &l, seq[i]);
+    }
+    EXPECT(state_of(r, "a", &st));
+    EXPECT_EQ_INT(st.state, SL_ROUTER_CLOSED);
+    EXPECT_EQ_INT(st.consecutive_failures, 3);
+    EXPECT_EQ_INT(sl_router_acquire(r, "g", "b", 0, &l), 0);
+    sl_router_release(r, &l, &CONN);
+    EXPECT(state_of(r, "a", &st));
+    EXPECT_EQ_INT(st.state, SL_ROUTER_OPEN);
+    sl_router_destroy(r);
+
+    /* the default: the first refusal ejects */
+    sl_router_opts_default(&o);
+    o.max_ejection_percent = 100;
+    r = mk(&o);
+    EXPECT_EQ_INT(set_one(r, SL_ROUTER_STRATEGY_ROUND_ROBIN, NULL, mc, 2, -1, -1), 0);
+    EXPECT_EQ_INT(sl_router_acquire(r, "g", "b", 0, &l), 0);
+    EXPECT_EQ_STR(l.backend_id, "a");
+    sl_router_release(r, &l, &CONN);
+    EXPECT(state_of(r, "a", &st));
+    EXPECT_EQ_INT(st.state, SL_ROUTER_OPEN);
+    for (int i = 0; i < 3; i++) {
+        EXPECT_EQ_INT(sl_router_acquire(r, "g", "a", 0, &l), 0);
+        EXPECT_EQ_STR(l.backend_id, "b");
+        sl_router_release(r, &l, NULL);
+    }
+    sl_router_destroy(r);
+}
+
 static void test_ejection_level_partial_heal(void)
 {
     fake_now = 0;
@@ -924,6 +975,7 @@ int main(void)
     RUN(test_reconfigure_keeps_state);
     RUN(test_set_groups_out_of_memory);
     RUN(test_threads_smoke);
+    RUN(test_connect_ejection);
     t_cur_failed = 0;
     EXPECT_EQ_UINT(sl_alloc_live_bytes(), live0); /* every router, lease and waiter freed */
     if (t_cur_failed)
