@@ -76,13 +76,15 @@ static atomic_long st_active;
 static atomic_ulong st_by_path[PATH_COUNT];
 static uint64_t g_start_ns;
 
-/* Timeline: ring of [bucket start ms, cumulative requests], one point per
- * 100 ms bucket in which a request arrived. Guarded by tl_lock. */
+/* Timeline: ring of [bucket start ms, cumulative requests, peak requests in
+ * progress], one point per 100 ms bucket in which a request arrived (the peak
+ * is the most requests in progress seen at an arrival in the bucket, the
+ * arriving one included). Guarded by tl_lock. */
 static pthread_mutex_t tl_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t tl_ms[TIMELINE_MAX], tl_cum[TIMELINE_MAX];
+static uint64_t tl_ms[TIMELINE_MAX], tl_cum[TIMELINE_MAX], tl_peak[TIMELINE_MAX];
 static size_t tl_head, tl_len; /* oldest point at tl_head */
 
-static void stats_request(int path_kind)
+static void stats_request(int path_kind, long active)
 {
     unsigned long cum = atomic_fetch_add(&st_requests, 1) + 1;
     atomic_fetch_add(&st_by_path[path_kind], 1);
@@ -96,6 +98,8 @@ static void stats_request(int path_kind)
     if (tl_len > 0 && tl_ms[last] == bucket_ms) {
         if (cum > tl_cum[last])
             tl_cum[last] = cum;
+        if ((uint64_t)active > tl_peak[last])
+            tl_peak[last] = (uint64_t)active;
     } else {
         size_t slot = (tl_head + tl_len) % TIMELINE_MAX;
         if (tl_len == TIMELINE_MAX)
@@ -104,6 +108,7 @@ static void stats_request(int path_kind)
             tl_len++;
         tl_ms[slot] = bucket_ms;
         tl_cum[slot] = cum;
+        tl_peak[slot] = active > 0 ? (uint64_t)active : 0;
     }
     pthread_mutex_unlock(&tl_lock);
 }
@@ -756,7 +761,8 @@ static void handle_stats(conn *c)
     pthread_mutex_lock(&tl_lock);
     for (size_t i = 0; i < tl_len; i++) {
         size_t k = (tl_head + i) % TIMELINE_MAX;
-        sl_buf_appendf(&b, "%s[%" PRIu64 ",%" PRIu64 "]", i ? "," : "", tl_ms[k], tl_cum[k]);
+        sl_buf_appendf(&b, "%s[%" PRIu64 ",%" PRIu64 ",%" PRIu64 "]", i ? "," : "", tl_ms[k], tl_cum[k],
+                       tl_peak[k]);
     }
     pthread_mutex_unlock(&tl_lock);
     sl_buf_append_str(&b, "]}");
@@ -795,9 +801,8 @@ static void handle_request(conn *c, const sl_mock_http_req *r, const char *body,
         kind = PATH_EMBEDDINGS;
     else if (sl_str_eq_c(path, "/v1/models") || sl_str_starts_with(path, "/v1/models/"))
         kind = PATH_MODELS;
-    stats_request(kind);
     c->active_counted = true;
-    atomic_fetch_add(&st_active, 1);
+    stats_request(kind, atomic_fetch_add(&st_active, 1) + 1);
 
     if (kind == PATH_MODELS) {
         if (!get) {

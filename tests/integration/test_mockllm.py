@@ -234,6 +234,8 @@ def t_stats_and_keepalive(m):
     check(all(tl[i][0] < tl[i + 1][0] and tl[i][1] <= tl[i + 1][1] for i in range(len(tl) - 1)),
           "timeline monotonic")
     check(all(p[0] % 100 == 0 for p in tl), "100 ms buckets")
+    # sequential requests: never more than one in progress at an arrival
+    check(all(len(p) == 3 and p[2] == 1 for p in tl), f"peak in progress per bucket: {tl}")
 
 
 def t_embeddings(m):
