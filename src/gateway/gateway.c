@@ -636,11 +636,12 @@ static void respond_last_failure(gw_req *q)
 static void on_backoff_done(uv_timer_t *t)
 {
     gw_req *q = t->data;
-    if (!q->http) {
-        req_maybe_free(q);
-        return;
+    if (q->http) {
+        q->busy++;
+        attempt_start(q);
+        q->busy--;
     }
-    attempt_start(q);
+    req_maybe_free(q);
 }
 
 static bool fallback_left(gw_req *q)
