@@ -7,10 +7,13 @@
  * carves the mapping into weight pointers (nothing is copied). A model is
  * immutable after loading and may be shared by any number of contexts.
  *
- * sl_model_ctx is the state of ONE sequence: its key/value cache (f32,
- * contiguous, n_ctx positions) and the activation buffers, all allocated once
- * at creation for a maximum batch. sl_model_forward runs a batch of tokens
- * at positions [pos, pos + n) and writes logits.
+ * sl_model_ctx made by sl_model_ctx_create is the state of ONE sequence: its
+ * key/value cache (f32, contiguous, n_ctx positions) and the activation
+ * buffers, all allocated once at creation for a maximum batch.
+ * sl_model_forward runs a batch of tokens at positions [pos, pos + n) and
+ * writes logits. A context made by sl_model_batch_ctx_create has activation
+ * buffers only and serves sl_model_forward_batch, which runs many sequences
+ * over a paged cache in one pass (see "serving" below).
  *
  * Numerics: every weight product goes through sl_kernel_matmul on its
  * batch-invariant path, and attention computes each (token, head) on its own

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define SCHED_MAX_THREADS 256
-#define SCHED_MAX_SEQS 4096
+#define SCHED_MAX_SEQS 1024
 #define SCHED_MAX_CHUNK 65536
 #define SCHED_MAX_CANCELS 65536  /* pending cancel ids kept between steps */
 #define SCHED_DEFAULT_KV_MAX ((int64_t)2 << 30)

@@ -37,6 +37,7 @@ typedef struct result {
     float emb[64];
     int n_embd;
     bool done, after_terminal;
+    bool slow; /* the callback sleeps 2 ms per TEXT (keeps a request running) */
 } result;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -54,6 +55,11 @@ static void on_event(void *user, const sl_sched_event *ev)
             r->text[r->len] = 0;
         }
         r->n_text++;
+        bool slow = r->slow;
+        pthread_mutex_unlock(&g_mu);
+        if (slow)
+            usleep(2000);
+        return;
     } else {
         r->kind = ev->kind;
         r->n_terminal++;
@@ -363,12 +369,28 @@ static void test_cancel(void)
     if (!s)
         return;
     result r[3];
+    memset(r, 0, sizeof r);
     uint64_t id[3];
+    /* r[0] is cancelled right after submit, r[1] after its first text (its
+     * callback is slow, so it cannot run to the end of the context first) */
     submit_one(s, "hello world", 0, &r[0], &id[0]); /* until the context is full */
-    submit_one(s, "cat dog", 0, &r[1], &id[1]);
-    submit_one(s, "ab", 3, &r[2], &id[2]);
-    usleep(20000);
     sl_sched_cancel(s, id[0]);
+    r[1].slow = true;
+    sl_sched_req q;
+    sl_sched_req_default(&q);
+    q.prompt = "cat dog";
+    q.temperature = 0;
+    char err[256];
+    EXPECT_EQ_INT(sl_sched_submit(s, &q, on_event, &r[1], &id[1], err, sizeof err), 0);
+    submit_one(s, "ab", 3, &r[2], &id[2]);
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&g_mu);
+        int n = r[1].n_text + r[1].n_terminal;
+        pthread_mutex_unlock(&g_mu);
+        if (n)
+            break;
+        usleep(1000);
+    }
     sl_sched_cancel(s, id[0]);     /* idempotent */
     sl_sched_cancel(s, 987654321); /* unknown */
     sl_sched_cancel(s, id[1]);
