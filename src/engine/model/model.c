@@ -47,18 +47,22 @@ struct sl_model_ctx {
     const sl_model *m;
     int n_ctx, max_batch, max_threads;
     int q_dim, kv_dim;
-    float *key_cache;   /* (n_layer, n_ctx, kv_dim) */
-    float *value_cache; /* (n_layer, n_ctx, kv_dim) */
+    float *key_cache;   /* (n_layer, n_ctx, kv_dim); NULL in a batch context */
+    float *value_cache; /* (n_layer, n_ctx, kv_dim); NULL in a batch context */
     float *x;           /* (max_batch, dim) the residual stream */
     float *xb;          /* (max_batch, dim) normed input of a block */
     float *xb2;         /* (max_batch, dim) output of a block */
     float *q;           /* (max_batch, q_dim) */
+    float *k;           /* (max_batch, kv_dim) new keys before they go to the cache */
+    float *v;           /* (max_batch, kv_dim) new values */
     float *att;         /* (max_batch, q_dim) attention output, heads side by side */
     float *hb;          /* (max_batch, n_ff) gate, then swiglu(gate, up) */
     float *hb2;         /* (max_batch, n_ff) up */
     float *scores;      /* (max_threads, n_ctx) one attention row per worker */
     float *rope_cos;    /* (max_batch, rot_dim / 2) */
     float *rope_sin;    /* (max_batch, rot_dim / 2) */
+    int *tok_seq;       /* (max_batch) which sequence of the batch token t is */
+    int *tok_pos;       /* (max_batch) its position in that sequence */
 };
 
 const char *sl_model_arch_name(sl_model_arch a)
@@ -420,13 +424,14 @@ static float *alloc_f32(size_t a, size_t b, bool *oom)
     return p;
 }
 
-int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
-                        sl_model_ctx **out)
+static int ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                      bool own_cache, sl_model_ctx **out)
 {
     *out = NULL;
     const sl_model_hparams *hp = &m->hp;
-    if (n_ctx < 1 || n_ctx > SL_MODEL_MAX_CTX || max_batch < 1 || max_batch > n_ctx ||
-        max_threads < 1 || max_threads > 1024)
+    if (n_ctx < 1 || n_ctx > SL_MODEL_MAX_CTX || max_batch < 1 ||
+        (own_cache && max_batch > n_ctx) || max_batch > SL_MODEL_MAX_CTX || max_threads < 1 ||
+        max_threads > 1024)
         return SL_EINVAL;
     sl_model_ctx *c = sl_calloc(1, sizeof *c);
     if (!c)
@@ -440,24 +445,42 @@ int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_thr
     size_t B = (size_t)max_batch, half = (size_t)hp->rot_dim / 2;
     size_t cache = (size_t)hp->n_layer * (size_t)n_ctx;
     bool oom = false;
-    c->key_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
-    c->value_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+    if (own_cache) {
+        c->key_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+        c->value_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+    }
     c->x = alloc_f32(B, (size_t)hp->dim, &oom);
     c->xb = alloc_f32(B, (size_t)hp->dim, &oom);
     c->xb2 = alloc_f32(B, (size_t)hp->dim, &oom);
     c->q = alloc_f32(B, (size_t)c->q_dim, &oom);
+    c->k = alloc_f32(B, (size_t)c->kv_dim, &oom);
+    c->v = alloc_f32(B, (size_t)c->kv_dim, &oom);
     c->att = alloc_f32(B, (size_t)c->q_dim, &oom);
     c->hb = alloc_f32(B, (size_t)hp->n_ff, &oom);
     c->hb2 = alloc_f32(B, (size_t)hp->n_ff, &oom);
     c->scores = alloc_f32((size_t)max_threads, (size_t)n_ctx, &oom);
     c->rope_cos = alloc_f32(B, half, &oom);
     c->rope_sin = alloc_f32(B, half, &oom);
-    if (oom) {
+    c->tok_seq = sl_calloc(B, sizeof(int));
+    c->tok_pos = sl_calloc(B, sizeof(int));
+    if (oom || !c->tok_seq || !c->tok_pos) {
         sl_model_ctx_free(c);
         return SL_ENOMEM;
     }
     *out = c;
     return 0;
+}
+
+int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                        sl_model_ctx **out)
+{
+    return ctx_create(m, n_ctx, max_batch, max_threads, true, out);
+}
+
+int sl_model_batch_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                              sl_model_ctx **out)
+{
+    return ctx_create(m, n_ctx, max_batch, max_threads, false, out);
 }
 
 void sl_model_ctx_free(sl_model_ctx *c)
@@ -470,12 +493,16 @@ void sl_model_ctx_free(sl_model_ctx *c)
     sl_free(c->xb);
     sl_free(c->xb2);
     sl_free(c->q);
+    sl_free(c->k);
+    sl_free(c->v);
     sl_free(c->att);
     sl_free(c->hb);
     sl_free(c->hb2);
     sl_free(c->scores);
     sl_free(c->rope_cos);
     sl_free(c->rope_sin);
+    sl_free(c->tok_seq);
+    sl_free(c->tok_pos);
     sl_free(c);
 }
 
@@ -509,45 +536,66 @@ static void rope_apply(float *x, int n_heads, int head_dim, int rot_dim, bool ne
     }
 }
 
+/* Row r of (block b, layer l) in a cache view: keys with base kbase, values
+ * with base vbase. */
+static inline float *kv_row(float *base, const sl_model_kv_view *kv, int32_t block, int layer,
+                            int row, int kv_dim)
+{
+    return base + (size_t)block * kv->block_stride + (size_t)layer * kv->layer_stride +
+           (size_t)row * (size_t)kv_dim;
+}
+
 typedef struct attn_job {
     sl_model_ctx *c;
-    int layer, n, pos, n_parts;
+    const sl_model_kv_view *kv;
+    const sl_model_seq *seqs;
+    int layer, n, n_parts;
 } attn_job;
 
 /* Causal attention for the (token, head) pairs idx, idx + n_parts, ...: each
- * pair is computed alone with a fixed order (scores over positions in order,
- * then the weighted sum of values in order), so its result depends neither on
- * the batch nor on which worker runs it. */
+ * pair is computed alone with a fixed order (scores over positions 0..pos in
+ * order, then the weighted sum of values in order), so its result depends
+ * neither on the batch, nor on the block size, nor on which worker runs it. */
 static void attn_part(void *ctx, int idx, int n_parts)
 {
     attn_job *j = ctx;
     sl_model_ctx *c = j->c;
+    const sl_model_kv_view *kv = j->kv;
     const sl_model_hparams *hp = &c->m->hp;
-    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv;
+    const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, bt = kv->block_tokens;
     const float scale = 1.0f / sqrtf((float)hd);
-    const float *kc = c->key_cache + (size_t)j->layer * c->n_ctx * c->kv_dim;
-    const float *vc = c->value_cache + (size_t)j->layer * c->n_ctx * c->kv_dim;
     float *sc = c->scores + (size_t)idx * c->n_ctx;
     int total = j->n * hp->n_head;
     for (int w = idx; w < total; w += n_parts) {
         int t = w / hp->n_head, h = w % hp->n_head, kvh = h / group;
-        int n_pos = j->pos + t + 1; /* causal: positions 0..pos+t */
+        const int32_t *table = j->seqs[c->tok_seq[t]].blocks;
+        int n_pos = c->tok_pos[t] + 1; /* causal: positions 0..pos */
         const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
-        for (int p = 0; p < n_pos; p++) {
-            const float *k = kc + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-            float s = 0;
-            for (int i = 0; i < hd; i++)
-                s += q[i] * k[i];
-            sc[p] = s * scale;
+        for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
+            const float *kb = kv_row(kv->kbase, kv, table[bi], j->layer, 0, c->kv_dim) +
+                              (size_t)kvh * hd;
+            int rows = SL_MIN(bt, n_pos - p0);
+            for (int r = 0; r < rows; r++) {
+                const float *k = kb + (size_t)r * c->kv_dim;
+                float s = 0;
+                for (int i = 0; i < hd; i++)
+                    s += q[i] * k[i];
+                sc[p0 + r] = s * scale;
+            }
         }
         sl_kernel_softmax(sc, n_pos);
         float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
         memset(o, 0, sizeof(float) * (size_t)hd);
-        for (int p = 0; p < n_pos; p++) {
-            const float *v = vc + (size_t)p * c->kv_dim + (size_t)kvh * hd;
-            float a = sc[p];
-            for (int i = 0; i < hd; i++)
-                o[i] += a * v[i];
+        for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
+            const float *vb = kv_row(kv->vbase, kv, table[bi], j->layer, 0, c->kv_dim) +
+                              (size_t)kvh * hd;
+            int rows = SL_MIN(bt, n_pos - p0);
+            for (int r = 0; r < rows; r++) {
+                const float *v = vb + (size_t)r * c->kv_dim;
+                float a = sc[p0 + r];
+                for (int i = 0; i < hd; i++)
+                    o[i] += a * v[i];
+            }
         }
     }
 }
@@ -565,28 +613,41 @@ static void add_bias(float *x, const float *b, int n, int64_t width)
         sl_kernel_add(x + (size_t)t * width, x + (size_t)t * width, b, width);
 }
 
-int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, float *logits,
-                     bool all_logits, sl_pool *pool)
+int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl_model_seq *seqs,
+                           int n_seqs, float *logits, sl_pool *pool)
 {
     const sl_model *m = c->m;
     const sl_model_hparams *hp = &m->hp;
-    if (n < 1 || n > c->max_batch || pos < 0 || pos > c->n_ctx - n ||
-        sl_pool_threads(pool) > c->max_threads)
+    if (n_seqs < 1 || sl_pool_threads(pool) > c->max_threads || kv->block_tokens < 1)
         return SL_EINVAL;
-    for (int t = 0; t < n; t++)
-        if (tokens[t] < 0 || tokens[t] >= hp->n_vocab)
-            return SL_ERANGE;
-    const int dim = hp->dim, half = hp->rot_dim / 2;
+    /* lay the batch out token by token: sequence s owns rows [start, start + n) */
+    int n = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        const sl_model_seq *q = &seqs[s];
+        if (q->n < 1 || q->pos < 0 || q->pos > c->n_ctx - q->n || q->n_logits < 0 ||
+            q->n_logits > q->n || q->n > c->max_batch - n || !q->blocks)
+            return SL_EINVAL;
+        for (int t = 0; t < q->n; t++) {
+            if (q->tokens[t] < 0 || q->tokens[t] >= hp->n_vocab)
+                return SL_ERANGE;
+            c->tok_seq[n] = s;
+            c->tok_pos[n] = q->pos + t;
+            n++;
+        }
+    }
+    const int dim = hp->dim, half = hp->rot_dim / 2, bt = kv->block_tokens;
     int rc;
 
-    /* embeddings: x[t] = token_embd row tokens[t] */
-    for (int t = 0; t < n; t++) {
-        const char *row = (const char *)m->tok_embd.data + (size_t)tokens[t] * m->tok_embd.row_bytes;
-        sl_kernel_dequantize_row(m->tok_embd.type, row, c->x + (size_t)t * dim, dim);
-    }
+    /* embeddings: x[t] = token_embd row of token t */
+    for (int t = 0, s = 0; s < n_seqs; s++)
+        for (int i = 0; i < seqs[s].n; i++, t++) {
+            const char *row = (const char *)m->tok_embd.data +
+                              (size_t)seqs[s].tokens[i] * m->tok_embd.row_bytes;
+            sl_kernel_dequantize_row(m->tok_embd.type, row, c->x + (size_t)t * dim, dim);
+        }
     /* rotation angles per token, in double (positions can be large) */
     for (int t = 0; t < n; t++) {
-        double p = (double)(pos + t) * hp->rope_pos_scale;
+        double p = (double)c->tok_pos[t] * hp->rope_pos_scale;
         for (int i = 0; i < half; i++) {
             double theta = p * m->inv_freq[i];
             c->rope_cos[(size_t)t * half + i] = (float)cos(theta);
@@ -595,31 +656,38 @@ int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, flo
     }
     int n_parts = SL_MIN(sl_pool_threads(pool), n * hp->n_head);
 
-    /* ---- the hot loop: every layer, every token of the batch ---- */
+    /* ---- the hot loop: every layer, every token of the batch; each weight
+     * matrix is read once per layer for all the batch's tokens ---- */
     for (int l = 0; l < hp->n_layer; l++) {
         const sl_layer *L = &m->layers[l];
-        float *kc = c->key_cache + ((size_t)l * c->n_ctx + (size_t)pos) * c->kv_dim;
-        float *vc = c->value_cache + ((size_t)l * c->n_ctx + (size_t)pos) * c->kv_dim;
 
-        /* attention block: keys and values go straight into the cache rows */
+        /* attention block */
         for (int t = 0; t < n; t++)
             sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
                               hp->norm_eps);
         if ((rc = matmul(c->q, &L->wq, c->xb, n, pool)) ||
-            (rc = matmul(kc, &L->wk, c->xb, n, pool)) ||
-            (rc = matmul(vc, &L->wv, c->xb, n, pool)))
+            (rc = matmul(c->k, &L->wk, c->xb, n, pool)) ||
+            (rc = matmul(c->v, &L->wv, c->xb, n, pool)))
             return rc;
         add_bias(c->q, L->bq, n, c->q_dim);
-        add_bias(kc, L->bk, n, c->kv_dim);
-        add_bias(vc, L->bv, n, c->kv_dim);
+        add_bias(c->k, L->bk, n, c->kv_dim);
+        add_bias(c->v, L->bv, n, c->kv_dim);
         for (int t = 0; t < n; t++) {
             const float *cs = c->rope_cos + (size_t)t * half, *sn = c->rope_sin + (size_t)t * half;
+            float *kt = c->k + (size_t)t * c->kv_dim;
             rope_apply(c->q + (size_t)t * c->q_dim, hp->n_head, hp->head_dim, hp->rot_dim,
                        hp->rope_neox, cs, sn);
-            rope_apply(kc + (size_t)t * c->kv_dim, hp->n_head_kv, hp->head_dim, hp->rot_dim,
-                       hp->rope_neox, cs, sn);
+            rope_apply(kt, hp->n_head_kv, hp->head_dim, hp->rot_dim, hp->rope_neox, cs, sn);
+            /* the new key and value go to their cache rows before any token
+             * of the batch attends */
+            const int32_t *table = seqs[c->tok_seq[t]].blocks;
+            int p = c->tok_pos[t];
+            size_t bytes = sizeof(float) * (size_t)c->kv_dim;
+            memcpy(kv_row(kv->kbase, kv, table[p / bt], l, p % bt, c->kv_dim), kt, bytes);
+            memcpy(kv_row(kv->vbase, kv, table[p / bt], l, p % bt, c->kv_dim),
+                   c->v + (size_t)t * c->kv_dim, bytes);
         }
-        attn_job job = {c, l, n, pos, n_parts};
+        attn_job job = {c, kv, seqs, l, n, n_parts};
         sl_pool_run(pool, attn_part, &job, n_parts);
         if ((rc = matmul(c->xb2, &L->wo, c->att, n, pool)))
             return rc;
@@ -638,10 +706,34 @@ int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, flo
         sl_kernel_add(c->x, c->x, c->xb2, (int64_t)n * dim);
     }
 
-    /* final norm and the classifier, for the last token or all of them */
-    int first = all_logits ? 0 : n - 1, rows = n - first;
-    for (int t = 0; t < rows; t++)
-        sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)(first + t) * dim,
-                          m->output_norm, dim, hp->norm_eps);
+    /* final norm: hidden states where asked, then the classifier over the
+     * rows that need logits (each sequence's last n_logits tokens, in order) */
+    int rows = 0;
+    for (int t = 0, s = 0; s < n_seqs; s++) {
+        const sl_model_seq *q = &seqs[s];
+        for (int i = 0; i < q->n; i++, t++) {
+            if (q->hidden)
+                sl_kernel_rmsnorm(q->hidden + (size_t)i * dim, c->x + (size_t)t * dim,
+                                  m->output_norm, dim, hp->norm_eps);
+            if (i >= q->n - q->n_logits)
+                sl_kernel_rmsnorm(c->xb + (size_t)rows++ * dim, c->x + (size_t)t * dim,
+                                  m->output_norm, dim, hp->norm_eps);
+        }
+    }
+    if (!rows)
+        return 0;
     return matmul(logits, &m->output, c->xb, rows, pool);
+}
+
+int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, float *logits,
+                     bool all_logits, sl_pool *pool)
+{
+    if (!c->key_cache || n < 1 || n > c->max_batch || pos < 0 || pos > c->n_ctx - n)
+        return SL_EINVAL;
+    /* the contiguous cache is one block of n_ctx positions */
+    sl_model_kv_view kv = {c->key_cache, c->value_cache, 0,
+                           (size_t)c->n_ctx * (size_t)c->kv_dim, c->n_ctx};
+    static const int32_t table[1] = {0};
+    sl_model_seq seq = {tokens, n, pos, table, all_logits ? n : 1, NULL};
+    return sl_model_forward_batch(c, &kv, &seq, 1, logits, pool);
 }

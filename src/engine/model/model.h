@@ -7,10 +7,13 @@
  * carves the mapping into weight pointers (nothing is copied). A model is
  * immutable after loading and may be shared by any number of contexts.
  *
- * sl_model_ctx is the state of ONE sequence: its key/value cache (f32,
- * contiguous, n_ctx positions) and the activation buffers, all allocated once
- * at creation for a maximum batch. sl_model_forward runs a batch of tokens
- * at positions [pos, pos + n) and writes logits.
+ * sl_model_ctx made by sl_model_ctx_create is the state of ONE sequence: its
+ * key/value cache (f32, contiguous, n_ctx positions) and the activation
+ * buffers, all allocated once at creation for a maximum batch.
+ * sl_model_forward runs a batch of tokens at positions [pos, pos + n) and
+ * writes logits. A context made by sl_model_batch_ctx_create has activation
+ * buffers only and serves sl_model_forward_batch, which runs many sequences
+ * over a paged cache in one pass (see "serving" below).
  *
  * Numerics: every weight product goes through sl_kernel_matmul on its
  * batch-invariant path, and attention computes each (token, head) on its own
@@ -93,6 +96,59 @@ int sl_model_ctx_max_batch(const sl_model_ctx *c);
  * outside the vocabulary) or SL_ENOMEM. */
 int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, float *logits,
                      bool all_logits, sl_pool *pool);
+
+/* ---- serving: many sequences over a paged cache ----
+ *
+ * sl_model_forward_batch runs one step for several sequences at once: the
+ * tokens of all of them (prefill chunks and single decode tokens mixed) go
+ * through every weight matrix together, and each token attends over its own
+ * sequence's keys and values, which live in fixed-size blocks named by the
+ * sequence's block table (engine/kv owns the blocks; this module only reads
+ * and writes rows through the view below). sl_model_forward is the same code
+ * with the context's contiguous cache seen as one block of n_ctx positions.
+ *
+ * Batch invariance (a sequence's logits are bitwise the same whatever other
+ * sequences share the step, however its prompt was chunked, whatever the
+ * block size and the thread count):
+ *   - every weight product is sl_kernel_matmul on its batch-invariant path
+ *     (never the BLAS path): each output element is one dot with a fixed
+ *     reduction order, independent of n_tok and of the row split;
+ *   - rmsnorm, rope, bias, swiglu and the residual adds work row by row;
+ *   - attention computes each (token, head) pair alone: scores over positions
+ *     0..pos in order, a softmax over that row, then the weighted sum of the
+ *     values in position order; the block layout changes only where a row is
+ *     read, never the order of the arithmetic;
+ *   - a token's key and value are written to the cache before attention, and
+ *     are bitwise the same whichever step computed them, so reusing cached
+ *     blocks (a shared prefix, an earlier chunk) changes nothing. */
+typedef struct sl_model_kv_view {
+    float *kbase, *vbase;  /* keys of (block b, layer l, row r) at kbase + b * block_stride */
+    size_t block_stride;   /*   + l * layer_stride + r * kv_dim (floats); values at vbase */
+    size_t layer_stride;
+    int block_tokens;      /* positions per block */
+} sl_model_kv_view;
+
+typedef struct sl_model_seq {
+    const int32_t *tokens; /* n tokens at positions [pos, pos + n) */
+    int n, pos;
+    const int32_t *blocks; /* block table covering positions [0, pos + n) */
+    int n_logits;          /* logits wanted for the last n_logits tokens (0..n) */
+    float *hidden;         /* NULL, or [n][dim]: the final-normed hidden states */
+} sl_model_seq;
+
+/* Creates activation buffers for batches of up to max_batch tokens in total
+ * over sequences of up to n_ctx positions, without a cache of its own (use
+ * with sl_model_forward_batch only). Returns 0 and *out (free with
+ * sl_model_ctx_free), SL_EINVAL or SL_ENOMEM. */
+int sl_model_batch_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+                              sl_model_ctx **out);
+/* Runs seqs[0..n_seqs) as one batch (see above), writing the keys and values
+ * of their new positions through kv and the logits of the rows they ask for
+ * to logits[rows][n_vocab], rows in sequence order. Returns 0, SL_EINVAL (a
+ * sequence outside 1..max_batch tokens in total, pos + n > n_ctx, too many
+ * threads), SL_ERANGE (a token outside the vocabulary) or SL_ENOMEM. */
+int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl_model_seq *seqs,
+                           int n_seqs, float *logits, sl_pool *pool);
 
 /* Builds the tokenizer described by g's tokenizer.ggml.* keys. Returns 0 and
  * *out (free with sl_tok_destroy), or SL_E* with a message in err. */
