@@ -18,6 +18,7 @@
 #include "gateway/gateway.h"
 
 #include "api/api.h"
+#include "engine/sched/sched.h"
 #include "gateway/policy.h"
 #include "gateway/router.h"
 #include "upstream/upstream.h"
@@ -37,8 +38,23 @@
 #define HC_UNHEALTHY_AFTER 2         /* failed health checks in a row that take a backend out */
 #define HC_MAX_BACKENDS 4096
 
+/* A local engine (provider: local), keyed by backend id; it outlives the
+ * snapshots that use it and is freed with the gateway. */
+typedef struct gw_local {
+    char *id;
+    char *model_path;
+    int ctx_size, max_seqs, kv_cache_mb, threads, prefill_chunk;
+    char *chat_template;
+    int max_seqs_eff;   /* max_seqs as the engine resolves it */
+    sl_sched *sched;
+    bool reported;      /* the regulator has seen its load end (under g->lock) */
+    bool failed;
+    struct gw_local *next;
+} gw_local;
+
 typedef struct gw_backend {
     const sl_backend_conf *conf;
+    gw_local *local;    /* provider local: its engine */
 } gw_backend;
 
 typedef struct gw_group {
@@ -59,6 +75,7 @@ typedef struct gw_snapshot {
 typedef struct gw_req gw_req;
 
 typedef struct gw_worker {
+    struct gw_worker *next_all; /* g->workers: freed with the gateway, after the engines */
     sl_gateway *g;
     sl_http_worker *hw;
     sl_upstream_pool *pool;
@@ -88,6 +105,8 @@ struct sl_gateway {
     pthread_t reg_thread;
     bool reg_started;
     _Atomic bool reg_stop;
+    gw_local *locals;        /* under lock */
+    gw_worker *workers;      /* under lock */
     CURLM *hc_multi;
     struct hc_probe *hc_live; /* checks in flight */
     hc_state *hc;
@@ -124,7 +143,55 @@ static void snap_free_tables(gw_snapshot *s)
     sl_free(s);
 }
 
-static int snap_build(sl_config *cfg, gw_snapshot **out)
+static bool same_str(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+
+/* Finds the engine for a local backend, or starts one (the model loads in
+ * the background). A backend whose id stays but whose settings change gets a
+ * new engine; the old one is freed with the gateway. g->lock held. */
+static gw_local *local_for(sl_gateway *g, const sl_backend_conf *b)
+{
+    for (gw_local *l = g->locals; l; l = l->next)
+        if (!strcmp(l->id, b->id) && !strcmp(l->model_path, b->model) && l->ctx_size == b->ctx_size &&
+            l->max_seqs == b->max_seqs && l->kv_cache_mb == b->kv_cache_mb && l->threads == b->threads &&
+            l->prefill_chunk == b->prefill_chunk && same_str(l->chat_template, b->chat_template))
+            return l;
+    gw_local *l = sl_calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->id = sl_strdup(b->id);
+    l->model_path = sl_strdup(b->model);
+    l->chat_template = b->chat_template ? sl_strdup(b->chat_template) : NULL;
+    l->ctx_size = b->ctx_size;
+    l->max_seqs = b->max_seqs;
+    l->kv_cache_mb = b->kv_cache_mb;
+    l->threads = b->threads;
+    l->prefill_chunk = b->prefill_chunk;
+    sl_sched_opts o;
+    sl_sched_opts_default(&o);
+    o.model_path = l->model_path;
+    o.n_ctx = b->ctx_size;
+    o.max_seqs = b->max_seqs;
+    o.kv_cache_bytes = (int64_t)b->kv_cache_mb << 20;
+    o.threads = b->threads;
+    o.prefill_chunk = b->prefill_chunk;
+    o.chat_template = l->chat_template;
+    l->max_seqs_eff = b->max_seqs > 0 ? b->max_seqs : 16; /* the engine's default */
+    char err[512];
+    if (!l->id || !l->model_path || (b->chat_template && !l->chat_template) ||
+        sl_sched_create(&o, &l->sched, err, sizeof err) != 0) {
+        sl_free(l->id);
+        sl_free(l->model_path);
+        sl_free(l->chat_template);
+        sl_free(l);
+        return NULL;
+    }
+    sl_info("local model %s: loading %s", b->id, b->model);
+    l->next = g->locals;
+    g->locals = l;
+    return l;
+}
+
+static int snap_build(sl_gateway *g, sl_config *cfg, gw_snapshot **out)
 {
     gw_snapshot *s = sl_calloc(1, sizeof *s);
     if (!s)
@@ -152,7 +219,18 @@ static int snap_build(sl_config *cfg, gw_snapshot **out)
             return SL_ENOMEM;
         }
         grp->backends = nb;
-        nb[grp->n++].conf = b;
+        nb[grp->n].conf = b;
+        nb[grp->n].local = NULL;
+        if (b->provider == SL_PROVIDER_LOCAL) {
+            pthread_mutex_lock(&g->lock);
+            nb[grp->n].local = local_for(g, b);
+            pthread_mutex_unlock(&g->lock);
+            if (!nb[grp->n].local) {
+                snap_free_tables(s);
+                return SL_ENOMEM;
+            }
+        }
+        grp->n++;
     }
     s->cfg = cfg;
     *out = s;
@@ -196,6 +274,54 @@ static void router_opts_from(const sl_config *cfg, sl_router_opts *o)
     o->retry_budget_window_ms = rc->retry_budget_window_s * 1000;
 }
 
+/* Local engines still loading are out of the router until the regulator
+ * sees them ready (then mark_healthy: they take traffic at once). */
+static void locals_hold_loading(sl_gateway *g)
+{
+    pthread_mutex_lock(&g->lock);
+    for (gw_local *l = g->locals; l; l = l->next)
+        if (!l->reported)
+            sl_router_mark_unhealthy(g->router, l->id);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Called by the regulator: notices engines that finished loading. */
+static void locals_poll(sl_gateway *g)
+{
+    pthread_mutex_lock(&g->lock);
+    for (gw_local *l = g->locals; l; l = l->next) {
+        if (l->reported)
+            continue;
+        char err[512];
+        int st = sl_sched_state(l->sched, err, sizeof err);
+        if (st == SL_EAGAIN)
+            continue;
+        l->reported = true;
+        if (st == 0) {
+            sl_info("local model %s: ready", l->id);
+            sl_router_mark_healthy(g->router, l->id);
+        } else {
+            l->failed = true;
+            sl_error("local model %s: %s", l->id, err);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Returns the id of a local engine still loading, or NULL. */
+static const char *locals_loading(sl_gateway *g, char *buf, size_t cap)
+{
+    const char *hit = NULL;
+    pthread_mutex_lock(&g->lock);
+    for (gw_local *l = g->locals; l && !hit; l = l->next)
+        if (!l->reported) {
+            snprintf(buf, cap, "%s", l->id);
+            hit = buf;
+        }
+    pthread_mutex_unlock(&g->lock);
+    return hit;
+}
+
 /* Installs the snapshot's groups into the router. */
 static int router_install(sl_router *r, const gw_snapshot *s)
 {
@@ -223,6 +349,14 @@ static int router_install(sl_router *r, const gw_snapshot *s)
         for (size_t j = 0; j < grp->n; j++, k++) {
             const sl_backend_conf *b = grp->backends[j].conf;
             bc[k] = (sl_router_backend_conf){.id = b->id, .weight = b->weight, .max_concurrency = b->max_concurrency};
+            const gw_local *l = grp->backends[j].local;
+            if (l) {
+                /* the engine runs max_seqs sequences at once; the router's
+                 * queue holds the rest, with its timeout and shedding */
+                if (bc[k].max_concurrency <= 0)
+                    bc[k].max_concurrency = l->max_seqs_eff;
+                bc[k].no_slow_start = true;
+            }
         }
     }
     char err[256];
@@ -267,6 +401,8 @@ typedef struct gw_req {
     uint64_t t_attempt_first;  /* its first content token (streams) */
     sl_upstream_xfer *xfer;
     bool xfer_live;
+    struct gw_localx *lx;      /* the current local-engine attempt, or NULL */
+    bool local_live;           /* terminal events of lx still to come */
     uv_timer_t timer;
     bool timer_live;           /* initialised and not yet closed */
     bool timer_closing;
@@ -736,6 +872,504 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
     req_maybe_free(q);
 }
 
+/* ---- the local engine (provider: local) ---- */
+
+/* One local attempt: the engine's events land here on the engine thread and
+ * the worker takes them (local_drain). Everything below lk is under it. */
+typedef struct gw_localx {
+    pthread_mutex_t lk;
+    sl_sched *sched;
+    sl_buf pending;           /* text not yet taken by the worker */
+    bool queued;              /* on the worker's wake list */
+    int n_total, n_done;      /* submitted requests (embeddings: one per input) and terminal events */
+    uint64_t *ids;
+    struct gw_embed_slot *slots;
+    int err;                  /* the first ERROR event's code */
+    char msg[256];
+    int finish;               /* 0 stop, 1 length, 2 cancel */
+    int32_t prompt, cached, completion;
+    float **emb;              /* embeddings: one vector per input, sl_malloc'ed */
+    int n_embd;
+    /* worker-side only */
+    bool sent_role;           /* chat stream: the first chunk (role) went out */
+    bool finished;            /* the terminal answer went out */
+} gw_localx;
+
+typedef struct gw_embed_slot {
+    gw_req *q;
+    int index;
+} gw_embed_slot;
+
+static void localx_free(gw_localx *lx)
+{
+    if (!lx)
+        return;
+    for (int i = 0; lx->emb && i < lx->n_total; i++)
+        sl_free(lx->emb[i]);
+    sl_free(lx->emb);
+    sl_free(lx->ids);
+    sl_free(lx->slots);
+    sl_buf_free(&lx->pending);
+    pthread_mutex_destroy(&lx->lk);
+    sl_free(lx);
+}
+
+/* Queues q on its worker's wake list (lx->lk held). */
+static void local_notify(gw_req *q)
+{
+    gw_localx *lx = q->lx;
+    if (lx->queued)
+        return;
+    gw_worker *w = q->w;
+    pthread_mutex_lock(&w->wake_lock);
+    if (!w->closing) {
+        lx->queued = true;
+        q->wake_next = w->wake_head;
+        w->wake_head = q;
+        uv_async_send(&w->wake);
+    }
+    pthread_mutex_unlock(&w->wake_lock);
+}
+
+static void local_event_into(gw_req *q, int index, const sl_sched_event *ev)
+{
+    gw_localx *lx = q->lx;
+    pthread_mutex_lock(&lx->lk);
+    switch (ev->kind) {
+    case SL_SCHED_EV_TEXT:
+        if (sl_buf_append(&lx->pending, ev->text, ev->len) != 0 && !lx->err) {
+            lx->err = SL_ETOOBIG;
+            snprintf(lx->msg, sizeof lx->msg, "the generated text exceeds the gateway's buffer");
+        }
+        break;
+    case SL_SCHED_EV_DONE:
+        lx->n_done++;
+        lx->finish = ev->finish;
+        lx->prompt += ev->prompt_tokens;
+        lx->cached += ev->cached_tokens;
+        lx->completion += ev->completion_tokens;
+        if (ev->embedding && lx->emb && index >= 0 && index < lx->n_total) {
+            lx->emb[index] = sl_malloc((size_t)ev->n_embd * sizeof(float));
+            if (lx->emb[index]) {
+                memcpy(lx->emb[index], ev->embedding, (size_t)ev->n_embd * sizeof(float));
+                lx->n_embd = ev->n_embd;
+            }
+        }
+        break;
+    case SL_SCHED_EV_ERROR:
+        lx->n_done++;
+        if (!lx->err) {
+            lx->err = ev->err ? ev->err : SL_ESTATE;
+            snprintf(lx->msg, sizeof lx->msg, "%s", ev->message ? ev->message : sl_strerror(lx->err));
+        }
+        break;
+    }
+    local_notify(q);
+    pthread_mutex_unlock(&lx->lk);
+}
+
+static void on_local_event(void *user, const sl_sched_event *ev) { local_event_into(user, -1, ev); }
+
+static void on_local_embed_event(void *user, const sl_sched_event *ev)
+{
+    gw_embed_slot *slot = user;
+    local_event_into(slot->q, slot->index, ev);
+}
+
+static void local_cancel(gw_req *q)
+{
+    gw_localx *lx = q->lx;
+    if (!lx || !q->local_live)
+        return;
+    for (int i = 0; i < lx->n_total; i++)
+        sl_sched_cancel(lx->sched, lx->ids[i]);
+}
+
+static const char *finish_name(int f) { return f == 1 ? "length" : "stop"; }
+
+/* Appends the usage object of a local answer to o. */
+static void put_usage(json_t *o, const gw_localx *lx, bool embeddings)
+{
+    json_t *u = embeddings ? json_pack("{s:i, s:i}", "prompt_tokens", lx->prompt, "total_tokens", lx->prompt)
+                           : json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", lx->prompt, "completion_tokens",
+                                       lx->completion, "total_tokens", lx->prompt + lx->completion,
+                                       "prompt_tokens_details", "cached_tokens", lx->cached);
+    if (u)
+        json_object_set_new(o, "usage", u);
+}
+
+/* Writes one SSE data event holding o (consumed). */
+static void stream_json(gw_req *q, json_t *o)
+{
+    char *t = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!t)
+        return;
+    sl_buf_reset(&q->out);
+    if (sl_sse_data(&q->out, t, strlen(t)) == 0)
+        stream_write(q, &q->out);
+    free(t); /* jansson's allocator */
+}
+
+/* A streamed chunk: chat deltas or completion text. text NULL = only finish. */
+static json_t *local_chunk(gw_req *q, const char *text, size_t len, const char *finish, bool role)
+{
+    bool chat = q->kind == SL_API_CHAT;
+    json_t *choice;
+    if (chat) {
+        json_t *delta = json_object();
+        if (role)
+            json_object_set_new(delta, "role", json_string("assistant"));
+        if (text)
+            json_object_set_new(delta, "content", json_stringn(text, len));
+        choice = json_pack("{s:i, s:o, s:o}", "index", 0, "delta", delta, "finish_reason",
+                           finish ? json_string(finish) : json_null());
+    } else {
+        choice = json_pack("{s:i, s:s%, s:n, s:o}", "index", 0, "text", text ? text : "", text ? len : 0,
+                           "logprobs", "finish_reason", finish ? json_string(finish) : json_null());
+    }
+    char id[96];
+    snprintf(id, sizeof id, "%s-%s", chat ? "chatcmpl" : "cmpl", q->request_id);
+    return json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object",
+                     chat ? "chat.completion.chunk" : "text_completion", "created",
+                     (json_int_t)(sl_wall_ms() / 1000), "model", q->model, "choices", choice);
+}
+
+/* The whole non-streamed answer. */
+static json_t *local_answer(gw_req *q, const gw_localx *lx, const char *text, size_t len)
+{
+    bool chat = q->kind == SL_API_CHAT;
+    json_t *choice = chat ? json_pack("{s:i, s:{s:s, s:s%}, s:n, s:s}", "index", 0, "message", "role", "assistant",
+                                      "content", text, len, "logprobs", "finish_reason", finish_name(lx->finish))
+                          : json_pack("{s:i, s:s%, s:n, s:s}", "index", 0, "text", text, len, "logprobs",
+                                      "finish_reason", finish_name(lx->finish));
+    char id[96];
+    snprintf(id, sizeof id, "%s-%s", chat ? "chatcmpl" : "cmpl", q->request_id);
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[o]}", "id", id, "object", chat ? "chat.completion" : "text_completion",
+                          "created", (json_int_t)(sl_wall_ms() / 1000), "model", q->model, "choices", choice);
+    if (o)
+        put_usage(o, lx, false);
+    return o;
+}
+
+static json_t *local_embeddings(gw_req *q, const gw_localx *lx)
+{
+    json_t *data = json_array();
+    for (int i = 0; data && i < lx->n_total; i++) {
+        json_t *v = json_array();
+        for (int k = 0; v && lx->emb[i] && k < lx->n_embd; k++)
+            json_array_append_new(v, json_real(lx->emb[i][k]));
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", v));
+    }
+    json_t *o = json_pack("{s:s, s:o, s:s}", "object", "list", "data", data, "model", q->model);
+    if (o)
+        put_usage(o, lx, true);
+    return o;
+}
+
+static void respond_json_obj(gw_req *q, json_t *o)
+{
+    char *t = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!t) {
+        sl_api_error e;
+        sl_api_error_internal(&e, "out of memory");
+        respond_error(q, &e, -1);
+        return;
+    }
+    respond_json(q, 200, t, strlen(t), NULL, 0);
+    free(t); /* jansson's allocator */
+}
+
+static void local_error_to(sl_api_error *e, const gw_localx *lx, const char *id)
+{
+    if (lx->err == SL_EINVAL)
+        sl_api_error_bad_request(e, "invalid_request", NULL, "%s", lx->msg);
+    else
+        sl_api_error_internal(e, "local model %s: %s", id, lx->msg);
+}
+
+/* Takes what the engine sent for q (on q's worker) and answers with it. */
+static void local_drain(gw_req *q)
+{
+    gw_localx *lx = q->lx;
+    if (!lx)
+        return;
+    pthread_mutex_lock(&lx->lk);
+    lx->queued = false;
+    sl_buf text = lx->pending;
+    sl_buf_init(&lx->pending, text.max);
+    bool terminal = lx->n_done == lx->n_total;
+    pthread_mutex_unlock(&lx->lk);
+    if (terminal && q->local_live) {
+        q->local_live = false;
+        q->usage = (sl_usage){.known = true, .prompt_tokens = lx->prompt, .completion_tokens = lx->completion,
+                              .total_tokens = lx->prompt + lx->completion, .cached_tokens = lx->cached};
+        lease_end(q, lx->err && lx->err != SL_EINVAL ? SL_ROUTER_FAIL_5XX : SL_ROUTER_OK, -1);
+        sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id,
+                       lx->err ? "error" : lx->finish == 2 ? "cancelled" : "ok", NULL, 1);
+    }
+    if (!q->http || lx->finished) {
+        sl_buf_free(&text);
+        return;
+    }
+    if (q->kind == SL_API_EMBEDDINGS) {
+        if (terminal) {
+            lx->finished = true;
+            sl_api_error e;
+            if (lx->err) {
+                local_error_to(&e, lx, q->backend->conf->id);
+                respond_error(q, &e, -1);
+            } else {
+                respond_json_obj(q, local_embeddings(q, lx));
+            }
+        }
+        sl_buf_free(&text);
+        return;
+    }
+    if (q->req->stream) {
+        if (text.len || (terminal && !lx->err)) {
+            stream_begin(q);
+            if (q->kind == SL_API_CHAT && !lx->sent_role) {
+                lx->sent_role = true;
+                stream_json(q, local_chunk(q, "", 0, NULL, true));
+            }
+        }
+        if (text.len) {
+            uint64_t now = sl_now_ns();
+            if (!q->t_first_token) {
+                q->t_first_token = now;
+                sl_metrics_observe(q->w->metrics, SL_M_TTFT, q->model, NULL, NULL, (double)(now - q->t_start) / 1e9);
+            } else {
+                sl_metrics_observe(q->w->metrics, SL_M_ITL, q->model, NULL, NULL,
+                                   (double)(now - q->t_last_token) / 1e9);
+            }
+            q->t_last_token = now;
+            stream_json(q, local_chunk(q, text.data, text.len, NULL, false));
+        }
+        if (terminal) {
+            lx->finished = true;
+            if (lx->err) {
+                sl_api_error e;
+                local_error_to(&e, lx, q->backend->conf->id);
+                if (q->stream_started)
+                    stream_end(q, &e);
+                else
+                    respond_error(q, &e, -1);
+            } else {
+                stream_json(q, local_chunk(q, NULL, 0, finish_name(lx->finish), false));
+                if (q->req->include_usage) {
+                    json_t *u = local_chunk(q, NULL, 0, NULL, false);
+                    if (u) {
+                        json_object_set_new(u, "choices", json_array());
+                        put_usage(u, lx, false);
+                    }
+                    stream_json(q, u);
+                }
+                sl_buf_reset(&q->out);
+                sl_sse_done(&q->out);
+                stream_write(q, &q->out);
+                stream_end(q, NULL);
+            }
+        }
+        sl_buf_free(&text);
+        return;
+    }
+    if (text.len)
+        sl_buf_append(&q->body, text.data, text.len);
+    sl_buf_free(&text);
+    if (terminal) {
+        lx->finished = true;
+        if (lx->err) {
+            sl_api_error e;
+            local_error_to(&e, lx, q->backend->conf->id);
+            respond_error(q, &e, -1);
+        } else {
+            if (!q->t_first_token)
+                q->t_first_token = sl_now_ns();
+            respond_json_obj(q, local_answer(q, lx, q->body.data ? q->body.data : "", q->body.len));
+        }
+    }
+}
+
+/* Reads an optional number extension (top_k, min_p, repetition_penalty)
+ * that OpenAI's API lacks and local servers accept. */
+static bool ext_number(const sl_request *r, const char *key, double lo, double hi, double *out)
+{
+    json_t *v = r->body ? json_object_get(r->body, key) : NULL;
+    if (!v || json_is_null(v))
+        return false;
+    if (!json_is_number(v))
+        return false;
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi))
+        return false;
+    *out = x;
+    return true;
+}
+
+/* What the local engine cannot do yet, said plainly (400). NULL when fine. */
+static const char *local_unsupported(const sl_request *r, const char **param)
+{
+    *param = NULL;
+    if (r->n > 1)
+        return *param = "n", "n > 1 is not supported by local models";
+    if (r->has_tools)
+        return *param = "tools", "tools are not supported by local models";
+    if (r->logprobs)
+        return *param = "logprobs", "logprobs are not available from local models";
+    if (r->response_format_type && strcmp(r->response_format_type, "text"))
+        return *param = "response_format", "structured output (response_format) is not supported by local models";
+    if (r->n_token_prompts || r->n_token_inputs)
+        return *param = r->kind == SL_API_EMBEDDINGS ? "input" : "prompt",
+               "token-array prompts are not supported by local models; send text";
+    if (r->kind == SL_API_COMPLETIONS && r->n_prompts != 1)
+        return *param = "prompt", "local models take exactly one prompt string per request";
+    for (size_t i = 0; i < r->n_messages; i++)
+        if (r->messages[i].n_media_parts)
+            return *param = "messages", "local models take text only (no images, audio or files)";
+    if (r->kind == SL_API_EMBEDDINGS && r->encoding_format && strcmp(r->encoding_format, "float"))
+        return *param = "encoding_format", "local models return float embeddings only";
+    if (r->kind == SL_API_EMBEDDINGS && r->has_dimensions)
+        return *param = "dimensions", "local models cannot shorten embeddings (dimensions)";
+    return NULL;
+}
+
+/* Starts a local attempt on b (the lease is q->lease). */
+static void local_send(gw_req *q, gw_backend *b)
+{
+    sl_api_error e;
+    const char *param, *why = local_unsupported(q->req, &param);
+    if (why) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error_bad_request(&e, "unsupported_parameter", param, "%s (model '%s')", why, q->model);
+        respond_error(q, &e, -1);
+        return;
+    }
+    sl_sched *sched = b->local->sched;
+    char err[512];
+    int st = sl_sched_state(sched, err, sizeof err);
+    if (st != 0) {
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        if (st == SL_EAGAIN) {
+            sl_api_error_overloaded(&e, "local model %s is still loading; retry shortly", b->conf->id);
+            respond_error(q, &e, 2);
+        } else {
+            sl_api_error_internal(&e, "local model %s failed to load: %s", b->conf->id, err);
+            respond_error(q, &e, -1);
+        }
+        return;
+    }
+    gw_localx *lx = sl_calloc(1, sizeof *lx);
+    int n = q->kind == SL_API_EMBEDDINGS ? (int)q->req->n_inputs : 1;
+    if (lx) {
+        pthread_mutex_init(&lx->lk, NULL);
+        sl_buf_init(&lx->pending, 64u << 20);
+        lx->ids = sl_calloc((size_t)(n ? n : 1), sizeof *lx->ids);
+        if (q->kind == SL_API_EMBEDDINGS) {
+            lx->emb = sl_calloc((size_t)(n ? n : 1), sizeof *lx->emb);
+            lx->slots = sl_calloc((size_t)(n ? n : 1), sizeof *lx->slots);
+        }
+    }
+    if (!lx || !lx->ids || (q->kind == SL_API_EMBEDDINGS && (!lx->emb || !lx->slots))) {
+        localx_free(lx);
+        lease_end(q, SL_ROUTER_NEUTRAL, -1);
+        sl_api_error_internal(&e, "out of memory");
+        respond_error(q, &e, -1);
+        return;
+    }
+    lx->sched = sched;
+    localx_free(q->lx);
+    q->lx = lx;
+    q->attempts_in_group++;
+    q->attempts_total++;
+    q->t_attempt = sl_now_ns();
+    q->t_attempt_first = 0;
+    sl_buf_reset(&q->body);
+    q->body.max = 64u << 20;
+
+    sl_sched_req r;
+    sl_sched_req_default(&r);
+    const sl_request *in = q->req;
+    sl_sched_msg *msgs = NULL;
+    if (q->kind == SL_API_CHAT) {
+        msgs = sl_arena_calloc(q->arena, (in->n_messages ? in->n_messages : 1) * sizeof *msgs);
+        for (size_t i = 0; msgs && i < in->n_messages; i++) {
+            sl_role role = in->messages[i].role;
+            msgs[i].role = role == SL_ROLE_SYSTEM || role == SL_ROLE_DEVELOPER ? 0 : role == SL_ROLE_ASSISTANT ? 2 : 1;
+            msgs[i].content = in->messages[i].text ? in->messages[i].text : "";
+        }
+        r.kind = SL_SCHED_CHAT;
+        r.msgs = msgs;
+        r.n_msgs = in->n_messages;
+    } else if (q->kind == SL_API_COMPLETIONS) {
+        r.kind = SL_SCHED_COMPLETE;
+        r.prompt = in->prompts[0];
+    } else {
+        r.kind = SL_SCHED_EMBED;
+    }
+    if (in->has_temperature)
+        r.temperature = (float)in->temperature;
+    if (in->has_top_p)
+        r.top_p = (float)in->top_p;
+    r.presence_penalty = (float)in->presence_penalty;
+    r.frequency_penalty = (float)in->frequency_penalty;
+    double x;
+    if (ext_number(in, "top_k", 0, 1e6, &x))
+        r.top_k = (int)x;
+    if (ext_number(in, "min_p", 0, 1, &x))
+        r.min_p = (float)x;
+    if (ext_number(in, "repetition_penalty", 0.01, 10, &x))
+        r.repetition_penalty = (float)x;
+    if (in->has_seed) {
+        r.seed = (uint64_t)in->seed;
+        r.has_seed = true;
+    }
+    if (in->has_max_tokens)
+        r.max_tokens = in->max_tokens > INT32_MAX ? INT32_MAX : (int)in->max_tokens;
+    for (size_t i = 0; i < in->n_stop && i < SL_SCHED_MAX_STOP; i++)
+        r.stop[i] = in->stop[i];
+
+    lx->n_total = n;
+    q->local_live = true;
+    int rc = 0;
+    int submitted = 0;
+    for (int i = 0; i < n; i++) {
+        sl_sched_fn fn = on_local_event;
+        void *ud = q;
+        if (q->kind == SL_API_EMBEDDINGS) {
+            lx->slots[i] = (gw_embed_slot){.q = q, .index = i};
+            r.prompt = in->inputs[i];
+            fn = on_local_embed_event;
+            ud = &lx->slots[i];
+        }
+        rc = (q->kind == SL_API_CHAT && !msgs) ? SL_ENOMEM : sl_sched_submit(sched, &r, fn, ud, &lx->ids[i], err, sizeof err);
+        if (rc)
+            break;
+        submitted++;
+    }
+    if (rc == 0)
+        return;
+    /* the ones submitted still send their terminal events; the rest never will */
+    for (int i = 0; i < submitted; i++)
+        sl_sched_cancel(sched, lx->ids[i]);
+    pthread_mutex_lock(&lx->lk);
+    lx->n_total = submitted;
+    bool all_done = lx->n_done == submitted;
+    pthread_mutex_unlock(&lx->lk);
+    if (all_done)
+        q->local_live = false;
+    lease_end(q, SL_ROUTER_NEUTRAL, -1);
+    lx->finished = true;
+    if (rc == SL_EINVAL)
+        sl_api_error_bad_request(&e, "invalid_request", q->kind == SL_API_CHAT ? "messages" : q->kind == SL_API_EMBEDDINGS ? "input" : "prompt", "%s", err);
+    else if (rc == SL_EAGAIN)
+        sl_api_error_overloaded(&e, "local model %s is still loading; retry shortly", b->conf->id);
+    else
+        sl_api_error_internal(&e, "local model %s: %s", b->conf->id, rc == SL_ENOMEM ? "out of memory" : err);
+    respond_error(q, &e, rc == SL_EAGAIN ? 2 : -1);
+}
+
 /* ---- attempts ---- */
 
 /* Sheds the request: 503 overloaded with Retry-After, counted by reason. */
@@ -773,11 +1407,10 @@ static void attempt_send(gw_req *q)
     }
     const sl_backend_conf *bc = b->conf;
     q->backend = b;
-    if (bc->provider != SL_PROVIDER_OPENAI) {
-        lease_end(q, SL_ROUTER_NEUTRAL, -1);
-        sl_api_error e;
-        sl_api_error_internal(&e, "backend %s uses provider 'local', which this build does not serve yet", bc->id);
-        respond_error(q, &e, -1);
+    if (b->local) {
+        if (q->attempts_in_group > 0)
+            sl_metrics_add(q->w->metrics, SL_M_RETRIES, q->model, NULL, NULL, 1);
+        local_send(q, b);
         return;
     }
     if (q->attempts_in_group > 0)
@@ -908,7 +1541,10 @@ static void on_wake(uv_async_t *a)
         gw_req *q = list;
         list = q->wake_next;
         q->busy++;
-        wait_finished(q);
+        if (q->waiting)
+            wait_finished(q);
+        else
+            local_drain(q);
         q->busy--;
         req_maybe_free(q);
     }
@@ -970,7 +1606,7 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void req_maybe_free(gw_req *q)
 {
-    if (q->http || q->xfer_live || q->timer_closing || q->busy || q->waiting)
+    if (q->http || q->xfer_live || q->timer_closing || q->busy || q->waiting || q->local_live)
         return;
     if (q->timer_live) {
         uv_timer_stop(&q->timer);
@@ -980,6 +1616,7 @@ static void req_maybe_free(gw_req *q)
     }
     if (q->counted_inflight)
         atomic_fetch_sub(&q->g->inflight, 1);
+    localx_free(q->lx);
     sl_sse_parser_destroy(q->sse);
     sl_buf_free(&q->body);
     sl_buf_free(&q->out);
@@ -1000,6 +1637,7 @@ static void on_client_gone(void *ud)
     if (q->waiting && sl_router_cancel_wait(q->g->router, q->ticket) == 0)
         q->waiting = false; /* else the grant is on its way: wait_finished gives it back */
     cancel_xfer(q, "cancelled", SL_ROUTER_NEUTRAL);
+    local_cancel(q);
     finish_metrics(q);
     req_maybe_free(q);
 }
@@ -1285,7 +1923,11 @@ static void on_request(void *ud, sl_http_req *r)
         static const char ok[] = "{\"status\":\"ok\"}";
         respond_json(q, 200, ok, sizeof ok - 1, NULL, 0);
     } else if (get && sl_str_eq_c(path, "/readyz")) {
-        if (gateway_ready(g)) {
+        char lid[SL_ROUTER_NAME_MAX];
+        if (locals_loading(g, lid, sizeof lid)) {
+            sl_api_error_overloaded(&e, "not ready: local model %s is loading", lid);
+            respond_error(q, &e, 1);
+        } else if (gateway_ready(g)) {
             static const char ok[] = "{\"status\":\"ready\"}";
             respond_json(q, 200, ok, sizeof ok - 1, NULL, 0);
         } else {
@@ -1381,15 +2023,16 @@ static int on_worker_start(void *ud, sl_http_worker *hw)
     w->wake.data = w;
     pthread_mutex_init(&w->wake_lock, NULL);
     sl_http_worker_set_data(hw, w);
+    pthread_mutex_lock(&g->lock);
+    w->next_all = g->workers;
+    g->workers = w;
+    pthread_mutex_unlock(&g->lock);
     return 0;
 }
 
-static void on_wake_closed(uv_handle_t *h)
-{
-    gw_worker *w = h->data;
-    pthread_mutex_destroy(&w->wake_lock);
-    sl_free(w);
-}
+/* The worker struct itself stays until the gateway goes: an engine may still
+ * deliver an event for one of its requests (then dropped: w->closing). */
+static void on_wake_closed(uv_handle_t *h) { (void)h; }
 
 static void on_worker_stop(void *ud, sl_http_worker *hw)
 {
@@ -1405,7 +2048,7 @@ static void on_worker_stop(void *ud, sl_http_worker *hw)
     sl_upstream_pool_destroy(w->pool);
     w->pool = NULL;
     sl_http_worker_set_data(hw, NULL);
-    uv_close((uv_handle_t *)&w->wake, on_wake_closed); /* frees w once the loop runs it */
+    uv_close((uv_handle_t *)&w->wake, on_wake_closed);
 }
 
 /* ---- the regulator thread: router ticks and active health checks ---- */
@@ -1549,6 +2192,7 @@ static void *regulator_main(void *arg)
     uint64_t next_round = 0;
     int running = 0;
     while (!atomic_load(&g->reg_stop)) {
+        locals_poll(g);
         sl_router_tick(g->router);
         gw_snapshot *s = snap_get(g);
         bool checks = s->cfg->router.health_check_path != NULL;
@@ -1664,6 +2308,87 @@ static int render_router(void *ud, sl_buf *out)
     return rc;
 }
 
+/* The local engines' gauges and counters (names in the style of vLLM's). */
+static int render_locals(void *ud, sl_buf *out)
+{
+    sl_gateway *g = ud;
+    enum { MAXL = 64 };
+    char ids[MAXL][SL_ROUTER_NAME_MAX];
+    sl_sched_stats st[MAXL];
+    int n = 0;
+    pthread_mutex_lock(&g->lock);
+    for (gw_local *l = g->locals; l && n < MAXL; l = l->next) {
+        if (l->failed || sl_sched_state(l->sched, NULL, 0) != 0)
+            continue;
+        snprintf(ids[n], sizeof ids[n], "%s", l->id);
+        sl_sched_stats_get(l->sched, &st[n]);
+        n++;
+    }
+    pthread_mutex_unlock(&g->lock);
+    if (n == 0)
+        return 0;
+    struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"sluice_engine_running_sequences", "gauge", "Sequences in the running batch of a local model."},
+        {"sluice_engine_waiting_sequences", "gauge", "Sequences waiting for admission to the batch."},
+        {"sluice_engine_prompt_tokens_total", "counter", "Prompt tokens of admitted requests."},
+        {"sluice_engine_prefix_cache_hit_tokens_total", "counter", "Prompt tokens served from cached KV blocks."},
+        {"sluice_engine_prefix_cache_hit_rate", "gauge", "Share of prompt tokens served from the prefix cache."},
+        {"sluice_engine_prefill_tokens_total", "counter", "Tokens computed in prefill (and recomputation)."},
+        {"sluice_engine_decode_tokens_total", "counter", "Tokens computed in decode steps."},
+        {"sluice_engine_prefill_seconds_total", "counter", "Time of steps holding prefill tokens."},
+        {"sluice_engine_decode_seconds_total", "counter", "Time of decode-only steps."},
+        {"sluice_engine_preemptions_total", "counter", "Sequences preempted when KV blocks ran out."},
+        {"sluice_engine_requests_total", "counter", "Requests the engine finished."},
+    };
+    int rc = 0;
+    for (size_t f = 0; f < SL_ARRAY_LEN(fam) && !rc; f++) {
+        rc = put_family(out, fam[f].name, fam[f].type, fam[f].help);
+        for (int i = 0; i < n && !rc; i++) {
+            const sl_sched_stats *x = &st[i];
+            double v[] = {x->running, x->waiting, (double)x->prompt_tokens, (double)x->prefix_hit_tokens,
+                          x->prompt_tokens ? (double)x->prefix_hit_tokens / (double)x->prompt_tokens : 0,
+                          (double)x->prefill_tokens, (double)x->decode_tokens, x->prefill_ms / 1000,
+                          x->decode_ms / 1000, (double)x->preemptions, (double)x->requests_done};
+            rc = put_sample(out, fam[f].name, "backend", ids[i], NULL, NULL, v[f]);
+        }
+    }
+    if (!rc)
+        rc = put_family(out, "sluice_engine_kv_blocks", "gauge",
+                        "KV cache blocks: used by sequences, cached (free, holding a reusable prefix), free.");
+    for (int i = 0; i < n && !rc; i++) {
+        const sl_sched_stats *x = &st[i];
+        int free_blocks = x->kv_blocks_total - x->kv_blocks_used - x->kv_blocks_cached;
+        rc = put_sample(out, "sluice_engine_kv_blocks", "backend", ids[i], "state", "used", x->kv_blocks_used);
+        if (!rc)
+            rc = put_sample(out, "sluice_engine_kv_blocks", "backend", ids[i], "state", "cached", x->kv_blocks_cached);
+        if (!rc)
+            rc = put_sample(out, "sluice_engine_kv_blocks", "backend", ids[i], "state", "free",
+                            free_blocks > 0 ? free_blocks : 0);
+    }
+    if (!rc)
+        rc = put_family(out, "sluice_engine_batch_tokens", "histogram", "Tokens per engine step (batch size).");
+    for (int i = 0; i < n && !rc; i++) {
+        static const char *const le[9] = {"1", "2", "4", "8", "16", "32", "64", "128", "+Inf"};
+        int64_t cum = 0;
+        for (int k = 0; k < 9 && !rc; k++) {
+            cum += st[i].batch_hist[k];
+            rc = sl_buf_appendf(out, "sluice_engine_batch_tokens_bucket{backend=\"");
+            if (!rc)
+                rc = sl_metrics_put_label_value(out, ids[i]);
+            if (!rc)
+                rc = sl_buf_appendf(out, "\",le=\"%s\"} %lld\n", le[k], (long long)cum);
+        }
+        if (!rc)
+            rc = put_sample(out, "sluice_engine_batch_tokens_sum", "backend", ids[i], NULL, NULL,
+                            (double)(st[i].prefill_tokens + st[i].decode_tokens));
+        if (!rc)
+            rc = put_sample(out, "sluice_engine_batch_tokens_count", "backend", ids[i], NULL, NULL, (double)cum);
+    }
+    return rc;
+}
+
 /* ---- public ---- */
 
 static double gauge_inflight(void *ud) { return (double)sl_gateway_inflight(ud); }
@@ -1682,12 +2407,14 @@ int sl_gateway_create(sl_config *cfg, sl_metrics *metrics, sl_gateway **out)
     if (rc == 0 && (rc = sl_router_create(&o, NULL, NULL, &g->router, err, sizeof err)) != 0)
         sl_error("%s", err);
     if (rc == 0)
-        rc = snap_build(cfg, &g->snap);
+        rc = snap_build(g, cfg, &g->snap);
     if (rc == 0 && (rc = router_install(g->router, g->snap)) != 0) {
         g->snap->cfg = NULL; /* the caller keeps its reference on failure */
         snap_free_tables(g->snap);
         g->snap = NULL;
     }
+    if (rc == 0)
+        locals_hold_loading(g);
     if (rc == 0)
         rc = (g->hc_multi = curl_multi_init()) ? 0 : SL_ENOMEM;
     if (rc == 0)
@@ -1710,6 +2437,7 @@ int sl_gateway_create(sl_config *cfg, sl_metrics *metrics, sl_gateway **out)
         .render_error = render_error};
     sl_metrics_gauge_fn(metrics, "sluice_requests_in_flight", "Proxied requests in flight.", gauge_inflight, g);
     sl_metrics_section_fn(metrics, render_router, g);
+    sl_metrics_section_fn(metrics, render_locals, g);
     *out = g;
     return 0;
 }
@@ -1726,6 +2454,20 @@ void sl_gateway_destroy(sl_gateway *g)
     /* health checks still running are abandoned */
     while (g->hc_live)
         hc_probe_free(g, g->hc_live);
+    /* engines first: their last events go to workers that must still exist */
+    for (gw_local *l = g->locals, *n; l; l = n) {
+        n = l->next;
+        sl_sched_destroy(l->sched);
+        sl_free(l->id);
+        sl_free(l->model_path);
+        sl_free(l->chat_template);
+        sl_free(l);
+    }
+    for (gw_worker *w = g->workers, *n; w; w = n) {
+        n = w->next_all;
+        pthread_mutex_destroy(&w->wake_lock);
+        sl_free(w);
+    }
     curl_multi_cleanup(g->hc_multi);
     sl_free(g->hc);
     sl_router_destroy(g->router);
@@ -1737,7 +2479,7 @@ void sl_gateway_destroy(sl_gateway *g)
 int sl_gateway_reload(sl_gateway *g, sl_config *cfg)
 {
     gw_snapshot *s;
-    int rc = snap_build(cfg, &s);
+    int rc = snap_build(g, cfg, &s);
     if (rc)
         return rc;
     if ((rc = router_install(g->router, s)) != 0) {
@@ -1745,6 +2487,7 @@ int sl_gateway_reload(sl_gateway *g, sl_config *cfg)
         snap_free_tables(s);
         return rc;
     }
+    locals_hold_loading(g);
     sl_router_opts now, next;
     router_opts_from(g->snap->cfg, &now);
     router_opts_from(cfg, &next);

@@ -43,6 +43,7 @@ typedef struct rbk {
     bool has_ewma;
     int streak;              /* consecutive failures */
     int connect_streak;      /* consecutive CONNECT failures */
+    bool no_ramp;            /* conf.no_slow_start */
     uint64_t ejections;
     int eject_level;
     uint64_t ejected_until;  /* ms; ejected while now < ejected_until */
@@ -268,7 +269,7 @@ const char *sl_router_strategy_name(sl_router_strategy s)
 static double ramp_factor(const sl_router *r, const rbk *b, uint64_t now)
 {
     const sl_router_opts *o = &r->o;
-    if (!b->ramping || o->slow_start_window_ms <= 0)
+    if (!b->ramping || o->slow_start_window_ms <= 0 || b->no_ramp)
         return 1.0;
     double elapsed = now > b->ramp_start ? (double)(now - b->ramp_start) : 0.0;
     double f = elapsed / o->slow_start_window_ms;
@@ -799,6 +800,7 @@ int sl_router_set_groups(sl_router *r, const sl_router_group_conf *gs, size_t n,
             b->index = i;
             b->weight = bc->weight;
             b->max_conc = bc->max_concurrency;
+            b->no_ramp = bc->no_slow_start;
             g->bks[i] = b;
         }
         /* a surviving group keeps its queue and counters */

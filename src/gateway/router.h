@@ -166,6 +166,7 @@ typedef struct sl_router_backend_conf {
     const char *id;          /* stable id, unique across all groups, < SL_ROUTER_NAME_MAX bytes */
     double weight;           /* > 0 */
     int max_concurrency;     /* >= 0; 0 = unlimited */
+    bool no_slow_start;      /* always at full share (an in-process engine that admits by its own limits) */
 } sl_router_backend_conf;
 
 typedef struct sl_router_group_conf {

@@ -41,7 +41,7 @@ static int set_one(sl_router *r, sl_router_strategy st, const double *w, const i
     static const char *ids[] = {"a", "b", "c", "d", "e", "f"};
     sl_router_backend_conf bc[6];
     for (size_t i = 0; i < n; i++)
-        bc[i] = (sl_router_backend_conf){ids[i], w ? w[i] : 1.0, mc ? mc[i] : 0};
+        bc[i] = (sl_router_backend_conf){ids[i], w ? w[i] : 1.0, mc ? mc[i] : 0, false};
     sl_router_group_conf g = {"g", st, qmax, qtimeout, bc, n};
     char err[256] = "";
     return sl_router_set_groups(r, &g, 1, err, sizeof err);
@@ -98,11 +98,11 @@ static void test_opts_and_config_errors(void)
     EXPECT_EQ_STR(sl_router_strategy_name(SL_ROUTER_STRATEGY_LATENCY), "latency");
 
     sl_router *r = mk(NULL);
-    sl_router_backend_conf dup[2] = {{"x", 1, 0}, {"x", 1, 0}};
+    sl_router_backend_conf dup[2] = {{"x", 1, 0, false}, {"x", 1, 0, false}};
     sl_router_group_conf g = {"g", 0, -1, -1, dup, 2};
     EXPECT_EQ_INT(sl_router_set_groups(r, &g, 1, err, sizeof err), SL_EEXIST);
     EXPECT_CONTAINS(err, "'x' appears twice");
-    sl_router_backend_conf bad[1] = {{"y", 0, 0}};
+    sl_router_backend_conf bad[1] = {{"y", 0, 0, false}};
     g = (sl_router_group_conf){"g", 0, -1, -1, bad, 1};
     EXPECT_EQ_INT(sl_router_set_groups(r, &g, 1, err, sizeof err), SL_EINVAL);
     EXPECT_CONTAINS(err, "weight");
@@ -625,6 +625,32 @@ static void test_connect_ejection(void)
     sl_router_destroy(r);
 }
 
+/* A backend with no_slow_start takes its full share at once, even after an
+ * unhealthy spell; its neighbour without the flag ramps. */
+static void test_no_slow_start(void)
+{
+    fake_now = 0;
+    sl_router_opts o;
+    sl_router_opts_default(&o);
+    o.slow_start_window_ms = 10000;
+    sl_router *r = mk(&o);
+    sl_router_backend_conf bc[2] = {{"a", 1, 10, true}, {"b", 1, 10, false}};
+    sl_router_group_conf gc = {"g", SL_ROUTER_STRATEGY_ROUND_ROBIN, -1, -1, bc, 2};
+    EXPECT_EQ_INT(sl_router_set_groups(r, &gc, 1, NULL, 0), 0);
+    EXPECT_EQ_INT(sl_router_mark_unhealthy(r, "a"), 0);
+    EXPECT_EQ_INT(sl_router_mark_unhealthy(r, "b"), 0);
+    fake_now = 100;
+    EXPECT_EQ_INT(sl_router_mark_healthy(r, "a"), 0);
+    EXPECT_EQ_INT(sl_router_mark_healthy(r, "b"), 0);
+    sl_router_backend_state st;
+    EXPECT(state_of(r, "a", &st));
+    EXPECT_EQ_INT(st.limit_now, 10);
+    EXPECT_NEAR(st.ramp_factor, 1.0, 1e-12);
+    EXPECT(state_of(r, "b", &st));
+    EXPECT_EQ_INT(st.limit_now, 1);
+    sl_router_destroy(r);
+}
+
 static void test_ejection_level_partial_heal(void)
 {
     fake_now = 0;
@@ -792,9 +818,9 @@ static void test_reconfigure_keeps_state(void)
     EXPECT_EQ_INT(sl_router_acquire(r, "g", "a", 0, &lb), 0);
     EXPECT_EQ_STR(lb.backend_id, "b");
     /* a waiter in a group that goes away is cancelled */
-    sl_router_backend_conf ob[1] = {{"o1", 1, 1}};
+    sl_router_backend_conf ob[1] = {{"o1", 1, 1, false}};
     sl_router_group_conf two[2] = {
-        {"g", SL_ROUTER_STRATEGY_ROUND_ROBIN, -1, -1, (sl_router_backend_conf[]){{"a", 1, 10}, {"b", 1, 10}}, 2},
+        {"g", SL_ROUTER_STRATEGY_ROUND_ROBIN, -1, -1, (sl_router_backend_conf[]){{"a", 1, 10, false}, {"b", 1, 10, false}}, 2},
         {"old", 0, -1, -1, ob, 1}};
     char err[256];
     EXPECT_EQ_INT(sl_router_set_groups(r, two, 2, err, sizeof err), 0);
@@ -806,7 +832,7 @@ static void test_reconfigure_keeps_state(void)
 
     /* new config: a leaves, b stays (weight 3), c joins */
     fake_now = 1000;
-    sl_router_backend_conf nb[2] = {{"b", 3, 10}, {"c", 1, 10}};
+    sl_router_backend_conf nb[2] = {{"b", 3, 10, false}, {"c", 1, 10, false}};
     sl_router_group_conf ng = {"g", SL_ROUTER_STRATEGY_ROUND_ROBIN, -1, -1, nb, 2};
     EXPECT_EQ_INT(sl_router_set_groups(r, &ng, 1, err, sizeof err), 0);
     EXPECT_EQ_INT(wo.calls, 1);
@@ -828,7 +854,7 @@ static void test_reconfigure_keeps_state(void)
     EXPECT_EQ_INT(st.in_flight, 0);
     EXPECT_EQ_UINT(st.requests, 1);
     /* a comes back as a fresh backend */
-    sl_router_backend_conf nb2[3] = {{"a", 1, 10}, {"b", 3, 10}, {"c", 1, 10}};
+    sl_router_backend_conf nb2[3] = {{"a", 1, 10, false}, {"b", 3, 10, false}, {"c", 1, 10, false}};
     ng.backends = nb2;
     ng.n_backends = 3;
     EXPECT_EQ_INT(sl_router_set_groups(r, &ng, 1, err, sizeof err), 0);
@@ -976,6 +1002,7 @@ int main(void)
     RUN(test_set_groups_out_of_memory);
     RUN(test_threads_smoke);
     RUN(test_connect_ejection);
+    RUN(test_no_slow_start);
     t_cur_failed = 0;
     EXPECT_EQ_UINT(sl_alloc_live_bytes(), live0); /* every router, lease and waiter freed */
     if (t_cur_failed)
