@@ -15,7 +15,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sluice train --corpus FILE --out MODEL.gguf [options]\n"
-            "       sluice train --make-corpus --out FILE [--seed N] [--size-mb M] [--products N]\n"
+            "       sluice train --make-corpus --out FILE [--seed N] [--size-mb M | --size-kb K]\n"
+            "                    [--products N]\n"
             "       sluice train --make-eval FILE [--seed N] [--products N]\n\n"
             "Trains a small llama-architecture chat model on the CPU (byte-level BPE learned\n"
             "from the corpus, ChatML template) and writes it as GGUF for `sluice run`/`serve`.\n\n"
@@ -141,7 +142,12 @@ int sl_cmd_train(int argc, char **argv)
         INTOPT("--ckpt-every", 1, 100000000, o.ckpt_every)
         INTOPT("--eval-every", 0, 100000000, o.eval_every)
         INTOPT("--products", 1, 64, co.n_products)
-        if (!strcmp(a, "--size-mb")) {
+        if (!strcmp(a, "--size-kb")) {
+            if (parse_long(a, v, 1, 512 << 10, &x))
+                return 2;
+            co.size_bytes = (size_t)x << 10;
+            i++;
+        } else if (!strcmp(a, "--size-mb")) {
             if (parse_long(a, v, 1, 512, &x))
                 return 2;
             co.size_bytes = (size_t)x << 20;
