@@ -250,6 +250,51 @@ static int val_loss(sl_train_model *m, const int32_t *val, size_t n_val, int bat
     return 0;
 }
 
+/* Tokenizes the corpus in pieces of about 64 KiB that end just after an
+ * end-of-text token: special tokens already cut the pre-tokenizer's pieces,
+ * so the ids are those of the whole text, and each call stays short. */
+static int encode_chunks(const sl_tokenizer *tok, const sl_buf *text, int32_t **ids, size_t *n)
+{
+    static const char eot[] = SL_TRAIN_TOK_ENDOFTEXT;
+    size_t at = 0, cap = 0, len = 0;
+    int32_t *all = NULL;
+    int rc = 0;
+    while (at < text->len && !rc) {
+        size_t end = text->len;
+        if (text->len - at > 65536) {
+            const char *e = memmem(text->data + at + 65536, text->len - at - 65536, eot,
+                                   sizeof eot - 1);
+            if (e)
+                end = (size_t)(e - text->data) + sizeof eot - 1;
+        }
+        int32_t *part = NULL;
+        size_t np = 0;
+        if ((rc = sl_tok_encode(tok, text->data + at, end - at, false, true, &part, &np)))
+            break;
+        if (len + np > cap) {
+            size_t nc = (len + np) * 2;
+            int32_t *g = sl_realloc(all, nc * sizeof *g);
+            if (!g) {
+                sl_free(part);
+                rc = SL_ENOMEM;
+                break;
+            }
+            all = g, cap = nc;
+        }
+        memcpy(all + len, part, np * sizeof *part);
+        len += np;
+        sl_free(part);
+        at = end;
+    }
+    if (rc) {
+        sl_free(all);
+        return rc;
+    }
+    *ids = all;
+    *n = len;
+    return 0;
+}
+
 static void phase(sl_train_progress_fn fn, void *user, const char *what)
 {
     if (!fn)
@@ -300,7 +345,7 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     if ((rc = sl_tok_create(&tv, &tok, err, errlen)))
         goto out;
     phase(progress, user, "tokenizing the corpus");
-    if ((rc = sl_tok_encode(tok, corpus.data, corpus.len, false, true, &ids, &n_ids))) {
+    if ((rc = encode_chunks(tok, &corpus, &ids, &n_ids))) {
         snprintf(err, errlen, "tokenizing %s: %s", o->corpus_path, sl_strerror(rc));
         goto out;
     }
