@@ -18,6 +18,7 @@ static const command commands[] = {
     {"bench", sl_cmd_bench, "load-test an OpenAI-compatible endpoint"},
     {"model", sl_cmd_model, "inspect a GGUF model file (model info FILE)"},
     {"run", sl_cmd_run, "generate text with a local GGUF model (run FILE -p PROMPT)"},
+    {"train", sl_cmd_train, "train a small model, or make its corpus (train --help)"},
 };
 
 static void usage(FILE *out)

@@ -12,5 +12,6 @@ int sl_cmd_config(int argc, char **argv);   /* config check FILE */
 int sl_cmd_bench(int argc, char **argv);
 int sl_cmd_model(int argc, char **argv);
 int sl_cmd_run(int argc, char **argv);     /* run FILE -p PROMPT: local generation */
+int sl_cmd_train(int argc, char **argv);   /* train --corpus FILE --out FILE: train a small model */
 
 #endif
