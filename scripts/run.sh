@@ -1,29 +1,22 @@
 #!/usr/bin/env bash
 # `make run`: serve the default config (config/sluice.yaml) on 127.0.0.1:8080.
 #
-# Until the local engine serves models, the default model group `mock-model`
-# points at bench/mockllm, an OpenAI-compatible fake upstream that echoes the
-# last user message. This script starts it on 127.0.0.1:8081 (a realistic
-# 30 ms to first token and 100 tokens/s), then runs `sluice serve` in the
-# foreground. Ctrl-C stops both.
+# The default model, `sluice-demo`, is trained here on first use
+# (scripts/demo_model.sh: a few minutes on 2 cores, with progress shown,
+# then cached in data/models/). `sluice serve` then runs in the foreground;
+# Ctrl-C stops it (in-flight requests are drained first).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${SLUICE_BUILD:-$root/build/release}
 config=${SLUICE_CONFIG:-$root/config/sluice.yaml}
-mock_port=${MOCKLLM_PORT:-8081}
+cd "$root"
 
-"$bin/mockllm" --port "$mock_port" --ttft-ms 30 --tps 100 --tokens 32 >/dev/null &
-mock_pid=$!
-trap 'kill "$mock_pid" 2>/dev/null || true; wait "$mock_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 50); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$mock_port") 2>/dev/null; then break; fi
-  sleep 0.1
-done
+SLUICE_BIN="$bin/sluice" bash scripts/demo_model.sh
 
-echo "sluice: serving $config (model 'mock-model' -> bench/mockllm on :$mock_port)" >&2
+# a question the demo model was not trained on, from its held-out set
+q=$(sed -n 's/.*"question": *"\([^"]*\)".*/\1/p' data/models/demo-eval.jsonl 2>/dev/null | head -1)
+q=${q:-What does the catalogue have?}
+echo "sluice: serving $config (model 'sluice-demo', trained here: see README)" >&2
 echo "sluice: try: curl -s http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\" >&2
-echo "          -d '{\"model\":\"mock-model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}'" >&2
-"$bin/sluice" serve -c "$config" "$@" &
-sl_pid=$!
-trap 'kill "$sl_pid" 2>/dev/null || true; wait "$sl_pid" 2>/dev/null || true; kill "$mock_pid" 2>/dev/null || true' EXIT INT TERM
-wait "$sl_pid"
+echo "          -d '{\"model\":\"sluice-demo\",\"messages\":[{\"role\":\"user\",\"content\":\"$q\"}]}'" >&2
+exec "$bin/sluice" serve -c "$config" "$@"
