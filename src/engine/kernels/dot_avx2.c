@@ -6,6 +6,7 @@
 
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 
@@ -207,6 +208,27 @@ TARGET static float dot_q6_K(const void *wv, const void *xv, int64_t n)
  * the accumulator arrays become registers instead of stack slots. */
 #define UNROLL _Pragma("GCC unroll 8")
 
+/* The NR weight scales of block b as f32 lanes 0..NR-1 (one conversion for
+ * all rows; the inserts run on the shuffle port, not the ALU ports). */
+TARGET static ALWAYS_INLINE __m128 row_scales(const uint8_t *w, size_t w_row, size_t bb,
+                                              int64_t b, const int NR)
+{
+    __m128i h = _mm_setzero_si128();
+    UNROLL
+    for (int r = 0; r < NR; r++) {
+        uint16_t d;
+        memcpy(&d, w + (size_t)r * w_row + (size_t)b * bb, 2);
+        h = _mm_insert_epi16(h, d, r);
+    }
+    return _mm_cvtph_ps(h);
+}
+
+/* Lane r of v broadcast to 8 lanes. */
+TARGET static ALWAYS_INLINE __m256 lane_bcast(__m128 v, int r)
+{
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r));
+}
+
 TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const uint8_t *x,
                                            size_t x_row, int64_t n, float *out, size_t os,
                                            const int NR, const int NT)
@@ -220,12 +242,13 @@ TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < n / 32; b++) {
         __m256i xq[SL_TILE_T];
-        __m256 xd[SL_TILE_T];
+        __m128 dd[SL_TILE_T]; /* lane r: fp32(w_r.d) * fp32(x_t.d), as the dot rounds it */
+        __m128 wd = row_scales(w, w_row, sizeof(sl_blk_q8_0), b, NR);
         UNROLL
         for (int t = 0; t < NT; t++) {
             const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
             xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
-            xd[t] = _mm256_set1_ps(h2f(xb->d));
+            dd[t] = _mm_mul_ps(wd, _mm_set1_ps(h2f(xb->d)));
         }
         UNROLL
         for (int r = 0; r < NR; r++) {
@@ -233,13 +256,12 @@ TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const
             _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
             __m256i wq = _mm256_loadu_si256((const __m256i *)wb->qs);
             __m256i aw = _mm256_sign_epi8(wq, wq);
-            __m256 wd = _mm256_set1_ps(h2f(wb->d));
             UNROLL
             for (int t = 0; t < NT; t++) {
                 /* as dot_i8_lanes: |w| <= 128, |x| <= 127, no saturation */
                 __m256i p = _mm256_madd_epi16(
                     _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq[t], wq)), ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]), _mm256_cvtepi32_ps(p),
+                acc[r][t] = _mm256_fmadd_ps(lane_bcast(dd[t], r), _mm256_cvtepi32_ps(p),
                                             acc[r][t]);
             }
         }
@@ -268,13 +290,14 @@ TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / 32; b++) {
         __m256i xq[SL_TILE_T], xc[SL_TILE_T];
-        __m256 xd[SL_TILE_T];
+        __m128 dd[SL_TILE_T];
+        __m128 wd = row_scales(w, w_row, sizeof(sl_blk_q4_0), b, NR);
         UNROLL
         for (int t = 0; t < NT; t++) {
             const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
             xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
             xc[t] = _mm256_maddubs_epi16(eight, xq[t]);
-            xd[t] = _mm256_set1_ps(h2f(xb->d));
+            dd[t] = _mm_mul_ps(wd, _mm_set1_ps(h2f(xb->d)));
         }
         UNROLL
         for (int r = 0; r < NR; r++) {
@@ -283,12 +306,11 @@ TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const
             __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
             /* low nibbles are elements 0..15, high nibbles 16..31 */
             __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-            __m256 wd = _mm256_set1_ps(h2f(wb->d));
             UNROLL
             for (int t = 0; t < NT; t++) {
                 __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq[t]), xc[t]);
                 __m256i p = _mm256_madd_epi16(p16, ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(wd, xd[t]), _mm256_cvtepi32_ps(p),
+                acc[r][t] = _mm256_fmadd_ps(lane_bcast(dd[t], r), _mm256_cvtepi32_ps(p),
                                             acc[r][t]);
             }
         }
@@ -298,6 +320,114 @@ TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const
         UNROLL
         for (int r = 0; r < NR; r++)
             out[(size_t)t * os + (size_t)r] = hsum8(acc[r][t]);
+}
+
+/* Q4_K against Q8_K. Per super-block the same exact integers as dot_q4_K
+ * (sumi = sum_j sc_j * sum(q * y) and summ = sum_j m_j * (bsums pair j)),
+ * then the same two fmaf per element. The 6-bit scales and mins are unpacked
+ * with word operations (bytes 0..7: scales, 8..15: mins, as
+ * sl_kernel_q4k_scale_min gives them) instead of one at a time; the bsum
+ * pairs are summed once per activation block for all rows. */
+TARGET static ALWAYS_INLINE __m128i q4k_unpack_scales(const uint8_t *sc12)
+{
+    uint32_t u[4];
+    memcpy(u, sc12, 12);
+    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4); /* mins 4..7 */
+    uint32_t m03 = u[1] & k1;                               /* mins 0..3 */
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);         /* scales 4..7 */
+    u[2] = m03;
+    u[0] &= k1; /* scales 0..3 */
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
+TARGET static ALWAYS_INLINE void q4_K_tile(const uint8_t *w, size_t w_row, const uint8_t *x,
+                                           size_t x_row, int64_t n, float *out, size_t os,
+                                           const int NR, const int NT)
+{
+    float sum[SL_TILE_R][SL_TILE_T];
+    UNROLL
+    for (int r = 0; r < NR; r++)
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            sum[r][t] = 0.0f;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t b = 0; b < n / 256; b++) {
+        __m128i bs[SL_TILE_T]; /* int16 j: bsums[2j] + bsums[2j + 1] (|.| <= 4064) */
+        float xd[SL_TILE_T];
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+            bs[t] = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)xb->bsums),
+                                   _mm_loadu_si128((const __m128i *)(xb->bsums + 8)));
+            xd[t] = xb->d;
+        }
+        __m256i sc16[SL_TILE_R], acc[SL_TILE_R][SL_TILE_T];
+        int32_t summ[SL_TILE_R][SL_TILE_T];
+        UNROLL
+        for (int r = 0; r < NR; r++) {
+            const sl_blk_q4_K *wb = (const sl_blk_q4_K *)(w + (size_t)r * w_row) + b;
+            _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
+            _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row + 128, _MM_HINT_T0);
+            __m128i sm = q4k_unpack_scales(wb->scales);
+            __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+            sc16[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                __m128i p = _mm_madd_epi16(mins, bs[t]);
+                p = _mm_add_epi32(p, _mm_shuffle_epi32(p, _MM_SHUFFLE(1, 0, 3, 2)));
+                p = _mm_add_epi32(p, _mm_shuffle_epi32(p, _MM_SHUFFLE(2, 3, 0, 1)));
+                summ[r][t] = _mm_cvtsi128_si32(p);
+                acc[r][t] = _mm256_setzero_si256();
+            }
+        }
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            /* int16 k of each 128-bit lane broadcast: the scale of sub-block k */
+            const __m256i pat0 = _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c)));
+            const __m256i pat1 = _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2)));
+            __m256i y0[SL_TILE_T], y1[SL_TILE_T];
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                y0[t] = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * c));
+                y1[t] = _mm256_loadu_si256((const __m256i *)(xb->qs + 64 * c + 32));
+            }
+            UNROLL
+            for (int r = 0; r < NR; r++) {
+                const sl_blk_q4_K *wb = (const sl_blk_q4_K *)(w + (size_t)r * w_row) + b;
+                __m256i q = _mm256_loadu_si256((const __m256i *)(wb->qs + 32 * c));
+                __m256i lo = _mm256_and_si256(q, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                __m256i s0 = _mm256_shuffle_epi8(sc16[r], pat0);
+                __m256i s1 = _mm256_shuffle_epi8(sc16[r], pat1);
+                UNROLL
+                for (int t = 0; t < NT; t++) {
+                    /* nibble (<= 15) * |y| (<= 127): pairs far below int16 saturation */
+                    __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y0[t]), s0);
+                    __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y1[t]), s1);
+                    acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_add_epi32(p0, p1));
+                }
+            }
+        }
+        UNROLL
+        for (int r = 0; r < NR; r++) {
+            const sl_blk_q4_K *wb = (const sl_blk_q4_K *)(w + (size_t)r * w_row) + b;
+            float wd = h2f(wb->d), wm = h2f(wb->dmin);
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                float dall = xd[t] * wd, dmin = xd[t] * wm;
+                sum[r][t] = fmaf(dall, (float)hsum_i32(acc[r][t]), sum[r][t]);
+                sum[r][t] = fmaf(-dmin, (float)summ[r][t], sum[r][t]);
+            }
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        UNROLL
+        for (int r = 0; r < NR; r++)
+            out[(size_t)t * os + (size_t)r] = sum[r][t];
 }
 
 /* One function per (rows, tokens) shape so every loop above has constant
@@ -357,11 +487,11 @@ TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const
 
 TILE_SHAPES(q8_0_tile)
 TILE_SHAPES(q4_0_tile)
+TILE_SHAPES(q4_K_tile)
 
 SL_KERNEL_TILE_FROM_DOT(tile_f32, dot_f32)
 SL_KERNEL_TILE_FROM_DOT(tile_f16, dot_f16)
 SL_KERNEL_TILE_FROM_DOT(tile_bf16, dot_bf16)
-SL_KERNEL_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
 SL_KERNEL_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
 
 TARGET static void fp16_to_f32_row(const uint16_t *src, float *dst, size_t n)
@@ -397,7 +527,7 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .tile_bf16 = tile_bf16,
     .tile_q8_0 = q8_0_tile_any,
     .tile_q4_0 = q4_0_tile_any,
-    .tile_q4_K = tile_q4_K,
+    .tile_q4_K = q4_K_tile_any,
     .tile_q6_K = tile_q6_K,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
