@@ -508,6 +508,85 @@ SL_KERNEL_TILE_FROM_DOT(tile_f16, dot_f16)
 SL_KERNEL_TILE_FROM_DOT(tile_bf16, dot_bf16)
 SL_KERNEL_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
 
+/* ---- activation quantizers ----
+ * Bitwise equal to sl_kernel_quant_q8_0_ref / _q8_K_ref: the same amax
+ * (max of |x|, NaN ignored: max_ps returns its second operand for a NaN
+ * first one, as fmaxf skips NaN), the same scalar scale rule, the same
+ * products x * id, the same clamp (NaN -> -127) and roundf's rounding (half
+ * away from zero), done exactly as trunc(v) + (|v - trunc v| >= 0.5 ? sign : 0);
+ * v - trunc(v) is exact for |v| <= 127. */
+TARGET static inline __m256i quant8(__m256 v, __m256 id)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 sgnm = _mm256_castsi256_ps(_mm256_set1_epi32((int)0x80000000u));
+    __m256 s = _mm256_max_ps(_mm256_mul_ps(v, id), _mm256_set1_ps(-127.0f));
+    s = _mm256_min_ps(s, _mm256_set1_ps(127.0f));
+    __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __m256 up = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(s, t), absm), _mm256_set1_ps(0.5f),
+                              _CMP_GE_OQ);
+    __m256 one = _mm256_or_ps(_mm256_and_ps(s, sgnm), _mm256_set1_ps(1.0f));
+    return _mm256_cvtps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, one)));
+}
+
+/* 32 int32 (in [-127, 127]) to 32 int8 in element order. */
+TARGET static inline __m256i pack32(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+TARGET static inline float amax_n(const float *x, int n)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    for (int l = 0; l < n; l += 8)
+        m = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + l), absm), m);
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+
+TARGET static inline float safe_inv_f(float d) { return (d > 0.0f && isfinite(d)) ? 1.0f / d : 0.0f; }
+
+TARGET static void quant_q8_0(const float *x, void *dst, int64_t nb)
+{
+    sl_blk_q8_0 *b = dst;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        b[i].d = sl_kernel_fp16_up(amax_n(x, 32) / 127.0f);
+        __m256 id = _mm256_set1_ps(safe_inv_f(h2f(b[i].d)));
+        __m256i q = pack32(quant8(_mm256_loadu_ps(x), id), quant8(_mm256_loadu_ps(x + 8), id),
+                           quant8(_mm256_loadu_ps(x + 16), id), quant8(_mm256_loadu_ps(x + 24), id));
+        _mm256_storeu_si256((__m256i *)b[i].qs, q);
+    }
+}
+
+TARGET static void quant_q8_K(const float *x, void *dst, int64_t nb)
+{
+    sl_blk_q8_K *b = dst;
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < nb; i++, x += 256) {
+        b[i].d = amax_n(x, 256) / 127.0f;
+        float idf = safe_inv_f(b[i].d);
+        if (idf == 0.0f)
+            b[i].d = 0.0f;
+        __m256 id = _mm256_set1_ps(idf);
+        for (int g = 0; g < 8; g++) {
+            const float *xg = x + 32 * g;
+            __m256i q = pack32(quant8(_mm256_loadu_ps(xg), id), quant8(_mm256_loadu_ps(xg + 8), id),
+                               quant8(_mm256_loadu_ps(xg + 16), id),
+                               quant8(_mm256_loadu_ps(xg + 24), id));
+            _mm256_storeu_si256((__m256i *)(b[i].qs + 32 * g), q);
+            /* sums of 16: 1 * q in pairs, pairs to quads, quads per 128-bit lane */
+            __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, q), ones16);
+            s = _mm256_hadd_epi32(s, s);
+            s = _mm256_hadd_epi32(s, s);
+            b[i].bsums[2 * g] = (int16_t)_mm256_extract_epi32(s, 0);
+            b[i].bsums[2 * g + 1] = (int16_t)_mm256_extract_epi32(s, 4);
+        }
+    }
+}
+
 TARGET static void fp16_to_f32_row(const uint16_t *src, float *dst, size_t n)
 {
     size_t i = 0;
@@ -543,6 +622,8 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .tile_q4_0 = q4_0_tile_any,
     .tile_q4_K = q4_K_tile_any,
     .tile_q6_K = tile_q6_K,
+    .quant_q8_0 = quant_q8_0,
+    .quant_q8_K = quant_q8_K,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
 };

@@ -175,6 +175,8 @@ const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .tile_q4_0 = tile_q4_0,
     .tile_q4_K = tile_q4_K,
     .tile_q6_K = tile_q6_K,
+    .quant_q8_0 = sl_kernel_quant_q8_0_ref,
+    .quant_q8_K = sl_kernel_quant_q8_K_ref,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
 };

@@ -61,6 +61,9 @@ typedef void (*sl_kernel_tile_fn)(const void *w, size_t w_row, int nr, const voi
 typedef struct {
     sl_kernel_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_K, dot_q6_K;
     sl_kernel_tile_fn tile_f32, tile_f16, tile_bf16, tile_q8_0, tile_q4_0, tile_q4_K, tile_q6_K;
+    /* activation quantizers (nb blocks), bitwise equal across ISAs */
+    void (*quant_q8_0)(const float *x, void *dst, int64_t nb);
+    void (*quant_q8_K)(const float *x, void *dst, int64_t nb);
     void (*fp16_to_f32_row)(const uint16_t *src, float *dst, size_t n);
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
 } sl_kernel_vtab;
@@ -69,6 +72,12 @@ extern const sl_kernel_vtab sl_kernel_vtab_scalar;
 #if defined(__x86_64__)
 extern const sl_kernel_vtab sl_kernel_vtab_avx2;
 #endif
+/* Reference activation quantizers (quant.c), and the scale rule they share
+ * with the AVX2 ones: the fp16 encoding of d >= 0 that decodes to >= d. */
+void sl_kernel_quant_q8_0_ref(const float *x, void *dst, int64_t nb);
+void sl_kernel_quant_q8_K_ref(const float *x, void *dst, int64_t nb);
+uint16_t sl_kernel_fp16_up(float d);
+
 /* The table of the current ISA. */
 const sl_kernel_vtab *sl_kernel_vtab_get(void);
 /* The dot kernel of the current ISA for a weight type, or NULL. */
