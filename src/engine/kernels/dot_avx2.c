@@ -232,7 +232,12 @@ TARGET static ALWAYS_INLINE __m128 row_scales(const uint8_t *w, size_t w_row, si
     for (int r = 0; r < NR; r++) {
         uint16_t d;
         memcpy(&d, w + (size_t)r * w_row + (size_t)b * bb, 2);
-        h = _mm_insert_epi16(h, d, r);
+        switch (r) { /* the lane must be a constant, also at -O0 */
+        case 0: h = _mm_insert_epi16(h, d, 0); break;
+        case 1: h = _mm_insert_epi16(h, d, 1); break;
+        case 2: h = _mm_insert_epi16(h, d, 2); break;
+        default: h = _mm_insert_epi16(h, d, 3); break;
+        }
     }
     return _mm_cvtph_ps(h);
 }
