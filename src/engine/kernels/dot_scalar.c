@@ -139,6 +139,15 @@ static float dot_q6_K(const void *wv, const void *xv, int64_t n)
     return sum;
 }
 
+/* The scalar tiles are single dots: the reference the AVX2 tiles must equal. */
+SL_KERNEL_TILE_FROM_DOT(tile_f32, dot_f32)
+SL_KERNEL_TILE_FROM_DOT(tile_f16, dot_f16)
+SL_KERNEL_TILE_FROM_DOT(tile_bf16, dot_bf16)
+SL_KERNEL_TILE_FROM_DOT(tile_q8_0, dot_q8_0)
+SL_KERNEL_TILE_FROM_DOT(tile_q4_0, dot_q4_0)
+SL_KERNEL_TILE_FROM_DOT(tile_q4_K, dot_q4_K)
+SL_KERNEL_TILE_FROM_DOT(tile_q6_K, dot_q6_K)
+
 static void fp16_to_f32_row(const uint16_t *src, float *dst, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -159,6 +168,15 @@ const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .dot_q4_0 = dot_q4_0,
     .dot_q4_K = dot_q4_K,
     .dot_q6_K = dot_q6_K,
+    .tile_f32 = tile_f32,
+    .tile_f16 = tile_f16,
+    .tile_bf16 = tile_bf16,
+    .tile_q8_0 = tile_q8_0,
+    .tile_q4_0 = tile_q4_0,
+    .tile_q4_K = tile_q4_K,
+    .tile_q6_K = tile_q6_K,
+    .quant_q8_0 = sl_kernel_quant_q8_0_ref,
+    .quant_q8_K = sl_kernel_quant_q8_K_ref,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
 };

@@ -47,8 +47,23 @@ _Static_assert(sizeof(sl_blk_q8_K) == SL_Q8_K_BYTES, "q8_K layout");
  * multiple of the block size. */
 typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
 
+/* A tile of dots: out[t * out_stride + r] = dot(w + r * w_row, x + t * x_row, n)
+ * for r < nr (1..SL_TILE_R) and t < nt (1..SL_TILE_T). Every element is
+ * BITWISE equal to the single dot of the same ISA: a tile only shares the
+ * loads and the decoding of weight and activation blocks between elements,
+ * each element keeps its own accumulators in the dot's order. */
+#define SL_TILE_R 4
+#define SL_TILE_T 2
+typedef void (*sl_kernel_tile_fn)(const void *w, size_t w_row, int nr, const void *x,
+                                  size_t x_row, int nt, int64_t n, float *out,
+                                  size_t out_stride);
+
 typedef struct {
     sl_kernel_dot_fn dot_f32, dot_f16, dot_bf16, dot_q8_0, dot_q4_0, dot_q4_K, dot_q6_K;
+    sl_kernel_tile_fn tile_f32, tile_f16, tile_bf16, tile_q8_0, tile_q4_0, tile_q4_K, tile_q6_K;
+    /* activation quantizers (nb blocks), bitwise equal across ISAs */
+    void (*quant_q8_0)(const float *x, void *dst, int64_t nb);
+    void (*quant_q8_K)(const float *x, void *dst, int64_t nb);
     void (*fp16_to_f32_row)(const uint16_t *src, float *dst, size_t n);
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
 } sl_kernel_vtab;
@@ -57,10 +72,30 @@ extern const sl_kernel_vtab sl_kernel_vtab_scalar;
 #if defined(__x86_64__)
 extern const sl_kernel_vtab sl_kernel_vtab_avx2;
 #endif
+/* Reference activation quantizers (quant.c), and the scale rule they share
+ * with the AVX2 ones: the fp16 encoding of d >= 0 that decodes to >= d. */
+void sl_kernel_quant_q8_0_ref(const float *x, void *dst, int64_t nb);
+void sl_kernel_quant_q8_K_ref(const float *x, void *dst, int64_t nb);
+uint16_t sl_kernel_fp16_up(float d);
+
 /* The table of the current ISA. */
 const sl_kernel_vtab *sl_kernel_vtab_get(void);
 /* The dot kernel of the current ISA for a weight type, or NULL. */
 sl_kernel_dot_fn sl_kernel_dot_for(const sl_kernel_vtab *vt, int wtype);
+/* The tile kernel of the current ISA for a weight type, or NULL. */
+sl_kernel_tile_fn sl_kernel_tile_for(const sl_kernel_vtab *vt, int wtype);
+
+/* A tile made of single dots, for types without a dedicated tile kernel. */
+#define SL_KERNEL_TILE_FROM_DOT(tile_name, dot_name)                                        \
+    static void tile_name(const void *w, size_t w_row, int nr, const void *x, size_t x_row, \
+                          int nt, int64_t n, float *out, size_t out_stride)                 \
+    {                                                                                       \
+        for (int t = 0; t < nt; t++)                                                        \
+            for (int r = 0; r < nr; r++)                                                    \
+                out[(size_t)t * out_stride + (size_t)r] =                                   \
+                    dot_name((const uint8_t *)w + (size_t)r * w_row,                        \
+                             (const uint8_t *)x + (size_t)t * x_row, n);                    \
+    }
 
 /* Unpacks the 6-bit scale and min of sub-block j (0..7) of a Q4_K block. */
 static inline void sl_kernel_q4k_scale_min(const uint8_t *q, int j, int *sc, int *m)

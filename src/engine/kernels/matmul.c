@@ -80,6 +80,20 @@ sl_kernel_dot_fn sl_kernel_dot_for(const sl_kernel_vtab *vt, int wtype)
     }
 }
 
+sl_kernel_tile_fn sl_kernel_tile_for(const sl_kernel_vtab *vt, int wtype)
+{
+    switch (wtype) {
+    case SL_KT_F32: return vt->tile_f32;
+    case SL_KT_F16: return vt->tile_f16;
+    case SL_KT_BF16: return vt->tile_bf16;
+    case SL_KT_Q8_0: return vt->tile_q8_0;
+    case SL_KT_Q4_0: return vt->tile_q4_0;
+    case SL_KT_Q4_K: return vt->tile_q4_K;
+    case SL_KT_Q6_K: return vt->tile_q6_K;
+    default: return NULL;
+    }
+}
+
 int sl_kernel_dot(int wtype, const void *w, const void *x, int64_t n, float *out)
 {
     sl_kernel_dot_fn fn = sl_kernel_dot_for(sl_kernel_vtab_get(), wtype);
@@ -105,7 +119,7 @@ typedef struct {
     size_t w_row, xa_row;
     int64_t rows, cols, n_tok;
     int vec_type;
-    sl_kernel_dot_fn dot;
+    sl_kernel_tile_fn kern; /* the tile kernel of wtype */
     /* BLAS path: a tile of weight rows converted to f32 */
     float *tile;
     int64_t tile_r0, tile_rows;
@@ -120,17 +134,26 @@ static void quantize_task(void *vctx, int idx, int n)
                                c->cols);
 }
 
-/* Output rows [r0, r1) for every token. The weight row stays in cache while
- * it meets each token; each output element is one dot, so the split does not
- * change any result. This is the hot loop of the engine. */
+/* Output rows of task idx of n: a contiguous range of whole SL_TILE_R-row
+ * groups (the last group of the matrix may be short), for every token. A
+ * group of weight rows (a few KiB) stays in cache while it meets every token
+ * in SL_TILE_T-token tiles; each output element is one dot whatever the tile
+ * shape (tiles equal dots bitwise), so neither the split, nor the thread
+ * count, nor n_tok changes any result. This is the hot loop of the engine. */
 static void dot_task(void *vctx, int idx, int n)
 {
     mm_ctx *c = vctx;
-    int64_t r0 = c->rows * idx / n, r1 = c->rows * (idx + 1) / n;
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t groups = (c->rows + SL_TILE_R - 1) / SL_TILE_R;
+    int64_t r0 = groups * idx / n * SL_TILE_R;
+    int64_t r1 = SL_MIN(c->rows, groups * (idx + 1) / n * SL_TILE_R);
+    for (int64_t r = r0; r < r1; r += SL_TILE_R) {
+        int nr = (int)SL_MIN((int64_t)SL_TILE_R, r1 - r);
         const uint8_t *wr = c->w + (size_t)r * c->w_row;
-        for (int64_t t = 0; t < c->n_tok; t++)
-            c->out[t * c->rows + r] = c->dot(wr, c->xa + (size_t)t * c->xa_row, c->cols);
+        for (int64_t t = 0; t < c->n_tok; t += SL_TILE_T) {
+            int nt = (int)SL_MIN((int64_t)SL_TILE_T, c->n_tok - t);
+            c->kern(wr, c->w_row, nr, c->xa + (size_t)t * c->xa_row, c->xa_row, nt, c->cols,
+                    c->out + t * c->rows + r, (size_t)c->rows);
+        }
     }
 }
 
@@ -178,8 +201,9 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
         return SL_EINVAL;
     mm_ctx c = {.out = out, .w = w, .x = x, .rows = rows, .cols = cols, .n_tok = n_tok,
                 .wtype = wtype};
-    c.dot = sl_kernel_dot_for(sl_kernel_vtab_get(), wtype);
-    if (!c.dot)
+    const sl_kernel_vtab *vt = sl_kernel_vtab_get();
+    c.kern = sl_kernel_tile_for(vt, wtype);
+    if (!c.kern)
         return SL_EUNSUPPORTED;
     int rc = sl_kernel_row_bytes(wtype, cols, &c.w_row);
     if (rc)
@@ -212,7 +236,7 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
     }
     /* A few tasks per thread balance uneven progress; the split never changes
      * a result (each element is one dot). */
-    int tasks = (int)SL_MIN(rows, (int64_t)sl_pool_threads(pool) * 4);
+    int tasks = (int)SL_MIN((rows + SL_TILE_R - 1) / SL_TILE_R, (int64_t)sl_pool_threads(pool) * 4);
     sl_pool_run(pool, dot_task, &c, tasks);
     sl_free(scratch);
     return 0;

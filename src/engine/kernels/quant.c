@@ -171,7 +171,7 @@ int sl_kernel_dequantize_row(int type, const void *src, float *dst, int64_t n)
 
 /* fp16 encoding of a scale d >= 0 that decodes to a value >= d, so a range
  * sized for d is still covered after the scale is stored. */
-static uint16_t fp16_up(float d)
+uint16_t sl_kernel_fp16_up(float d)
 {
     uint16_t h = sl_kernel_f32_to_fp16(d);
     if (h < 0x7c00 && h2f(h) < d)
@@ -189,13 +189,14 @@ static inline int round_clamp(float v, float lo, float hi)
 
 static inline float safe_inv(float d) { return (d > 0.0f && isfinite(d)) ? 1.0f / d : 0.0f; }
 
-static void quant_q8_0(const float *x, sl_blk_q8_0 *b, int64_t nb)
+void sl_kernel_quant_q8_0_ref(const float *x, void *dst, int64_t nb)
 {
+    sl_blk_q8_0 *b = dst;
     for (int64_t i = 0; i < nb; i++, x += 32) {
         float amax = 0.0f;
         for (int l = 0; l < 32; l++)
             amax = fmaxf(amax, fabsf(x[l]));
-        b[i].d = fp16_up(amax / 127.0f);
+        b[i].d = sl_kernel_fp16_up(amax / 127.0f);
         float id = safe_inv(h2f(b[i].d));
         for (int l = 0; l < 32; l++)
             b[i].qs[l] = (int8_t)round_clamp(x[l] * id, -127.0f, 127.0f);
@@ -214,7 +215,7 @@ static void quant_q4_0(const float *x, sl_blk_q4_0 *b, int64_t nb)
                 max = x[l];
             }
         }
-        uint16_t h = fp16_up(amax / 8.0f);
+        uint16_t h = sl_kernel_fp16_up(amax / 8.0f);
         if (max > 0.0f)
             h |= 0x8000; /* d = max / -8 */
         b[i].d = h;
@@ -243,7 +244,7 @@ static void quant_q4_K(const float *x, sl_blk_q4_K *b, int64_t nb)
             maxm = fmaxf(maxm, mins[j]);
         }
         /* mins first (rounded up), then scales sized for max + quantized min */
-        b[i].dmin = fp16_up(maxm / 63.0f);
+        b[i].dmin = sl_kernel_fp16_up(maxm / 63.0f);
         float dmin = h2f(b[i].dmin);
         float idmin = safe_inv(dmin);
         int mq[8], sq[8];
@@ -253,7 +254,7 @@ static void quant_q4_K(const float *x, sl_blk_q4_K *b, int64_t nb)
             scale[j] = fmaxf(0.0f, (maxs[j] + dmin * (float)mq[j]) / 15.0f);
             maxs_all = fmaxf(maxs_all, scale[j]);
         }
-        b[i].d = fp16_up(maxs_all / 63.0f);
+        b[i].d = sl_kernel_fp16_up(maxs_all / 63.0f);
         float d = h2f(b[i].d);
         float id = safe_inv(d);
         for (int j = 0; j < 8; j++)
@@ -288,7 +289,7 @@ static void quant_q6_K(const float *x, sl_blk_q6_K *b, int64_t nb)
             scale[s] = amax / 31.0f; /* codes -31..31 cover the sub-block */
             maxs = fmaxf(maxs, scale[s]);
         }
-        b[i].d = fp16_up(maxs / 127.0f);
+        b[i].d = sl_kernel_fp16_up(maxs / 127.0f);
         float d = h2f(b[i].d);
         float id = safe_inv(d);
         uint8_t codes[256];
@@ -312,8 +313,9 @@ static void quant_q6_K(const float *x, sl_blk_q6_K *b, int64_t nb)
     }
 }
 
-static void quant_q8_K(const float *x, sl_blk_q8_K *b, int64_t nb)
+void sl_kernel_quant_q8_K_ref(const float *x, void *dst, int64_t nb)
 {
+    sl_blk_q8_K *b = dst;
     for (int64_t i = 0; i < nb; i++, x += 256) {
         float amax = 0.0f;
         for (int l = 0; l < 256; l++)
@@ -345,11 +347,12 @@ int sl_kernel_quantize_row(int type, const float *src, void *dst, int64_t n)
     case SL_KT_F32: memmove(dst, src, bytes); break;
     case SL_KT_F16: sl_kernel_f32_to_fp16_row(src, dst, (size_t)n); break;
     case SL_KT_BF16: sl_kernel_f32_to_bf16_row(src, dst, (size_t)n); break;
-    case SL_KT_Q8_0: quant_q8_0(src, dst, nb); break;
+    /* the activation formats: the ISA's quantizer (identical output) */
+    case SL_KT_Q8_0: sl_kernel_vtab_get()->quant_q8_0(src, dst, nb); break;
     case SL_KT_Q4_0: quant_q4_0(src, dst, nb); break;
     case SL_KT_Q4_K: quant_q4_K(src, dst, nb); break;
     case SL_KT_Q6_K: quant_q6_K(src, dst, nb); break;
-    case SL_KT_Q8_K: quant_q8_K(src, dst, nb); break;
+    case SL_KT_Q8_K: sl_kernel_vtab_get()->quant_q8_K(src, dst, nb); break;
     default: return SL_EUNSUPPORTED;
     }
     return 0;

@@ -2,6 +2,7 @@
  * reference within a stated bound, and matmul results do not depend on the
  * thread count or on n_tok. */
 #include "engine/kernels/kernels.h"
+#include "engine/kernels/kernels_impl.h"
 #include "test.h"
 
 #include <stdint.h>
@@ -254,6 +255,122 @@ static void test_matmul_blas_path(void)
     sl_pool_destroy(pool);
 }
 
+/* Every tile shape (1..SL_TILE_R rows x 1..SL_TILE_T tokens) of every ISA
+ * equals the single dots of that ISA bitwise, for short and long rows (tails
+ * of the block loop), raw weights (codes -128) and a padded output stride;
+ * output slots outside the tile stay untouched. */
+static void test_tile_equals_dots(void)
+{
+    const int64_t n32[] = {32, 96, 1024, 2816};
+    const int64_t nk[] = {256, 768, 2816};
+    const int64_t nf[] = {1, 33, 100, 1024};
+    enum { OS = SL_TILE_R + 3 };
+    int checked = 0;
+    for (size_t ti = 0; ti < SL_ARRAY_LEN(WTYPES); ti++) {
+        int type = WTYPES[ti], vt = sl_kernel_vec_type(type);
+        size_t be = sl_kernel_block_elems(type);
+        const int64_t *ns = be == 1 ? nf : be == 32 ? n32 : nk;
+        size_t nn = be == 1 ? SL_ARRAY_LEN(nf) : be == 32 ? SL_ARRAY_LEN(n32) : SL_ARRAY_LEN(nk);
+        for (size_t k = 0; k < nn; k++) {
+            int64_t n = ns[k];
+            size_t wr = row_bytes(type, n), xr = row_bytes(vt, n);
+            uint8_t *w = malloc(wr * SL_TILE_R), *xa = malloc(xr * SL_TILE_T);
+            float *xf = malloc(sizeof(float) * (size_t)n);
+            for (int r = 0; r < SL_TILE_R; r++)
+                make_weight(type, w + wr * r, n, r % 2 == 1);
+            for (int t = 0; t < SL_TILE_T; t++) {
+                void *a = make_act(type, n, xf);
+                memcpy(xa + xr * t, a, xr);
+                free(a);
+            }
+            for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++) {
+                EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+                sl_kernel_tile_fn tile = sl_kernel_tile_for(sl_kernel_vtab_get(), type);
+                EXPECT(tile != NULL);
+                float ref[SL_TILE_T][SL_TILE_R];
+                for (int t = 0; t < SL_TILE_T; t++)
+                    for (int r = 0; r < SL_TILE_R; r++)
+                        EXPECT_EQ_INT(sl_kernel_dot(type, w + wr * r, xa + xr * t, n, &ref[t][r]), 0);
+                for (int nr = 1; nr <= SL_TILE_R; nr++)
+                    for (int nt = 1; nt <= SL_TILE_T; nt++) {
+                        float out[SL_TILE_T * OS];
+                        memset(out, 0xA5, sizeof out);
+                        tile(w, wr, nr, xa, xr, nt, n, out, OS);
+                        for (int t = 0; t < SL_TILE_T; t++)
+                            for (int r = 0; r < OS; r++) {
+                                uint32_t got;
+                                memcpy(&got, &out[t * OS + r], 4);
+                                if (t < nt && r < nr) {
+                                    if (memcmp(&out[t * OS + r], &ref[t][r], 4) != 0)
+                                        T_FAIL_AT("%s isa %d n=%lld tile %dx%d (%d,%d): %.9g != dot %.9g",
+                                                  sl_kernel_type_name(type), isa, (long long)n, nr,
+                                                  nt, r, t, out[t * OS + r], ref[t][r]);
+                                } else if (got != 0xA5A5A5A5u) {
+                                    T_FAIL_AT("%s tile %dx%d wrote outside at (%d,%d)",
+                                              sl_kernel_type_name(type), nr, nt, r, t);
+                                }
+                                checked++;
+                            }
+                    }
+            }
+            free(w);
+            free(xa);
+            free(xf);
+        }
+    }
+    EXPECT(checked > 1000);
+}
+
+/* A decode-sized and a batch-sized matmul (rows not a multiple of the tile,
+ * 1 and 16 tokens) equal per-element dots bitwise on both ISAs, and the ISAs
+ * agree. */
+static void test_matmul_batch_sizes(void)
+{
+    const int64_t rows = 4 * 9 + 3, cols = 1024;
+    const int ntoks[] = {1, 16};
+    sl_pool *pool = NULL;
+    EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
+    for (size_t ti = 0; ti < SL_ARRAY_LEN(WTYPES); ti++) {
+        int type = WTYPES[ti], vt = sl_kernel_vec_type(type);
+        size_t wr = row_bytes(type, cols), xr = row_bytes(vt, cols);
+        uint8_t *w = malloc(wr * rows), *xa = malloc(xr);
+        float *x = malloc(sizeof(float) * cols * 16), *ref = malloc(sizeof(float) * rows * 16);
+        float *out = malloc(sizeof(float) * rows * 16), *first = malloc(sizeof(float) * rows * 16);
+        for (int64_t r = 0; r < rows; r++)
+            make_weight(type, w + wr * r, cols, r % 5 == 0);
+        for (int64_t i = 0; i < cols * 16; i++)
+            x[i] = frand();
+        for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++) {
+            EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+            for (int64_t t = 0; t < 16; t++) {
+                EXPECT_EQ_INT(sl_kernel_quantize_row(vt, x + t * cols, xa, cols), 0);
+                for (int64_t r = 0; r < rows; r++)
+                    EXPECT_EQ_INT(sl_kernel_dot(type, w + wr * r, vt == SL_KT_F32 ? (void *)(x + t * cols) : xa, cols,
+                                                &ref[t * rows + r]), 0);
+            }
+            if (isa == 0)
+                memcpy(first, ref, sizeof(float) * rows * 16);
+            else
+                EXPECT(memcmp(first, ref, sizeof(float) * rows * 16) == 0);
+            for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
+                for (int p = 0; p < 2; p++) {
+                    EXPECT_EQ_INT(sl_kernel_matmul(out, type, rows, cols, w, x, ntoks[k],
+                                                   p ? pool : NULL, 0), 0);
+                    if (memcmp(out, ref, sizeof(float) * rows * (size_t)ntoks[k]) != 0)
+                        T_FAIL_AT("%s isa %d n_tok %d pool %d: matmul differs from dots",
+                                  sl_kernel_type_name(type), isa, ntoks[k], p);
+                }
+        }
+        free(w);
+        free(xa);
+        free(x);
+        free(ref);
+        free(out);
+        free(first);
+    }
+    sl_pool_destroy(pool);
+}
+
 static void test_matmul_errors(void)
 {
     float out[4], x[64] = {0};
@@ -274,6 +391,8 @@ int main(void)
     RUN(test_dot_q8_0_golden);
     RUN(test_matmul_invariance);
     RUN(test_matmul_blas_path);
+    RUN(test_tile_equals_dots);
+    RUN(test_matmul_batch_sizes);
     RUN(test_matmul_errors);
     return TEST_REPORT();
 }

@@ -232,6 +232,66 @@ static void test_quant_nonfinite_no_crash(void)
     }
 }
 
+/* The activation quantizers (Q8_0, Q8_K) give identical bytes on every ISA:
+ * random shapes, exact halves (roundf rounds them away from zero), values
+ * just around halves, zeros, NaN and infinities. Tie golden: a block whose
+ * max is 127 has scale exactly 1, so x = k + 0.5 must give k + 1. */
+static void test_quant_act_isa_equal(void)
+{
+    enum { N = 2048 };
+    float *x = malloc(sizeof(float) * N);
+    uint8_t *qs = malloc(2 * N), *qa = malloc(2 * N);
+    bool avx2 = sl_kernel_set_isa(SL_KISA_AVX2) == 0;
+    const int types[] = {SL_KT_Q8_0, SL_KT_Q8_K};
+    int compared = 0;
+    for (int shape = 0; shape < 9; shape++) {
+        if (shape < 6) {
+            fill(x, N, shape);
+        } else {
+            for (int i = 0; i < N; i++) {
+                float h = (float)((i % 255) - 127) + 0.5f; /* -126.5 .. 127.5 */
+                x[i] = shape == 6 ? h : shape == 7 ? nextafterf(h, 0.0f) : nextafterf(h, 1000.0f);
+            }
+            for (int i = 0; i < N; i += 32)
+                x[i] = 127.0f; /* scale exactly 1 */
+        }
+        if (shape == 5) {
+            x[40] = NAN;
+            x[300] = INFINITY;
+            x[301] = -INFINITY;
+            x[700] = -NAN;
+        }
+        for (size_t t = 0; t < SL_ARRAY_LEN(types); t++) {
+            size_t bytes;
+            EXPECT_EQ_INT(sl_kernel_row_bytes(types[t], N, &bytes), 0);
+            EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+            EXPECT_EQ_INT(sl_kernel_quantize_row(types[t], x, qs, N), 0);
+            if (shape == 6 && types[t] == SL_KT_Q8_0) {
+                const int8_t *q = (const int8_t *)qs;
+                EXPECT_EQ_INT(q[2 + 1], -126); /* -125.5 */
+                EXPECT_EQ_INT(q[2 + 2], -125); /* -124.5 */
+                EXPECT_EQ_INT(q[2 + 31], -96); /* -95.5 */
+                EXPECT_EQ_INT(q[34 + 2 + 1], -94); /* i = 33: -93.5 */
+                EXPECT_EQ_INT(q[34 * 4 + 2 + 1], 3);    /* i = 129: 2.5 */
+                EXPECT_EQ_INT(q[34 * 6 + 2 + 8], 74);   /* i = 200: 73.5 */
+                EXPECT_EQ_INT(q[34 * 8 + 2 + 1], -125); /* i = 257: -124.5 */
+            }
+            if (avx2) {
+                EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX2), 0);
+                EXPECT_EQ_INT(sl_kernel_quantize_row(types[t], x, qa, N), 0);
+                if (memcmp(qs, qa, bytes) != 0)
+                    T_FAIL_AT("%s shape %d: AVX2 quantizer differs from the scalar one",
+                              sl_kernel_type_name(types[t]), shape);
+                compared++;
+            }
+        }
+    }
+    EXPECT(!avx2 || compared == 18);
+    free(x);
+    free(qs);
+    free(qa);
+}
+
 int main(void)
 {
     RUN(test_types);
@@ -241,5 +301,6 @@ int main(void)
     RUN(test_quant_roundtrip_bounds);
     RUN(test_quant_q8_K_bsums_and_range);
     RUN(test_quant_nonfinite_no_crash);
+    RUN(test_quant_act_isa_equal);
     return TEST_REPORT();
 }
