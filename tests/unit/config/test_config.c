@@ -727,8 +727,9 @@ static void test_shipped_configs_load(void)
     EXPECT_EQ_UINT(d.n, 0);
     if (c) {
         EXPECT_EQ_UINT(c->n_backends, 1);
-        EXPECT_EQ_STR(c->backends[0].model_name, "mock-model");
-        EXPECT_EQ_STR(c->backends[0].api_base, "http://127.0.0.1:8081/v1");
+        EXPECT_EQ_STR(c->backends[0].model_name, "sluice-demo");
+        EXPECT_EQ_INT(c->backends[0].provider, SL_PROVIDER_LOCAL);
+        EXPECT_EQ_STR(c->backends[0].model, "data/models/demo.gguf");
         EXPECT_EQ_INT(c->server.port, 8080);
     }
     sl_config_release(c);
