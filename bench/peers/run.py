@@ -104,6 +104,43 @@ class Procs:
                 p.wait(5)
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_tree(pid):
+    """pid and all its descendants (nginx: master and workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            ppid = int(st[st.rfind(")") + 2:].split()[1])
+            kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def cpu_s(pids):
+    """User + system CPU seconds used so far by these processes (all threads)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rfind(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / CLK_TCK
+
+
 def mock_requests(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=10) as r:
         return json.load(r)["requests"]
@@ -182,6 +219,7 @@ def main():
 
         # target -> upstream key -> (url, model, extra headers)
         targets = {}
+        gw_pid = {}  # target -> pid whose process tree is the gateway
         if "direct" in wanted:
             targets["direct"] = {k: (f"http://127.0.0.1:{up[k]}", "mock", []) for k in up}
 
@@ -197,6 +235,7 @@ def main():
                         "  max_inflight: 100000\n  max_connections: 100000\n  log_level: warn\n")
             p = procs.start("sluice", [sluice, "serve", "-c", cfg, "--port", "0", "--log-level", "warn"])
             port = int(procs.wait_log("sluice", p, r"listening on [^ ]*:(\d+)").group(1))
+            gw_pid["sluice"] = p.pid
             u = f"http://127.0.0.1:{port}"
             targets["sluice"] = {"a": (u, "mock", []), "b": (u, "mock-stream", [])}
 
@@ -214,6 +253,7 @@ def main():
                 p = procs.start("nginx", [nginx, "-c", conf, "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log")])
                 if not (wait_port(la, p) and wait_port(lb, p)):
                     raise RuntimeError("nginx did not start:\n" + procs.log("nginx"))
+                gw_pid["nginx"] = p.pid
                 targets["nginx"] = {"a": (f"http://127.0.0.1:{la}", "mock", []),
                                     "b": (f"http://127.0.0.1:{lb}", "mock", [])}
 
@@ -226,6 +266,7 @@ def main():
                 p = procs.start("portkey", [node, PORTKEY_JS, f"--port={port}", "--headless"], cwd=HERE)
                 if not wait_port(port, p):
                     raise RuntimeError("portkey did not start:\n" + procs.log("portkey"))
+                gw_pid["portkey"] = p.pid
                 u = f"http://127.0.0.1:{port}"
                 targets["portkey"] = {
                     k: (u, "mock", ["x-portkey-provider: openai",
@@ -254,19 +295,26 @@ def main():
                            "--duration", str(args.duration), "--warmup", str(args.warmup), "--timeout", "30"] + wargs
                     for h in headers:
                         cmd += ["--header", h]
+                    pids = proc_tree(gw_pid[t]) if t in gw_pid else []
                     before = mock_requests(up[key])
+                    cpu0 = cpu_s(pids)
                     out = subprocess.run(cmd, capture_output=True, timeout=args.duration + args.warmup + 120)
+                    cpu1 = cpu_s(pids)
                     after = mock_requests(up[key])
                     if out.returncode != 0:
                         raise RuntimeError(f"bench {t}/{w} failed: {out.stderr.decode()[-800:]}")
                     r = json.loads(out.stdout)
                     r["upstream_requests"] = after - before
                     r["client_requests"] = r["requests_completed"] + r["warmup_requests"]
+                    # gateway CPU per request (warm-up included on both sides): insensitive to
+                    # how much of the machine the gateway got, unlike rps
+                    r["gateway_cpu_us_per_req"] = (1e6 * (cpu1 - cpu0) / r["client_requests"]
+                                                   if pids and r["client_requests"] else 0.0)
                     results[w][t].append(r)
                     done += 1
                     print(f"[{done}/{total}] round {rnd + 1} {w:4} {t:8} rps {r['throughput_rps']:9.1f} "
                           f"p50 {r['latency_ms']['p50']:8.3f} p99 {r['latency_ms']['p99']:8.3f} "
-                          f"ttft99 {r['ttft_ms']['p99']:8.3f} err {r['errors_total']} "
+                          f"ttft99 {r['ttft_ms']['p99']:8.3f} cpu/req {r['gateway_cpu_us_per_req']:7.1f} us err {r['errors_total']} "
                           f"upstream {r['upstream_requests']}/{r['client_requests']}", file=sys.stderr, flush=True)
     finally:
         procs.stop_all()
@@ -294,7 +342,9 @@ def report(args, names, workloads, results, absent):
             ("c64", "c64 rps", lambda r: r["throughput_rps"]),
             ("c64", "c64 p99 ms", lambda r: r["latency_ms"]["p99"]),
             ("s64", "s64 rps", lambda r: r["throughput_rps"]),
-            ("s64", "s64 TTFT p99 ms", lambda r: r["ttft_ms"]["p99"])]
+            ("s64", "s64 TTFT p99 ms", lambda r: r["ttft_ms"]["p99"]),
+            ("c64", "c64 gw CPU us/req", lambda r: r["gateway_cpu_us_per_req"]),
+            ("s64", "s64 gw CPU us/req", lambda r: r["gateway_cpu_us_per_req"])]
     cols = [c for c in cols if c[0] in workloads]
     v = {t: [med(results[w][t], f) for w, _, f in cols] for t in names}
     print("| target | " + " | ".join(c[1] for c in cols) + " | errors | upstream = client |")
@@ -332,9 +382,12 @@ def report(args, names, workloads, results, absent):
         print()
         if "sluice" in added:
             s = added["sluice"]
+            cpu = {t: [med(results[w][t], lambda r: r["gateway_cpu_us_per_req"]) if w in workloads else 0.0
+                       for w in ("c64", "s64")] for t in names}
             print("| peer | its added c1 p50 / sluice's | its added c1 p99 / sluice's | sluice c64 rps / its "
-                  "| sluice s64 rps / its | its added s64 TTFT p99 / sluice's |")
-            print("|---|---:|---:|---:|---:|---:|")
+                  "| sluice s64 rps / its | its added s64 TTFT p99 / sluice's | its c64 CPU/req / sluice's "
+                  "| its s64 CPU/req / sluice's |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
             for t, row in added.items():
                 if t == "sluice":
                     continue
@@ -342,7 +395,8 @@ def report(args, names, workloads, results, absent):
                 def ratio(a, b):
                     return f"{a / b:.2f}" if b > 0 else "n/a"
                 print(f"| {t} | {ratio(row[0], s[0])} | {ratio(row[1], s[1])} | {ratio(s[2], row[2])} "
-                      f"| {ratio(s[3], row[3])} | {ratio(row[4], s[4])} |")
+                      f"| {ratio(s[3], row[3])} | {ratio(row[4], s[4])} | {ratio(cpu[t][0], cpu['sluice'][0])} "
+                      f"| {ratio(cpu[t][1], cpu['sluice'][1])} |")
             print()
     for t, why in absent.items():
         print(f"absent: {t}: {why}")
