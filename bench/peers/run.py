@@ -9,7 +9,7 @@ B: streaming, 64 tokens paced at --stream-tps) and, in front of them:
            keepalive, proxy_buffering off), one port per upstream;
   portkey  Portkey's gateway (npm, pinned in package-lock.json), routed per
            request by x-portkey-provider / x-portkey-custom-host headers.
-LiteLLM is a pip package; it is measured only if a `litellm` command exists.
+LiteLLM (a pip package) cannot be installed here and is reported as absent.
 
 Every target is measured on the same workloads with `sluice bench`:
   c1      non-streaming chat, closed loop, concurrency 1 (latency)
@@ -274,12 +274,10 @@ def main():
                                     "Authorization: Bearer sk-bench"]) for k in up}
 
         if "litellm" in wanted:
-            # LiteLLM's proxy is the pip package `litellm[proxy]`; only measured when installed.
-            if shutil.which("litellm"):
-                absent["litellm"] = "a `litellm` command exists but this script does not drive it yet"
-            else:
-                absent["litellm"] = ("not installed: LiteLLM is a Python (pip) package, not packaged by Debian; "
-                                     "the npm package named `litellm` is an unrelated JS client library, not the proxy")
+            # LiteLLM's proxy is the pip package `litellm[proxy]`; this machine cannot install it.
+            absent["litellm"] = ("not measured: LiteLLM's proxy is a Python (pip) package, not packaged by Debian, "
+                                 "and pip's index is not reachable here; the npm package named `litellm` is an "
+                                 "unrelated JS client library, not the proxy")
 
         names = list(targets)
         results = {w: {t: [] for t in names} for w in workloads}
@@ -323,7 +321,7 @@ def main():
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"args": vars(args), "absent": absent, "results": results}, f, indent=1)
-    report(args, names, workloads, results, absent)
+    report(args, names, workloads, results, absent, gw_pid)
     return 0
 
 
@@ -331,7 +329,7 @@ def med(runs, f):
     return statistics.median(f(r) for r in runs)
 
 
-def report(args, names, workloads, results, absent):
+def report(args, names, workloads, results, absent, gw_pid):
     load = os.getloadavg()
     print(f"rounds {args.rounds}, {args.duration:g} s per run after {args.warmup:g} s warm-up, "
           f"gateway workers {args.workers}, mockllm workers {args.mock_workers}, stream pace {args.stream_tps:g} tok/s; "
@@ -352,7 +350,9 @@ def report(args, names, workloads, results, absent):
     for t in names:
         errs = sum(r["errors_total"] for w in workloads for r in results[w][t])
         match = all(r["upstream_requests"] == r["client_requests"] for w in workloads for r in results[w][t])
-        print(f"| {t} | " + " | ".join(f"{x:.3f}" if x < 100 else f"{x:.0f}" for x in v[t]) +
+        cells = ["-" if t not in gw_pid and "CPU" in c[1] else (f"{x:.3f}" if x < 100 else f"{x:.0f}")
+                 for c, x in zip(cols, v[t])]
+        print(f"| {t} | " + " | ".join(cells) +
               f" | {errs} | {'yes' if match else 'NO'} |")
     print()
 
