@@ -28,6 +28,7 @@ static void bench_usage(FILE *f)
             "  --max-tokens N         max_tokens in each request\n"
             "  --prompt TEXT          prompt or user message\n"
             "  --body-extra JSON      object merged into each request body\n"
+            "  --header 'K: V'        extra request header (repeatable, at most 32)\n"
             "  --timeout S            per-request timeout in seconds (default 60)\n"
             "  --json                 print one JSON object with all results\n"
             "  --quiet                no progress bar\n"
@@ -55,11 +56,13 @@ int sl_cmd_bench(int argc, char **argv)
         {"max-inflight", 1, 0, 'I'}, {"duration", 1, 0, 'd'},  {"requests", 1, 0, 'n'},
         {"warmup", 1, 0, 'w'},      {"stream", 0, 0, 's'},     {"max-tokens", 1, 0, 'x'},
         {"prompt", 1, 0, 'p'},      {"body-extra", 1, 0, 'b'}, {"timeout", 1, 0, 't'},
-        {"json", 0, 0, 'j'},        {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
+        {"header", 1, 0, 'H'},      {"json", 0, 0, 'j'},        {"quiet", 0, 0, 'q'},      {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     sl_loadgen_opts o;
     sl_loadgen_opts_default(&o);
     bool json_out = false, quiet = false;
+    const char *headers[SL_LOADGEN_MAX_HEADERS];
+    int n_headers = 0;
     int ch;
     double v;
     optind = 1;
@@ -92,6 +95,13 @@ int sl_cmd_bench(int argc, char **argv)
         case 'p': o.prompt = optarg; break;
         case 'b': o.body_extra = optarg; break;
         case 't': rc = num_arg("--timeout", optarg, 0.001, 1e6, &o.timeout_s); break;
+        case 'H':
+            if (n_headers == SL_LOADGEN_MAX_HEADERS) {
+                fprintf(stderr, "sluice bench: --header may be given at most %d times\n", SL_LOADGEN_MAX_HEADERS);
+                return 2;
+            }
+            headers[n_headers++] = optarg;
+            break;
         case 'j': json_out = true; break;
         case 'q': quiet = true; break;
         case 'h': bench_usage(stdout); return 0;
@@ -109,6 +119,8 @@ int sl_cmd_bench(int argc, char **argv)
         bench_usage(stderr);
         return 2;
     }
+    o.headers = headers;
+    o.n_headers = n_headers;
     o.progress = !quiet && isatty(STDERR_FILENO);
 
     curl_global_init(CURL_GLOBAL_DEFAULT);

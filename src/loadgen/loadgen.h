@@ -45,7 +45,17 @@ typedef struct sl_loadgen_opts {
     const char *body_extra;   /* JSON object merged into each body, or NULL */
     double timeout_s;         /* per request */
     bool progress;            /* progress bar on stderr */
+    const char *const *headers; /* (n_headers) extra request headers "Name: value", or NULL */
+    int n_headers;
 } sl_loadgen_opts;
+
+#define SL_LOADGEN_MAX_HEADERS 32
+#define SL_LOADGEN_MAX_HEADER_LEN 4096
+
+/* Checks one extra header line "Name: value": a non-empty token name, a
+ * colon, no CR/LF/NUL, at most SL_LOADGEN_MAX_HEADER_LEN bytes. Returns 0, or
+ * SL_EINVAL with the reason in err. */
+int sl_loadgen_header_check(const char *h, char *err, size_t err_size);
 
 /* Sets the documented defaults. */
 void sl_loadgen_opts_default(sl_loadgen_opts *o);

@@ -2,7 +2,9 @@
  * reports. See loadgen.h. */
 #include "loadgen/loadgen.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +18,31 @@ void sl_loadgen_opts_default(sl_loadgen_opts *o)
     o->max_inflight = 4096;
     o->duration_s = 10;
     o->timeout_s = 60;
+}
+
+int sl_loadgen_header_check(const char *h, char *err, size_t err_size)
+{
+    /* RFC 9110 token characters, for the header name */
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t n = h ? strnlen(h, SL_LOADGEN_MAX_HEADER_LEN + 1) : 0;
+    if (n == 0 || n > SL_LOADGEN_MAX_HEADER_LEN) {
+        snprintf(err, err_size, "--header must be 1..%d bytes", SL_LOADGEN_MAX_HEADER_LEN);
+        return SL_EINVAL;
+    }
+    size_t i = 0;
+    while (i < n && (isalnum((unsigned char)h[i]) || (h[i] && strchr(tchar, h[i]))))
+        i++;
+    if (i == 0 || i >= n || h[i] != ':') {
+        snprintf(err, err_size, "--header '%.64s' must be 'Name: value' (bad name at offset %zu)", h, i);
+        return SL_EINVAL;
+    }
+    for (; i < n; i++) {
+        if (h[i] == '\r' || h[i] == '\n') {
+            snprintf(err, err_size, "--header '%.64s' contains CR or LF at offset %zu", h, i);
+            return SL_EINVAL;
+        }
+    }
+    return 0;
 }
 
 static const char *const k_class_names[SL_LOADGEN_CLASS_COUNT] = {

@@ -130,6 +130,8 @@ static int build_request(run *r, char *err, size_t err_size)
         snprintf(h, sizeof h, "Authorization: Bearer %s", o->api_key);
         r->headers = curl_slist_append(r->headers, h);
     }
+    for (int i = 0; i < o->n_headers; i++)
+        r->headers = curl_slist_append(r->headers, o->headers[i]);
     return 0;
 }
 
@@ -277,6 +279,13 @@ int sl_loadgen_run(const sl_loadgen_opts *o, sl_loadgen_stats *st, char *err, si
         snprintf(err, err_size, "--timeout must be > 0 and --warmup >= 0");
         return SL_EINVAL;
     }
+    if (o->n_headers < 0 || o->n_headers > SL_LOADGEN_MAX_HEADERS || (o->n_headers > 0 && !o->headers)) {
+        snprintf(err, err_size, "--header may be given at most %d times", SL_LOADGEN_MAX_HEADERS);
+        return SL_EINVAL;
+    }
+    for (int i = 0; i < o->n_headers; i++)
+        if (sl_loadgen_header_check(o->headers[i], err, err_size) < 0)
+            return SL_EINVAL;
     run r = {.o = o, .st = st};
     int rc = build_request(&r, err, err_size);
     if (rc < 0)

@@ -2,7 +2,15 @@
  * classes, SSE accounting and the JSON report. */
 #include "loadgen/loadgen.h"
 
+#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "test.h"
 
@@ -178,6 +186,112 @@ static void test_run_rejects_bad_options(void)
     sl_loadgen_stats_free(&st);
 }
 
+static void test_header_check(void)
+{
+    char err[256];
+    EXPECT_EQ_INT(sl_loadgen_header_check("x-portkey-provider: openai", err, sizeof err), 0);
+    EXPECT_EQ_INT(sl_loadgen_header_check("X-Empty:", err, sizeof err), 0);
+    err[0] = 0;
+    EXPECT_EQ_INT(sl_loadgen_header_check("no colon here", err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "offset 2");
+    EXPECT_EQ_INT(sl_loadgen_header_check(": value", err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "offset 0");
+    EXPECT_EQ_INT(sl_loadgen_header_check("X-A: b\r\nX-Injected: 1", err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "CR or LF at offset 6");
+    EXPECT_EQ_INT(sl_loadgen_header_check("", err, sizeof err), SL_EINVAL);
+    EXPECT_EQ_INT(sl_loadgen_header_check(NULL, err, sizeof err), SL_EINVAL);
+    static char big[SL_LOADGEN_MAX_HEADER_LEN + 8];
+    memset(big, 'a', sizeof big - 1);
+    big[1] = ':';
+    EXPECT_EQ_INT(sl_loadgen_header_check(big, err, sizeof err), SL_EINVAL);
+    big[SL_LOADGEN_MAX_HEADER_LEN] = 0;
+    EXPECT_EQ_INT(sl_loadgen_header_check(big, err, sizeof err), 0);
+}
+
+/* One-shot HTTP server: keeps the head of the first request it gets and
+ * answers a fixed chat completion. */
+typedef struct one_shot {
+    int lfd;
+    char req[8192];
+    size_t len;
+} one_shot;
+
+static void *one_shot_main(void *arg)
+{
+    one_shot *s = arg;
+    int fd = accept(s->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    while (s->len < sizeof s->req - 1) {
+        ssize_t n = read(fd, s->req + s->len, sizeof s->req - 1 - s->len);
+        if (n <= 0)
+            break;
+        s->len += (size_t)n;
+        s->req[s->len] = 0;
+        const char *eoh = strstr(s->req, "\r\n\r\n");
+        const char *cl = strstr(s->req, "Content-Length: ");
+        if (!cl)
+            cl = strstr(s->req, "content-length: ");
+        if (eoh && cl && s->len >= (size_t)(eoh + 4 - s->req) + (size_t)atol(cl + 16))
+            break;
+    }
+    static const char body[] = "{\"choices\":[],\"usage\":{\"completion_tokens\":3}}";
+    char resp[512];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    if (write(fd, resp, (size_t)n) < 0)
+        s->len = 0;
+    close(fd);
+    return NULL;
+}
+
+static void test_run_sends_extra_headers(void)
+{
+    one_shot s = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    EXPECT_EQ_INT(bind(s.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    EXPECT_EQ_INT(listen(s.lfd, 4), 0);
+    EXPECT_EQ_INT(getsockname(s.lfd, (struct sockaddr *)&a, &al), 0);
+    pthread_t th;
+    EXPECT_EQ_INT(pthread_create(&th, NULL, one_shot_main, &s), 0);
+
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    const char *hdrs[] = {"x-portkey-provider: openai", "X-Trace: abc 123"};
+    sl_loadgen_opts o;
+    sl_loadgen_opts_default(&o);
+    o.url = url;
+    o.requests = 1;
+    o.concurrency = 1;
+    o.timeout_s = 10;
+    o.headers = hdrs;
+    o.n_headers = 2;
+    sl_loadgen_stats st;
+    sl_loadgen_stats_init(&st);
+    char err[256] = "";
+    EXPECT_EQ_INT(sl_loadgen_run(&o, &st, err, sizeof err), 0);
+    pthread_join(th, NULL);
+    close(s.lfd);
+    EXPECT_EQ_INT(st.ok, 1);
+    EXPECT_EQ_INT(st.output_tokens, 3);
+    EXPECT_CONTAINS(s.req, "POST /v1/chat/completions HTTP/1.1\r\n");
+    EXPECT_CONTAINS(s.req, "\r\nx-portkey-provider: openai\r\n");
+    EXPECT_CONTAINS(s.req, "\r\nX-Trace: abc 123\r\n");
+    sl_loadgen_stats_free(&st);
+
+    /* a bad header is refused before anything is sent */
+    const char *bad[] = {"X-Ok: 1", "X-Bad: a\nb"};
+    o.headers = bad;
+    sl_loadgen_stats_init(&st);
+    EXPECT_EQ_INT(sl_loadgen_run(&o, &st, err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "CR or LF");
+    EXPECT_EQ_INT(st.sent, 0);
+    sl_loadgen_stats_free(&st);
+}
+
 int main(void)
 {
     RUN(test_percentile_nearest_rank);
@@ -186,5 +300,9 @@ int main(void)
     RUN(test_sse_accounting);
     RUN(test_stats_and_summary);
     RUN(test_run_rejects_bad_options);
+    RUN(test_header_check);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    RUN(test_run_sends_extra_headers);
+    curl_global_cleanup();
     return TEST_REPORT();
 }
