@@ -1065,6 +1065,12 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     if (parse_args(argc, argv) < 0)
@@ -1074,6 +1080,14 @@ int main(int argc, char **argv)
     /* Signals: SIGPIPE ignored (write errors come back as EPIPE); SIGTERM and
      * SIGINT blocked in every thread and taken synchronously by main. */
     signal(SIGPIPE, SIG_IGN);
+    /* A thread started before main (the sanitizers' background thread) does
+     * not have the signals blocked: a handler makes delivery there exit 0
+     * just as sigwait below does. stdout was flushed after each line. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
