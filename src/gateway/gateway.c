@@ -474,7 +474,7 @@ static void log_access(gw_req *q)
     json_object_set_new(o, "completion_tokens",
                         q->usage.known ? json_integer(q->usage.completion_tokens) : json_null());
     json_object_set_new(o, "error", q->error_code ? json_string(q->error_code) : json_null());
-    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
     if (line) {
         size_t n = strlen(line);
         fwrite(line, 1, n, stdout);
