@@ -8,7 +8,8 @@
 # phrasings per attribute, 5 held out in demo-eval.jsonl); llama with dim 128,
 # 4 layers, 4 heads, ff 384, BPE vocabulary 1024, context 64; 400 steps of 24
 # sequences (614k tokens), each starting at a conversation, loss on the
-# assistant's answers only; lr 3e-3, F32.
+# assistant's answers only; lr 3e-3, F32. Two compute threads on any machine:
+# the same seed and thread count give the same model, bit for bit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${SLUICE_BIN:-build/release/sluice}
@@ -16,7 +17,7 @@ DIR=data/models
 OUT=$DIR/demo.gguf
 CORPUS_ARGS=(--seed 1 --size-mb 2 --products 20)
 TRAIN_ARGS=(--name sluice-demo --dim 128 --layers 4 --heads 4 --ff 384 --vocab 1024 --seq 64
-            --batch 24 --steps 400 --lr 3e-3 --seed 1 --mask-assistant --doc-start)
+            --batch 24 --steps 400 --lr 3e-3 --seed 1 --threads 2 --mask-assistant --doc-start)
 # What the model in $DIR was built from: the configuration, and the generator's
 # version (bump it when src/engine/train/corpus.c changes what it writes).
 CONF="corpus v2 ${CORPUS_ARGS[*]}; train ${TRAIN_ARGS[*]}"

@@ -23,24 +23,27 @@ if (!baseURL || !apiKey || !evalPath) {
 }
 
 const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 });
-const QUESTIONS = 20;
-// The threshold: with the demo configuration (scripts/demo_model.sh) the
-// model answered MEASURED_OF_20 of these 20 questions correctly (and
-// MEASURED_ALL of all 80 held-out questions). The model is deterministic
-// for its seed, but its build is bitwise repeatable only for the same thread
-// count and BLAS, so a model trained elsewhere may differ a little; the
-// margin below allows for that, and 14/20 (70 %) is still "most answers",
-// far above what a model that ignored the question's attribute would get
-// (about 1 in 4: the product's other facts).
-const THRESHOLD = 14;
+// Every held-out question is asked (80: price, warranty, return window and
+// colours of each of the 20 products; a tiny model answers each in tens of
+// milliseconds), so that the rate is measured on more than a handful.
+//
+// The threshold, 60 of 80 (75 %): the demo model that scripts/demo_model.sh
+// builds (seed 1, two threads: the same file on any machine with the same
+// BLAS) answered 67/80 (84 %) when measured. Five other training runs of the
+// same corpus (other seeds and thread counts, with and without the loss mask
+// and document-start windows) answered 63 to 72 of 80 (79-90 %), so a model
+// built with another BLAS or CPU could plausibly land anywhere in that range;
+// 60 sits 3 answers below the worst of those runs. It is still far above what
+// a model that ignored the question's attribute would get (about 1 in 4: one
+// of the product's four facts); the previous demo model (8 phrasings per
+// attribute, no masking) got 21/80 (26 %) and would fail.
+const THRESHOLD = 60;
+const MIN_QUESTIONS = 80;
 
 it('answers most held-out catalogue questions with the right fact', async () => {
   const lines = readFileSync(evalPath, 'utf8').split('\n').filter((l) => l.trim() !== '');
-  assert.ok(lines.length >= 4 * QUESTIONS, `${evalPath}: ${lines.length} questions`);
-  const all = lines.map((l) => JSON.parse(l));
-  // one question per product, cycling through the four attributes
-  const picked = [];
-  for (let i = 0; i < QUESTIONS; i++) picked.push(all[4 * i + (i % 4)]);
+  assert.ok(lines.length >= MIN_QUESTIONS, `${evalPath}: ${lines.length} questions`);
+  const picked = lines.map((l) => JSON.parse(l));
   let right = 0;
   const misses = [];
   for (const q of picked) {
@@ -50,6 +53,7 @@ it('answers most held-out catalogue questions with the right fact', async () => 
       temperature: 0,
       max_tokens: 40,
     });
+    assert.equal(c.choices[0].message.role, 'assistant');
     const text = c.choices[0].message.content ?? '';
     if (text.includes(q.expect)) right++;
     else misses.push(`  ${q.question} -> ${JSON.stringify(text)} (expected ${q.expect})`);
