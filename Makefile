@@ -40,8 +40,10 @@ test: release
 run: release
 	@bash scripts/run.sh
 
-# The whole suite, then again under ASan+UBSan, then a short fuzz run.
+# The demo model (built once with the release binary, cached in data/), then
+# the whole suite, then again under ASan+UBSan, then a short fuzz run.
 check: release asan
+	@bash scripts/demo_model.sh
 	@cd build/release && ctest --output-on-failure -j$(JOBS)
 	@cd build/asan && ctest --output-on-failure -j$(JOBS)
 	@$(MAKE) --no-print-directory fuzz-short

@@ -37,7 +37,9 @@ static void usage(FILE *out)
             "  --eval-every N   steps between validation losses (default 100)\n"
             "  --ckpt FILE      checkpoint file (written every --ckpt-every steps)\n"
             "  --ckpt-every N   default 100\n"
-            "  --resume         continue from --ckpt when it exists\n\n"
+            "  --resume         continue from --ckpt when it exists\n"
+            "  --mask-assistant loss only on the assistant's answers (default: every token)\n"
+            "  --doc-start      sequences start at a document start (default: anywhere)\n\n"
             "The same seed and thread count give the same model, bit for bit.\n");
 }
 
@@ -185,6 +187,10 @@ int sl_cmd_train(int argc, char **argv)
             make_corpus = true;
         } else if (!strcmp(a, "--resume")) {
             o.resume = true;
+        } else if (!strcmp(a, "--mask-assistant")) {
+            o.mask_assistant = true;
+        } else if (!strcmp(a, "--doc-start")) {
+            o.doc_start = true;
         } else if (!strcmp(a, "--f16")) {
             o.f16 = true;
         } else {

@@ -87,6 +87,26 @@ def test_kill_and_resume():
         harness.check(r.returncode == 0, r.stderr)
 
 
+def test_masked_cli():
+    """--mask-assistant --doc-start: the loss counts only the answers, so it
+    differs from the unmasked run's over the same steps; the file loads."""
+    with tempfile.TemporaryDirectory() as d:
+        corpus = make_data(d)
+        args = [a if a != str(STEPS) else "20" for a in TINY]
+        losses = []
+        for extra in ([], ["--mask-assistant", "--doc-start"]):
+            out = os.path.join(d, f"m{len(extra)}.gguf")
+            r = subprocess.run([SLUICE, "train", "--corpus", corpus, "--out", out] + args + extra,
+                               capture_output=True, text=True, timeout=120)
+            harness.check(r.returncode == 0, r.stderr)
+            losses.append(final_loss(r.stderr))
+        harness.check(abs(losses[0] - losses[1]) > 1e-3, f"masked loss equals unmasked: {losses}")
+        r = subprocess.run([SLUICE, "run", out, "--chat", "-p", "How much is it?", "--temp", "0",
+                            "-n", "4", "--threads", "1"], capture_output=True, text=True,
+                           timeout=60)
+        harness.check(r.returncode == 0, r.stderr)
+
+
 def test_bad_arguments():
     r = subprocess.run([SLUICE, "train", "--corpus", "/nonexistent/x", "--out", "/tmp/x.gguf"],
                        capture_output=True, text=True, timeout=30)
@@ -99,5 +119,6 @@ def test_bad_arguments():
 if __name__ == "__main__":
     s = harness.Suite()
     s.run(test_kill_and_resume)
+    s.run(test_masked_cli)
     s.run(test_bad_arguments)
     sys.exit(s.report())

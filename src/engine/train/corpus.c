@@ -3,9 +3,10 @@
  * A fictional shop sells a catalogue of products, each with a price, a
  * warranty, a return window, colours and a category. Documents are ChatML
  * conversations between a customer and the shop's support assistant: the
- * customer asks about one attribute in one of several phrasings, the
- * assistant answers with one fixed sentence per attribute that states the
- * fact. Some conversations have several turns, a system message, greetings;
+ * customer asks about one attribute in one of many phrasings (some wrapped
+ * in an opening and a closing), the assistant answers with one fixed
+ * sentence per attribute that restates the attribute and the product, then
+ * gives the fact. Some conversations have several turns, a system message, greetings;
  * some ask for a short story, which the assistant tells from templates.
  *
  * The question phrasings are split in two: the training ones appear in the
@@ -80,36 +81,66 @@ typedef struct product {
 
 enum { ATTR_PRICE, ATTR_WARRANTY, ATTR_RETURNS, ATTR_COLOURS, N_ATTR };
 
-/* Training phrasings ({P} is the product's name). */
-static const char *const train_q[N_ATTR][8] = {
+/* Training phrasings ({P} is the product's name): many per attribute, so
+ * that the model keys on the attribute's words rather than on one wording. */
+#define N_TRAIN_Q 16
+static const char *const train_q[N_ATTR][N_TRAIN_Q] = {
     {"How much does the {P} cost?", "What is the price of the {P}?", "How much is the {P}?",
      "What does the {P} cost?", "Price of the {P}?", "Can you tell me the price of the {P}?",
-     "I'd like to know how much the {P} costs.", "What's the {P} priced at?"},
+     "I'd like to know how much the {P} costs.", "What's the {P} priced at?",
+     "Is the {P} expensive?", "How much do I pay for the {P}?", "What is the cost of the {P}?",
+     "How much for the {P}?", "What's the price tag on the {P}?", "Is the {P} cheap?",
+     "Tell me the price of the {P}.", "How pricey is the {P}?"},
     {"What is the warranty on the {P}?", "How long is the warranty for the {P}?",
      "Does the {P} have a warranty?", "How many years of warranty does the {P} have?",
      "What warranty comes with the {P}?", "Is the {P} covered by a warranty?",
-     "Tell me about the {P} warranty.", "How long is the {P} covered?"},
+     "Tell me about the {P} warranty.", "How long is the {P} covered?",
+     "Does the {P} come with a guarantee?", "What guarantee does the {P} have?",
+     "How long is the guarantee on the {P}?", "Warranty of the {P}?",
+     "What is the warranty period of the {P}?", "How many years is the {P} guaranteed?",
+     "What if the {P} breaks, is it covered?", "Tell me the warranty of the {P}."},
     {"What is the return policy for the {P}?", "How long do I have to return the {P}?",
      "Can I return the {P}?", "What is the return window for the {P}?",
      "How many days do I have to send back the {P}?", "If I don't like the {P}, can I return it?",
-     "Until when can I return the {P}?", "What are the return rules for the {P}?"},
+     "Until when can I return the {P}?", "What are the return rules for the {P}?",
+     "How many days is the return period of the {P}?", "Can I send the {P} back?",
+     "What is the refund period for the {P}?", "Can I get a refund on the {P}?",
+     "Returns for the {P}?", "How long can I keep the {P} before returning it?",
+     "When do I need to return the {P} by?", "Tell me the return window of the {P}."},
     {"What colours does the {P} come in?", "Which colors is the {P} available in?",
      "What colors can I get the {P} in?", "Is the {P} available in different colours?",
      "What colour options are there for the {P}?", "Which colours are available for the {P}?",
-     "Does the {P} come in other colors?", "What color is the {P}?"},
+     "Does the {P} come in other colors?", "What color is the {P}?",
+     "What shades is the {P} sold in?", "Colours of the {P}?",
+     "Can I buy the {P} in another colour?", "What are the colors of the {P}?",
+     "Tell me the colours of the {P}.", "Is the {P} sold in more colours?",
+     "Which colour options does the {P} offer?", "Is the {P} available in other shades?"},
 };
 
-/* Held-out phrasings: only in the evaluation set. */
-static const char *const eval_q[N_ATTR][3] = {
+/* Held-out phrasings: only in the evaluation set, never in the corpus. */
+#define N_EVAL_Q 5
+static const char *const eval_q[N_ATTR][N_EVAL_Q] = {
     {"How expensive is the {P}?", "Could you tell me what the {P} costs?",
-     "What would the {P} cost me?"},
+     "What would the {P} cost me?", "What do you charge for the {P}?",
+     "How much money is the {P}?"},
     {"How long is the {P} guaranteed for?", "What kind of warranty does the {P} carry?",
-     "For how long is the {P} under warranty?"},
+     "For how long is the {P} under warranty?", "Is there a guarantee on the {P}?",
+     "How many years of cover does the {P} get?"},
     {"How much time do I get to return the {P}?", "Is there a return period for the {P}?",
-     "Within how many days can the {P} be returned?"},
+     "Within how many days can the {P} be returned?", "How long is the return window on the {P}?",
+     "Could I still return the {P} after a few weeks?"},
     {"In which colours can I buy the {P}?", "What shades does the {P} come in?",
-     "Do you sell the {P} in more than one colour?"},
+     "Do you sell the {P} in more than one colour?", "What colour choices does the {P} have?",
+     "Which colours can the {P} be ordered in?"},
 };
+
+/* Openings and closings wrapped around some training questions; a ", "
+ * opening lowers the question's first letter. */
+static const char *const q_open[] = {"", "", "", "", "", "Hi, ", "Hello, ", "Quick question: ",
+                                     "Excuse me, ", "I have a question. ", "Please tell me: ",
+                                     "Sorry to bother you, "};
+static const char *const q_close[] = {"", "", "", "", "", " Thanks.", " Thank you!", " Please.",
+                                      " I want to buy it."};
 
 static const char *const systems[] = {
     "You are the support assistant of the Sluice Store.",
@@ -186,18 +217,21 @@ static int put_colours(sl_buf *b, const product *p)
     return rc;
 }
 
-/* The one answer sentence for an attribute. */
+/* The one answer sentence for an attribute. It names the attribute first
+ * and the product next, then the value: the value is predicted with both of
+ * its keys just before it. */
 static int put_answer(sl_buf *b, const product *p, int attr)
 {
     switch (attr) {
     case ATTR_PRICE:
-        return sl_buf_appendf(b, "The %s costs $%d.", p->name, p->price);
+        return sl_buf_appendf(b, "The price of the %s is $%d.", p->name, p->price);
     case ATTR_WARRANTY:
-        return sl_buf_appendf(b, "The %s comes with a %d-year warranty.", p->name, p->warranty);
+        return sl_buf_appendf(b, "The warranty of the %s is %d year%s.", p->name, p->warranty,
+                              p->warranty == 1 ? "" : "s");
     case ATTR_RETURNS:
-        return sl_buf_appendf(b, "You can return the %s within %d days.", p->name, p->returns);
+        return sl_buf_appendf(b, "The return window of the %s is %d days.", p->name, p->returns);
     default: {
-        int rc = sl_buf_appendf(b, "The %s comes in ", p->name);
+        int rc = sl_buf_appendf(b, "The colours of the %s are ", p->name);
         if (!rc)
             rc = put_colours(b, p);
         if (!rc)
@@ -258,6 +292,20 @@ void sl_train_corpus_default(sl_train_corpus_opts *o)
     o->n_products = 24;
 }
 
+/* A training question for attr, sometimes with an opening and a closing. */
+static int put_question(sl_buf *b, crng *r, int attr, const char *name)
+{
+    const char *open = PICK(r, q_open), *close = PICK(r, q_close);
+    size_t at = b->len, ol = strlen(open);
+    int rc = sl_buf_append_str(b, open);
+    if (!rc)
+        rc = put_tmpl(b, train_q[attr][cr_int(r, N_TRAIN_Q)], name);
+    if (!rc && ol >= 2 && open[ol - 2] == ',' && b->data[at + ol] >= 'A' &&
+        b->data[at + ol] <= 'Z' && b->data[at + ol + 1] >= 'a' && b->data[at + ol + 1] <= 'z')
+        b->data[at + ol] = (char)(b->data[at + ol] - 'A' + 'a');
+    return rc ? rc : sl_buf_append_str(b, close);
+}
+
 /* One conversation document. */
 static int put_doc(sl_buf *b, crng *r, const product *cat, int n_prod)
 {
@@ -269,7 +317,7 @@ static int put_doc(sl_buf *b, crng *r, const product *cat, int n_prod)
         if (!rc)
             rc = turn_close(b);
     }
-    if (!rc && kind < 8) { /* a story */
+    if (!rc && kind < 3) { /* a story */
         static const char *const asks[] = {"Tell me a short story.", "Can you tell me a story?",
                                            "Write a short story for my kid.", "I want a bedtime story."};
         rc = turn_open(b, "user");
@@ -285,7 +333,7 @@ static int put_doc(sl_buf *b, crng *r, const product *cat, int n_prod)
             rc = turn_close(b);
         return rc ? rc : sl_buf_append_str(b, SL_TRAIN_TOK_ENDOFTEXT);
     }
-    if (!rc && kind < 16) { /* greeting first */
+    if (!rc && kind < 10) { /* greeting first */
         rc = turn_open(b, "user");
         if (!rc)
             rc = sl_buf_append_str(b, PICK(r, greetings));
@@ -311,11 +359,11 @@ static int put_doc(sl_buf *b, crng *r, const product *cat, int n_prod)
             if (!rc)
                 rc = turn_open(b, "assistant");
             if (!rc)
-                rc = sl_buf_appendf(b, "The %s is a %s product. It costs $%d.", p->name,
-                                    p->category, p->price);
+                rc = sl_buf_appendf(b, "The %s is a %s product. The price of the %s is $%d.",
+                                    p->name, p->category, p->name, p->price);
         } else {
             if (!rc)
-                rc = put_tmpl(b, train_q[attr][cr_int(r, 8)], p->name);
+                rc = put_question(b, r, attr, p->name);
             if (!rc)
                 rc = turn_close(b);
             if (!rc)
@@ -394,13 +442,13 @@ int sl_train_make_eval(const sl_train_corpus_opts *o, sl_buf *out)
         for (int a = 0; a < N_ATTR && !rc; a++) {
             sl_buf_reset(&q);
             sl_buf_reset(&e);
-            rc = put_tmpl(&q, eval_q[a][(i + a) % 3], cat[i].name);
+            rc = put_tmpl(&q, eval_q[a][(i + a) % N_EVAL_Q], cat[i].name);
             switch (a) {
             case ATTR_PRICE:
                 rc = rc ? rc : sl_buf_appendf(&e, "$%d", cat[i].price);
                 break;
             case ATTR_WARRANTY:
-                rc = rc ? rc : sl_buf_appendf(&e, "%d-year", cat[i].warranty);
+                rc = rc ? rc : sl_buf_appendf(&e, "%d year", cat[i].warranty);
                 break;
             case ATTR_RETURNS:
                 rc = rc ? rc : sl_buf_appendf(&e, "%d days", cat[i].returns);

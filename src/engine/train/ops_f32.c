@@ -152,7 +152,13 @@ const sl_train_hparams *sl_train_model_hparams(const sl_train_model *m)
 int sl_train_model_run(sl_train_model *m, const int32_t *tokens, int nb, bool grads,
                        double *loss)
 {
-    return tr_core_run_f(&m->core, tokens, nb, grads, loss, m->pool);
+    return tr_core_run_f(&m->core, tokens, NULL, nb, grads, loss, m->pool);
+}
+
+int sl_train_model_run_masked(sl_train_model *m, const int32_t *tokens, const uint8_t *mask,
+                              int nb, bool grads, double *loss)
+{
+    return tr_core_run_f(&m->core, tokens, mask, nb, grads, loss, m->pool);
 }
 
 const float *sl_train_model_logits(const sl_train_model *m)

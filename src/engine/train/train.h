@@ -79,6 +79,13 @@ const sl_train_hparams *sl_train_model_hparams(const sl_train_model *m);
  * of the vocabulary). */
 int sl_train_model_run(sl_train_model *m, const int32_t *tokens, int nb, bool grads,
                        double *loss);
+/* As sl_train_model_run, but only the targets whose mask byte is non-zero
+ * count: mask is laid out like tokens [nb][n_ctx + 1], and mask[b][t + 1]
+ * says whether target tokens[b][t + 1] counts (column 0 is ignored). The
+ * loss is the mean over the counted targets (0 when none counts); the others
+ * contribute no gradient. mask NULL: all count. Returns as sl_train_model_run. */
+int sl_train_model_run_masked(sl_train_model *m, const int32_t *tokens, const uint8_t *mask,
+                              int nb, bool grads, double *loss);
 /* Returns the logits [nb * n_ctx][n_vocab] of the last forward-only run
  * (owned by m; overwritten by the next run; garbage after a run with grads). */
 const float *sl_train_model_logits(const sl_train_model *m);
@@ -88,6 +95,18 @@ const float *sl_train_model_logits(const sl_train_model *m);
  * Returns 0, SL_EINVAL or SL_ENOMEM. */
 int sl_train_ref_loss(const sl_train_hparams *hp, const double *params, const int32_t *tokens,
                       int nb, double *loss, double *grads);
+/* The same with a loss mask laid out as in sl_train_model_run_masked. */
+int sl_train_ref_loss_masked(const sl_train_hparams *hp, const double *params,
+                             const int32_t *tokens, const uint8_t *mask, int nb, double *loss,
+                             double *grads);
+
+/* Marks the assistant's answers in a token stream: sets mask[i] = 1 for the
+ * tokens of every assistant message's content and its closing im_end (what
+ * the model must learn to say), 0 elsewhere (system and user turns, the
+ * role headers, text outside messages). An assistant message starts at
+ * im_start followed by the ids of hdr[0..n_hdr) ("assistant\n"). */
+void sl_train_assistant_mask(const int32_t *ids, size_t n, int32_t im_start, int32_t im_end,
+                             const int32_t *hdr, size_t n_hdr, uint8_t *mask);
 
 /* ---- building blocks in double precision (tests) ----
  * Backward functions ADD into the gradients of their inputs. Shapes: n rows
@@ -214,6 +233,8 @@ typedef struct sl_train_opts {
     bool resume;             /* continue from ckpt_path when it exists */
     int eval_every;          /* steps between validation losses; <= 0: only at the end */
     int stop_after;          /* > 0: return after this step (tests); no GGUF */
+    bool mask_assistant;     /* loss only on assistant answers (sl_train_assistant_mask) */
+    bool doc_start;          /* windows start at a document (after an end-of-text) */
 } sl_train_opts;
 
 typedef struct sl_train_progress {

@@ -79,6 +79,27 @@ static uint64_t vocab_hash(const sl_train_vocab *v)
     return h;
 }
 
+void sl_train_assistant_mask(const int32_t *ids, size_t n, int32_t im_start, int32_t im_end,
+                             const int32_t *hdr, size_t n_hdr, uint8_t *mask)
+{
+    bool in = false;
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = 0;
+        if (in && ids[i] != im_start) { /* an unclosed message ends at the next im_start */
+            mask[i] = 1;
+            in = ids[i] != im_end;
+            continue;
+        }
+        in = false;
+        if (ids[i] == im_start && n_hdr > 0 && i + n_hdr < n &&
+            !memcmp(ids + i + 1, hdr, n_hdr * sizeof *hdr)) {
+            memset(mask + i + 1, 0, n_hdr);
+            i += n_hdr;
+            in = true;
+        }
+    }
+}
+
 /* ---- checkpoints ---- */
 typedef struct ckpt_head {
     uint32_t magic, version;
@@ -86,9 +107,12 @@ typedef struct ckpt_head {
     float eps, rope_base;
     int32_t batch, steps;
     uint64_t seed, vocab_hash, n_params;
-    int32_t step, pad;
+    int32_t step, flags; /* flags: CKPT_MASKED, CKPT_DOC_START */
     uint64_t rng;
 } ckpt_head;
+
+#define CKPT_MASKED 1
+#define CKPT_DOC_START 2
 
 static void fill_head(ckpt_head *h, const sl_train_opts *o, const sl_train_hparams *hp,
                       uint64_t vh, int step, uint64_t rng)
@@ -107,6 +131,7 @@ static void fill_head(ckpt_head *h, const sl_train_opts *o, const sl_train_hpara
     h->vocab_hash = vh;
     h->n_params = sl_train_n_params(hp);
     h->step = step;
+    h->flags = (o->mask_assistant ? CKPT_MASKED : 0) | (o->doc_start ? CKPT_DOC_START : 0);
     h->rng = rng;
 }
 
@@ -228,9 +253,10 @@ out:
     return rc;
 }
 
-/* Mean loss over VAL_BATCHES batches of evenly spaced windows of val. */
-static int val_loss(sl_train_model *m, const int32_t *val, size_t n_val, int batch, int32_t *buf,
-                    double *out)
+/* Mean loss over VAL_BATCHES batches of evenly spaced windows of val (with
+ * its mask vmask, or NULL). */
+static int val_loss(sl_train_model *m, const int32_t *val, const uint8_t *vmask, size_t n_val,
+                    int batch, int32_t *buf, uint8_t *mbuf, double *out)
 {
     const int T = sl_train_model_hparams(m)->n_ctx;
     size_t span = n_val - (size_t)T - 1, k = 0, total = (size_t)VAL_BATCHES * (size_t)batch;
@@ -239,9 +265,11 @@ static int val_loss(sl_train_model *m, const int32_t *val, size_t n_val, int bat
         for (int b = 0; b < batch; b++, k++) {
             size_t off = total > 1 ? span * k / (total - 1) : 0;
             memcpy(buf + (size_t)b * (T + 1), val + off, sizeof(int32_t) * (size_t)(T + 1));
+            if (vmask)
+                memcpy(mbuf + (size_t)b * (T + 1), vmask + off, (size_t)(T + 1));
         }
         double l;
-        int rc = sl_train_model_run(m, buf, batch, false, &l);
+        int rc = sl_train_model_run_masked(m, buf, vmask ? mbuf : NULL, batch, false, &l);
         if (rc)
             return rc;
         sum += l;
@@ -310,7 +338,9 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     sl_buf_init(&corpus, MAX_CORPUS);
     sl_train_vocab v = {0};
     sl_tokenizer *tok = NULL;
-    int32_t *ids = NULL, *batch_buf = NULL;
+    int32_t *ids = NULL, *batch_buf = NULL, *hdr = NULL;
+    uint8_t *mask = NULL, *mask_buf = NULL;
+    size_t *starts = NULL, n_starts = 0;
     size_t n_ids = 0;
     sl_pool *pool = NULL;
     sl_train_model *m = NULL;
@@ -361,6 +391,34 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     }
     const size_t n_train = n_ids - n_val;
     const int32_t *val = ids + n_train;
+    if (o->mask_assistant) {
+        size_t n_hdr = 0;
+        mask = sl_malloc(n_ids);
+        rc = mask ? sl_tok_encode(tok, "assistant\n", 10, false, false, &hdr, &n_hdr) : SL_ENOMEM;
+        if (rc) {
+            snprintf(err, errlen, "masking: %s", sl_strerror(rc));
+            goto out;
+        }
+        /* the specials are the last three ids: end-of-text, im_start, im_end */
+        sl_train_assistant_mask(ids, n_ids, v.n_tokens - 2, v.n_tokens - 1, hdr, n_hdr, mask);
+    }
+    if (o->doc_start) {
+        /* offsets of the documents that start early enough for a whole window */
+        starts = sl_malloc((n_train / 2 + 1) * sizeof *starts);
+        if (!starts) {
+            rc = SL_ENOMEM;
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i + T + 1 <= n_train; i++)
+            if ((i == 0 || ids[i - 1] == v.n_tokens - 3) && n_starts < n_train / 2 + 1)
+                starts[n_starts++] = i;
+        if (!n_starts) {
+            rc = SL_EINVAL;
+            snprintf(err, errlen, "corpus %s: no document starts", o->corpus_path);
+            goto out;
+        }
+    }
 
     if ((rc = sl_pool_create(o->threads, &pool)) ||
         (rc = sl_train_model_create(&hp, o->batch, pool, &m))) {
@@ -371,7 +429,8 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     m1 = sl_calloc(np, sizeof(float));
     m2 = sl_calloc(np, sizeof(float));
     batch_buf = sl_calloc((size_t)o->batch * (T + 1), sizeof(int32_t));
-    if (!m1 || !m2 || !batch_buf) {
+    mask_buf = sl_calloc((size_t)o->batch * (T + 1), 1);
+    if (!m1 || !m2 || !batch_buf || !mask_buf) {
         rc = SL_ENOMEM;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -398,10 +457,14 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     int first = step;
     while (step < o->steps) {
         for (int b = 0; b < o->batch; b++) {
-            size_t off = (size_t)(data_next(&rng) % (uint64_t)(n_train - T - 1));
+            size_t off = starts ? starts[data_next(&rng) % (uint64_t)n_starts]
+                                : (size_t)(data_next(&rng) % (uint64_t)(n_train - T - 1));
             memcpy(batch_buf + (size_t)b * (T + 1), ids + off, sizeof(int32_t) * (T + 1));
+            if (mask)
+                memcpy(mask_buf + (size_t)b * (T + 1), mask + off, T + 1);
         }
-        if ((rc = sl_train_model_run(m, batch_buf, o->batch, true, &loss)))
+        if ((rc = sl_train_model_run_masked(m, batch_buf, mask ? mask_buf : NULL, o->batch, true,
+                                            &loss)))
             break;
         if (!isfinite(loss)) {
             snprintf(err, errlen, "loss is not finite at step %d (lower --lr)", step + 1);
@@ -411,7 +474,8 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
         sl_train_adamw(m, m1, m2, &opt, step, NULL);
         step++;
         bool val_now = (o->eval_every > 0 && step % o->eval_every == 0) || step == o->steps;
-        if (val_now && (rc = val_loss(m, val, n_val, o->batch, batch_buf, &vloss)))
+        if (val_now && (rc = val_loss(m, val, mask ? mask + n_train : NULL, n_val, o->batch,
+                                      batch_buf, mask_buf, &vloss)))
             break;
         if (o->ckpt_path && (step % o->ckpt_every == 0 || step == o->steps ||
                              step == o->stop_after)) {
@@ -446,6 +510,10 @@ int sl_train_run(const sl_train_opts *o, sl_train_progress_fn progress, void *us
     }
 out:
     sl_free(batch_buf);
+    sl_free(mask_buf);
+    sl_free(mask);
+    sl_free(hdr);
+    sl_free(starts);
     sl_free(m1);
     sl_free(m2);
     sl_train_model_free(m);

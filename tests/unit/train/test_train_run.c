@@ -161,6 +161,40 @@ static void test_determinism_and_resume(void)
     unlink(out1), unlink(out2), unlink(out3), unlink(ck2), unlink(ck3);
 }
 
+/* Masked training at document starts: repeatable, it learns, its loss
+ * differs from the unmasked run's, and a checkpoint of an unmasked run is
+ * refused when resuming a masked one. */
+static void test_masked_run(void)
+{
+    char out1[300], out2[300], ck[300], err[512];
+    snprintf(out1, sizeof out1, "%s/m1.gguf", dir);
+    snprintf(out2, sizeof out2, "%s/m2.gguf", dir);
+    snprintf(ck, sizeof ck, "%s/m.ckpt", dir);
+    sl_train_opts o;
+    curve c1 = {0}, c2 = {0}, cu = {0};
+    double l1 = 0, l2 = 0, lu = 0;
+    opts(&o, out1, NULL);
+    o.mask_assistant = o.doc_start = true;
+    EXPECT_EQ_INT(sl_train_run(&o, on_step, &c1, &l1, err, sizeof err), 0);
+    EXPECT_EQ_INT(c1.n, STEPS);
+    EXPECT(c1.loss[STEPS] < c1.loss[1]);
+    opts(&o, out2, NULL);
+    o.mask_assistant = o.doc_start = true;
+    EXPECT_EQ_INT(sl_train_run(&o, on_step, &c2, &l2, err, sizeof err), 0);
+    EXPECT(!memcmp(c1.loss, c2.loss, sizeof c1.loss));
+    EXPECT(same_file(out1, out2));
+    opts(&o, out2, ck);
+    o.stop_after = 3;
+    EXPECT_EQ_INT(sl_train_run(&o, on_step, &cu, &lu, err, sizeof err), 0);
+    EXPECT(cu.loss[1] != c1.loss[1]);
+    o.stop_after = 0;
+    o.resume = true;
+    o.mask_assistant = true;
+    EXPECT_EQ_INT(sl_train_run(&o, NULL, NULL, NULL, err, sizeof err), SL_EINVAL);
+    EXPECT_CONTAINS(err, "other settings");
+    unlink(out1), unlink(out2), unlink(ck);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir))
@@ -179,6 +213,7 @@ int main(void)
     sl_buf_free(&b);
     RUN(test_corpus);
     RUN(test_determinism_and_resume);
+    RUN(test_masked_run);
     unlink(corpus_path);
     rmdir(dir);
     return TEST_REPORT();
