@@ -612,6 +612,77 @@ TARGET static void f32_to_fp16_row(const float *src, uint16_t *dst, size_t n)
         dst[i] = sl_kernel_f32_to_fp16(src[i]);
 }
 
+/* Four keys at a time: four independent FMA chains hide the FMA latency;
+ * each key keeps the scalar reference's lanes and order. */
+TARGET static void attn_scores(float *out, const float *q, const float *k, size_t k_stride,
+                               int n, int hd, float scale)
+{
+    int h8 = hd & ~7, j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = k + (size_t)j * k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride,
+                    *k3 = k2 + k_stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int i = 0; i < h8; i += 8) {
+            __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
+        }
+        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
+        for (int i = h8; i < hd; i++) {
+            s0 = fmaf(q[i], k0[i], s0);
+            s1 = fmaf(q[i], k1[i], s1);
+            s2 = fmaf(q[i], k2[i], s2);
+            s3 = fmaf(q[i], k3[i], s3);
+        }
+        out[j] = s0 * scale;
+        out[j + 1] = s1 * scale;
+        out[j + 2] = s2 * scale;
+        out[j + 3] = s3 * scale;
+    }
+    for (; j < n; j++) {
+        const float *kj = k + (size_t)j * k_stride;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int i = 0; i < h8; i += 8)
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
+        float s0 = hsum8(a0);
+        for (int i = h8; i < hd; i++)
+            s0 = fmaf(q[i], kj[i], s0);
+        out[j] = s0 * scale;
+    }
+}
+
+TARGET static void attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
+                              int hd)
+{
+    int i = 0;
+    for (; i + 16 <= hd; i += 16) {
+        __m256 o0 = _mm256_loadu_ps(o + i), o1 = _mm256_loadu_ps(o + i + 8);
+        for (int j = 0; j < n; j++) {
+            const float *vj = v + (size_t)j * v_stride + i;
+            __m256 aj = _mm256_set1_ps(a[j]);
+            o0 = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj), o0);
+            o1 = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj + 8), o1);
+        }
+        _mm256_storeu_ps(o + i, o0);
+        _mm256_storeu_ps(o + i + 8, o1);
+    }
+    for (; i + 8 <= hd; i += 8) {
+        __m256 o0 = _mm256_loadu_ps(o + i);
+        for (int j = 0; j < n; j++)
+            o0 = _mm256_fmadd_ps(_mm256_set1_ps(a[j]),
+                                 _mm256_loadu_ps(v + (size_t)j * v_stride + i), o0);
+        _mm256_storeu_ps(o + i, o0);
+    }
+    for (; i < hd; i++) {
+        float oi = o[i];
+        for (int j = 0; j < n; j++)
+            oi = fmaf(a[j], v[(size_t)j * v_stride + i], oi);
+        o[i] = oi;
+    }
+}
+
 const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
@@ -631,5 +702,7 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .quant_q8_K = quant_q8_K,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
+    .attn_scores = attn_scores,
+    .attn_accum = attn_accum,
 };
 #endif

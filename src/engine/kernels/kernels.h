@@ -134,6 +134,21 @@ int sl_kernel_dot(int wtype, const void *w, const void *x, int64_t n, float *out
 int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                      const float *x, int64_t n_tok, sl_pool *pool, unsigned flags);
 
+/* ---- attention over one head ----
+ * Order contract (both ISAs, bitwise equal): a score is 8 fused
+ * multiply-add lanes over the first hd & ~7 dims (lane l takes dims
+ * l, l+8, ...), the fixed horizontal sum of sl_kernel_hsum8, then the tail
+ * dims by fmaf in order, then one multiply by scale. Every output of
+ * attn_accum is one fmaf chain over the n keys in order. Neither depends on
+ * how many keys are handled per call block by block, so attention over a
+ * paged cache equals attention over a contiguous one. */
+/* out[j] = scale * dot(q, k + j * k_stride) for j < n; hd floats each. */
+void sl_kernel_attn_scores(float *out, const float *q, const float *k, size_t k_stride, int n,
+                           int hd, float scale);
+/* o[i] = fmaf(a[j], v[j * v_stride + i], o[i]) for j = 0..n-1 in order, i < hd. */
+void sl_kernel_attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
+                          int hd);
+
 /* ---- f32 ops (in place allowed where out == x) ---- */
 /* out = x / sqrt(mean(x^2) + eps) * weight (weight may be NULL: no scaling). */
 void sl_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);

@@ -66,6 +66,10 @@ typedef struct {
     void (*quant_q8_K)(const float *x, void *dst, int64_t nb);
     void (*fp16_to_f32_row)(const uint16_t *src, float *dst, size_t n);
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
+    /* attention over one head (kernels.h: sl_kernel_attn_scores/_accum) */
+    void (*attn_scores)(float *out, const float *q, const float *k, size_t k_stride, int n,
+                        int hd, float scale);
+    void (*attn_accum)(float *o, const float *a, const float *v, size_t v_stride, int n, int hd);
 } sl_kernel_vtab;
 
 extern const sl_kernel_vtab sl_kernel_vtab_scalar;

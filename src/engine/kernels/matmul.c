@@ -109,6 +109,18 @@ int sl_kernel_dot(int wtype, const void *w, const void *x, int64_t n, float *out
     return 0;
 }
 
+void sl_kernel_attn_scores(float *out, const float *q, const float *k, size_t k_stride, int n,
+                           int hd, float scale)
+{
+    sl_kernel_vtab_get()->attn_scores(out, q, k, k_stride, n, hd, scale);
+}
+
+void sl_kernel_attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
+                          int hd)
+{
+    sl_kernel_vtab_get()->attn_accum(o, a, v, v_stride, n, hd);
+}
+
 /* ---- matmul ---- */
 
 typedef struct {

@@ -574,14 +574,8 @@ static void attn_part(void *ctx, int idx, int n_parts)
         for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
             const float *kb = kv_row(kv->kbase, kv, table[bi], j->layer, 0, c->kv_dim) +
                               (size_t)kvh * hd;
-            int rows = SL_MIN(bt, n_pos - p0);
-            for (int r = 0; r < rows; r++) {
-                const float *k = kb + (size_t)r * c->kv_dim;
-                float s = 0;
-                for (int i = 0; i < hd; i++)
-                    s += q[i] * k[i];
-                sc[p0 + r] = s * scale;
-            }
+            sl_kernel_attn_scores(sc + p0, q, kb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0), hd,
+                                  scale);
         }
         sl_kernel_softmax(sc, n_pos);
         float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
@@ -589,13 +583,7 @@ static void attn_part(void *ctx, int idx, int n_parts)
         for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
             const float *vb = kv_row(kv->vbase, kv, table[bi], j->layer, 0, c->kv_dim) +
                               (size_t)kvh * hd;
-            int rows = SL_MIN(bt, n_pos - p0);
-            for (int r = 0; r < rows; r++) {
-                const float *v = vb + (size_t)r * c->kv_dim;
-                float a = sc[p0 + r];
-                for (int i = 0; i < hd; i++)
-                    o[i] += a * v[i];
-            }
+            sl_kernel_attn_accum(o, sc + p0, vb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0), hd);
         }
     }
 }

@@ -1,4 +1,6 @@
 /* f32 ops against values computed by hand (or with libm in double). */
+#include <string.h>
+
 #include "engine/kernels/kernels.h"
 #include "test.h"
 
@@ -80,11 +82,78 @@ static void test_rope_adjacent_and_neox(void)
     EXPECT_NEAR(d[3], 4.0, 0);
 }
 
+/* Attention kernels: against a double reference, and the two ISAs bitwise
+ * equal, for head sizes with and without a tail, key counts around the
+ * 4-key groups, a padded key stride, and split calls equal to one call. */
+static uint32_t rng_state = 12345;
+static float frand(void)
+{
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)((rng_state >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static void attn_run(sl_kernel_isa isa, const float *q, const float *k, size_t stride, int n,
+                     int hd, float *scores, float *o)
+{
+    EXPECT_EQ_INT(sl_kernel_set_isa(isa), 0);
+    sl_kernel_attn_scores(scores, q, k, stride, n, hd, 0.125f);
+    for (int i = 0; i < hd; i++)
+        o[i] = 0.5f;
+    sl_kernel_attn_accum(o, scores, k, stride, n, hd);
+}
+
+static void test_attention_kernels(void)
+{
+    static const int hds[] = {1, 3, 8, 13, 16, 24, 64, 72, 128};
+    static const int ns[] = {1, 2, 3, 4, 5, 7, 8, 9, 31};
+    sl_kernel_isa isa0 = sl_kernel_get_isa();
+    for (size_t a = 0; a < sizeof hds / sizeof hds[0]; a++)
+        for (size_t b = 0; b < sizeof ns / sizeof ns[0]; b++) {
+            int hd = hds[a], n = ns[b];
+            size_t stride = (size_t)hd + 5;
+            float q[128], k[31 * 133], s1[31], s2[31], o1[128], o2[128];
+            for (int i = 0; i < hd; i++)
+                q[i] = frand();
+            for (size_t i = 0; i < (size_t)n * stride; i++)
+                k[i] = frand();
+            attn_run(SL_KISA_SCALAR, q, k, stride, n, hd, s1, o1);
+            for (int j = 0; j < n; j++) {
+                double ref = 0;
+                for (int i = 0; i < hd; i++)
+                    ref += (double)q[i] * k[(size_t)j * stride + i];
+                EXPECT_NEAR(s1[j], ref * 0.125, 1e-5);
+            }
+            for (int i = 0; i < hd; i++) {
+                double ref = 0.5;
+                for (int j = 0; j < n; j++)
+                    ref += (double)s1[j] * k[(size_t)j * stride + i];
+                EXPECT_NEAR(o1[i], ref, 1e-5);
+            }
+            if (sl_kernel_set_isa(SL_KISA_AVX2) == 0) {
+                attn_run(SL_KISA_AVX2, q, k, stride, n, hd, s2, o2);
+                EXPECT_EQ_INT(memcmp(s1, s2, sizeof(float) * (size_t)n), 0);
+                EXPECT_EQ_INT(memcmp(o1, o2, sizeof(float) * (size_t)hd), 0);
+            }
+            /* keys split in two calls (as over two cache blocks) */
+            int cut = n / 2;
+            for (int i = 0; i < hd; i++)
+                o2[i] = 0.5f;
+            sl_kernel_attn_scores(s2, q, k, stride, cut, hd, 0.125f);
+            sl_kernel_attn_scores(s2 + cut, q, k + (size_t)cut * stride, stride, n - cut, hd, 0.125f);
+            sl_kernel_attn_accum(o2, s2, k, stride, cut, hd);
+            sl_kernel_attn_accum(o2, s2 + cut, k + (size_t)cut * stride, stride, n - cut, hd);
+            EXPECT_EQ_INT(memcmp(s1, s2, sizeof(float) * (size_t)n), 0);
+            EXPECT_EQ_INT(memcmp(o1, o2, sizeof(float) * (size_t)hd), 0);
+        }
+    sl_kernel_set_isa(isa0);
+}
+
 int main(void)
 {
     RUN(test_rmsnorm);
     RUN(test_softmax);
     RUN(test_silu_swiglu_elementwise);
     RUN(test_rope_adjacent_and_neox);
+    RUN(test_attention_kernels);
     return TEST_REPORT();
 }
