@@ -57,11 +57,14 @@
 #define SL_Q6_K_BYTES 210 /* uint8 ql[128], uint8 qh[64], int8 scales[16], fp16 d */
 #define SL_Q8_K_BYTES 292 /* float d, int8 qs[256], int16 bsums[16] */
 
-/* Instruction-set choice for the kernels. */
-typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1 } sl_kernel_isa;
+/* Instruction-set choice for the kernels. AVX512 is AVX2 plus AVX-512 VNNI
+ * matmuls for Q8_0/Q4_0 weights and two or more tokens (same results). */
+typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1, SL_KISA_AVX512 = 2 } sl_kernel_isa;
 
-/* Returns the ISA the kernels use now: AVX2 when the CPU has avx2+fma+f16c
- * and the environment variable SLUICE_KERNELS is not "scalar". */
+/* Returns the ISA the kernels use now: the best the CPU has (AVX2 needs
+ * avx2+fma+f16c; AVX512 also avx512f/bw/vl/dq/vnni and the OS saving ZMM
+ * state), capped by the environment variable SLUICE_KERNELS ("scalar" or
+ * "avx2"). */
 sl_kernel_isa sl_kernel_get_isa(void);
 /* Forces an ISA (tests, benchmarks; not while kernels run on other threads).
  * Returns 0, or SL_EUNSUPPORTED if the CPU lacks it. */

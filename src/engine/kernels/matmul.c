@@ -11,6 +11,7 @@
 #include <string.h>
 
 static _Atomic(const sl_kernel_vtab *) current_vt;
+static atomic_bool wide_on; /* SL_KISA_AVX512: the VNNI matmuls on top of AVX2 */
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
 static bool cpu_has_avx2(void)
@@ -28,15 +29,45 @@ static bool cpu_has_avx2(void)
 #endif
 }
 
+static bool cpu_has_vnni(void)
+{
+#if defined(__x86_64__)
+    /* XCR0 bits 1, 2 and 5-7: the OS saves SSE, AVX and the AVX-512 state
+     * (opmask, upper ZMM halves, ZMM16-31). OSXSAVE is leaf 1 ECX bit 27. */
+    unsigned a, b, c, d;
+    if (!cpu_has_avx2() || !__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27)))
+        return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0xE6u) != 0xE6u)
+        return false;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vnni");
+#else
+    return false;
+#endif
+}
+
 static void isa_init(void)
 {
     const sl_kernel_vtab *vt = &sl_kernel_vtab_scalar;
+    bool wide = false;
 #if defined(__x86_64__)
     const char *env = getenv("SLUICE_KERNELS");
-    if (cpu_has_avx2() && !(env && strcmp(env, "scalar") == 0))
+    if (cpu_has_avx2() && !(env && strcmp(env, "scalar") == 0)) {
         vt = &sl_kernel_vtab_avx2;
+        wide = cpu_has_vnni() && !(env && strcmp(env, "avx2") == 0);
+    }
 #endif
     atomic_store(&current_vt, vt);
+    atomic_store(&wide_on, wide);
+}
+
+bool sl_kernel_wide(void)
+{
+    sl_kernel_vtab_get();
+    return atomic_load_explicit(&wide_on, memory_order_relaxed);
 }
 
 const sl_kernel_vtab *sl_kernel_vtab_get(void)
@@ -47,7 +78,9 @@ const sl_kernel_vtab *sl_kernel_vtab_get(void)
 
 sl_kernel_isa sl_kernel_get_isa(void)
 {
-    return sl_kernel_vtab_get() == &sl_kernel_vtab_scalar ? SL_KISA_SCALAR : SL_KISA_AVX2;
+    if (sl_kernel_vtab_get() == &sl_kernel_vtab_scalar)
+        return SL_KISA_SCALAR;
+    return sl_kernel_wide() ? SL_KISA_AVX512 : SL_KISA_AVX2;
 }
 
 int sl_kernel_set_isa(sl_kernel_isa isa)
@@ -55,11 +88,13 @@ int sl_kernel_set_isa(sl_kernel_isa isa)
     pthread_once(&isa_once, isa_init);
     if (isa == SL_KISA_SCALAR) {
         atomic_store(&current_vt, &sl_kernel_vtab_scalar);
+        atomic_store(&wide_on, false);
         return 0;
     }
 #if defined(__x86_64__)
-    if (isa == SL_KISA_AVX2 && cpu_has_avx2()) {
+    if ((isa == SL_KISA_AVX2 && cpu_has_avx2()) || (isa == SL_KISA_AVX512 && cpu_has_vnni())) {
         atomic_store(&current_vt, &sl_kernel_vtab_avx2);
+        atomic_store(&wide_on, isa == SL_KISA_AVX512);
         return 0;
     }
 #endif
@@ -245,6 +280,16 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
             return SL_ENOMEM;
         c.xa = scratch;
         sl_pool_run(pool, quantize_task, &c, (int)SL_MIN(n_tok, (int64_t)sl_pool_threads(pool)));
+#if defined(__x86_64__)
+        /* One token is memory-bound and the AVX2 tiles prefetch for it; the
+         * VNNI tiles pay off from two tokens on. Same results either way. */
+        if (n_tok >= 2 && (wtype == SL_KT_Q8_0 || wtype == SL_KT_Q4_0) && sl_kernel_wide()) {
+            rc = sl_kernel_matmul_vnni(out, wtype, rows, cols, w, c.w_row, c.xa, c.xa_row, n_tok,
+                                       pool);
+            sl_free(scratch);
+            return rc;
+        }
+#endif
     }
     /* A few tasks per thread balance uneven progress; the split never changes
      * a result (each element is one dot). */

@@ -22,6 +22,7 @@ static const int WTYPES[] = {SL_KT_F32, SL_KT_F16, SL_KT_BF16, SL_KT_Q8_0,
                              SL_KT_Q4_0, SL_KT_Q4_K, SL_KT_Q6_K};
 
 static bool have_avx2;
+static int max_isa;
 
 static size_t row_bytes(int type, int64_t n)
 {
@@ -182,7 +183,7 @@ static void test_matmul_invariance(void)
             x[i] = frand();
         float *ref = malloc(sizeof(float) * rows * max_tok), *out = malloc(sizeof(float) * rows * max_tok);
         uint8_t *xa = malloc(xr);
-        for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++) {
+        for (int isa = 0; isa <= max_isa; isa++) {
             EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
             /* reference: one dot per element, the activation quantized here */
             for (int64_t tk = 0; tk < max_tok; tk++) {
@@ -327,7 +328,7 @@ static void test_tile_equals_dots(void)
 static void test_matmul_batch_sizes(void)
 {
     const int64_t rows = 4 * 9 + 3, cols = 1024;
-    const int ntoks[] = {1, 16};
+    const int ntoks[] = {1, 2, 3, 7, 9, 16};
     sl_pool *pool = NULL;
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     for (size_t ti = 0; ti < SL_ARRAY_LEN(WTYPES); ti++) {
@@ -340,7 +341,7 @@ static void test_matmul_batch_sizes(void)
             make_weight(type, w + wr * r, cols, r % 5 == 0);
         for (int64_t i = 0; i < cols * 16; i++)
             x[i] = frand();
-        for (int isa = 0; isa <= (have_avx2 ? 1 : 0); isa++) {
+        for (int isa = 0; isa <= max_isa; isa++) {
             EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
             for (int64_t t = 0; t < 16; t++) {
                 EXPECT_EQ_INT(sl_kernel_quantize_row(vt, x + t * cols, xa, cols), 0);
@@ -385,6 +386,8 @@ static void test_matmul_errors(void)
 int main(void)
 {
     have_avx2 = sl_kernel_set_isa(SL_KISA_AVX2) == 0;
+    max_isa = sl_kernel_set_isa(SL_KISA_AVX512) == 0 ? 2 : have_avx2 ? 1 : 0;
+    printf("kernels: testing ISAs up to %d\n", max_isa);
     if (!have_avx2)
         fprintf(stderr, "no AVX2 on this CPU: checking the scalar kernels only\n");
     RUN(test_dot_isa_equal_and_accurate);

@@ -1,0 +1,256 @@
+/* AVX-512 VNNI matmul for Q8_0 and Q4_0 weights and two or more tokens: the
+ * batched decode steps and prefill chunks of the engine.
+ *
+ * Same numbers as the dots, bit for bit. The reduction contract (kernels.h)
+ * fixes, per output element and per 32-element block, 8 int32 lanes (lane i
+ * = the exact integer sum over elements 4i..4i+3), then per lane
+ *     acc = fma(fp32(d_w) * fp32(d_x), (float)lane, acc)
+ * over blocks in order, then the fixed horizontal sum. vpdpbusd produces the
+ * same exact lane sums as the AVX2 maddubs + madd pair; only how they are
+ * obtained changes, so every element equals its dot whatever the ISA, the
+ * batch or the tile (tests compare bitwise).
+ *
+ * Layout: one 512-bit register holds the 8 lanes of two tokens (tokens 2p
+ * and 2p+1 of a pair in its low and high halves) against one weight row, so
+ * a tile of 4 rows x 4 pairs (8 tokens) keeps 16 accumulators in registers.
+ * The activations are repacked once per matmul (repack_*):
+ *   Q8_0: bytes x + 128 as unsigned (vpdpbusd multiplies unsigned by
+ *         signed), the weight side subtracts 128 * sum(w) per lane, folded
+ *         into the accumulator the dot-product instruction starts from;
+ *   Q4_0: the signed activation bytes as they are, the weight nibbles
+ *         (0..15) are the unsigned side, and -8 * sum(x) per lane (the
+ *         nibbles' offset) is precomputed per token and block.
+ * Integer ranges: |x| <= 127, so a Q8_0 lane is at most 4 * 255 * 128 and a
+ * Q4_0 lane at most 4 * 15 * 127 (+ 4 * 8 * 127): far inside int32, and
+ * vpdpbusd (not the saturating form) wraps nothing. */
+#if defined(__x86_64__)
+#include "engine/kernels/kernels_impl.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* Rows and token pairs of one register tile. */
+#define VR 4
+#define VP 4
+
+/* Per pair and block, 64 bytes of activation bytes, 16 f32 scales and (Q4_0)
+ * 16 int32 corrections: one cache line each. */
+typedef struct {
+    uint8_t q[64];
+    float d[16];
+    int32_t c[16];
+} vnni_xblk;
+
+TARGET static ALWAYS_INLINE float hsum8(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/* Token tok of the pair block: its 32 activation bytes and scale. */
+static const sl_blk_q8_0 *xblk(const uint8_t *xa, size_t xa_row, int64_t tok, int64_t b)
+{
+    return (const sl_blk_q8_0 *)(xa + (size_t)tok * xa_row) + b;
+}
+
+/* Repacks Q8_0 activation rows (n_tok of them, nb blocks each) into pairs:
+ * out[p * nb + b]. An odd last token is paired with itself (the duplicate
+ * results are not stored). flip: store x + 128 (x ^ 0x80) for Q8_0 weights;
+ * otherwise x as is plus the -8 * sum(x) lane corrections for Q4_0. */
+TARGET static void repack(vnni_xblk *out, const uint8_t *xa, size_t xa_row, int64_t n_tok,
+                          int64_t nb, int64_t p0, int64_t p1, bool flip)
+{
+    const __m256i c80 = _mm256_set1_epi8((char)0x80);
+    const __m512i eights = _mm512_set1_epi8(8);
+    for (int64_t p = p0; p < p1; p++) {
+        int64_t t0 = 2 * p, t1 = SL_MIN(2 * p + 1, n_tok - 1);
+        for (int64_t b = 0; b < nb; b++) {
+            vnni_xblk *o = out + p * nb + b;
+            const sl_blk_q8_0 *a = xblk(xa, xa_row, t0, b), *c = xblk(xa, xa_row, t1, b);
+            __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
+            __m256i qc = _mm256_loadu_si256((const __m256i *)c->qs);
+            if (flip) {
+                qa = _mm256_xor_si256(qa, c80);
+                qc = _mm256_xor_si256(qc, c80);
+            }
+            __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qc, 1);
+            _mm512_storeu_si512(o->q, q);
+            __m512 d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(_cvtsh_ss(a->d))),
+                                          _mm256_set1_ps(_cvtsh_ss(c->d)), 1);
+            _mm512_storeu_ps(o->d, d);
+            if (!flip) {
+                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, q);
+                _mm512_storeu_si512(o->c, _mm512_sub_epi32(_mm512_setzero_si512(), s));
+            }
+        }
+    }
+}
+
+/* The weight block of row r as 32 bytes in element order, in both halves,
+ * with its fp16 scale. Q8_0: signed bytes; Q4_0: nibbles 0..15. */
+TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, size_t w_row, int r, int64_t b,
+                                          bool q4, float *d)
+{
+    if (!q4) {
+        const sl_blk_q8_0 *wb = (const sl_blk_q8_0 *)(w + (size_t)r * w_row) + b;
+        *d = _cvtsh_ss(wb->d);
+        return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wb->qs));
+    }
+    const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)(w + (size_t)r * w_row) + b;
+    *d = _cvtsh_ss(wb->d);
+    __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
+    __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
+                                 _mm256_set1_epi8(0x0F));
+    return _mm512_broadcast_i64x4(q);
+}
+
+/* out[t * os + r] for rows w (NR of them, a clamped copy of the last real
+ * row fills a short group) and NP pairs of x; nt real tokens (2NP or 2NP-1). */
+TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, const vnni_xblk *x,
+                                      int64_t nb, int nt, float *out, size_t os, const int NP,
+                                      const bool q4)
+{
+    __m512 acc[VR][VP];
+    const uint8_t *wr[VR];
+    UNROLL
+    for (int r = 0; r < VR; r++) {
+        wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
+        UNROLL
+        for (int p = 0; p < NP; p++)
+            acc[r][p] = _mm512_setzero_ps();
+    }
+    const __m512i c80 = _mm512_set1_epi8((char)0x80);
+    const size_t wb_bytes = q4 ? sizeof(sl_blk_q4_0) : sizeof(sl_blk_q8_0);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i xq[VP], xc[VP];
+        __m512 xd[VP];
+        UNROLL
+        for (int p = 0; p < NP; p++) {
+            const vnni_xblk *xb = x + p * nb + b;
+            xq[p] = _mm512_loadu_si512(xb->q);
+            xd[p] = _mm512_loadu_ps(xb->d);
+            if (q4)
+                xc[p] = _mm512_loadu_si512(xb->c);
+        }
+        UNROLL
+        for (int r = 0; r < VR; r++) {
+            _mm_prefetch((const char *)(wr[r] + (size_t)(b + 8) * wb_bytes), _MM_HINT_T0);
+            float dw;
+            __m512i wq = wload(wr[r], 0, 0, b, q4, &dw);
+            __m512 dwv = _mm512_set1_ps(dw);
+            __m512i base = _mm512_setzero_si512();
+            if (!q4) /* -128 * sum(w) per lane: undoes the +128 of the activations */
+                base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, c80, wq));
+            UNROLL
+            for (int p = 0; p < NP; p++) {
+                __m512i lanes = q4 ? _mm512_dpbusd_epi32(xc[p], wq, xq[p])
+                                   : _mm512_dpbusd_epi32(base, xq[p], wq);
+                acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dwv, xd[p]), _mm512_cvtepi32_ps(lanes),
+                                            acc[r][p]);
+            }
+        }
+    }
+    UNROLL
+    for (int p = 0; p < NP; p++)
+        UNROLL
+        for (int r = 0; r < VR; r++) {
+            if (r >= nr)
+                break;
+            out[(size_t)(2 * p) * os + (size_t)r] = hsum8(_mm512_castps512_ps256(acc[r][p]));
+            if (2 * p + 1 < nt)
+                out[(size_t)(2 * p + 1) * os + (size_t)r] =
+                    hsum8(_mm512_extractf32x8_ps(acc[r][p], 1));
+        }
+}
+
+#define TILE_SHAPES(name, q4)                                                                  \
+    TARGET static void name##_1(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+                                int64_t nb, int nt, float *o, size_t os)                       \
+    {                                                                                          \
+        tile(w, wr, nr, x, nb, nt, o, os, 1, q4);                                              \
+    }                                                                                          \
+    TARGET static void name##_2(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+                                int64_t nb, int nt, float *o, size_t os)                       \
+    {                                                                                          \
+        tile(w, wr, nr, x, nb, nt, o, os, 2, q4);                                              \
+    }                                                                                          \
+    TARGET static void name##_3(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+                                int64_t nb, int nt, float *o, size_t os)                       \
+    {                                                                                          \
+        tile(w, wr, nr, x, nb, nt, o, os, 3, q4);                                              \
+    }                                                                                          \
+    TARGET static void name##_4(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+                                int64_t nb, int nt, float *o, size_t os)                       \
+    {                                                                                          \
+        tile(w, wr, nr, x, nb, nt, o, os, 4, q4);                                              \
+    }
+
+TILE_SHAPES(tile_q8, false)
+TILE_SHAPES(tile_q4, true)
+
+typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x, int64_t nb,
+                        int nt, float *o, size_t os);
+static const tile_fn tiles_q8[VP] = {tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4};
+static const tile_fn tiles_q4[VP] = {tile_q4_1, tile_q4_2, tile_q4_3, tile_q4_4};
+
+typedef struct {
+    float *out;
+    const uint8_t *w, *xa;
+    size_t w_row, xa_row;
+    int64_t rows, n_tok, nb, pairs;
+    vnni_xblk *xp;
+    bool q4;
+} vnni_ctx;
+
+static void repack_task(void *vctx, int idx, int n)
+{
+    vnni_ctx *c = vctx;
+    repack(c->xp, c->xa, c->xa_row, c->n_tok, c->nb, c->pairs * idx / n, c->pairs * (idx + 1) / n,
+           !c->q4);
+}
+
+/* Contiguous ranges of whole 4-row groups per task, as the other matmul
+ * paths split: the split never changes a result. */
+static void tile_task(void *vctx, int idx, int n)
+{
+    vnni_ctx *c = vctx;
+    int64_t groups = (c->rows + VR - 1) / VR;
+    int64_t r0 = groups * idx / n * VR, r1 = SL_MIN(c->rows, groups * (idx + 1) / n * VR);
+    const tile_fn *fns = c->q4 ? tiles_q4 : tiles_q8;
+    for (int64_t r = r0; r < r1; r += VR) {
+        int nr = (int)SL_MIN((int64_t)VR, r1 - r);
+        const uint8_t *wr = c->w + (size_t)r * c->w_row;
+        for (int64_t p = 0; p < c->pairs; p += VP) {
+            int np = (int)SL_MIN((int64_t)VP, c->pairs - p);
+            int nt = (int)SL_MIN((int64_t)(2 * np), c->n_tok - 2 * p);
+            fns[np - 1](wr, c->w_row, nr, c->xp + p * c->nb, c->nb, nt,
+                        c->out + 2 * p * c->rows + r, (size_t)c->rows);
+        }
+    }
+}
+
+int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
+                          size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
+                          sl_pool *pool)
+{
+    vnni_ctx c = {.out = out, .w = w, .xa = xa, .w_row = w_row, .xa_row = xa_row, .rows = rows,
+                  .n_tok = n_tok, .nb = cols / 32, .pairs = (n_tok + 1) / 2,
+                  .q4 = wtype == SL_KT_Q4_0};
+    if ((uint64_t)c.pairs * (uint64_t)c.nb > SIZE_MAX / sizeof(vnni_xblk))
+        return SL_EINVAL;
+    c.xp = sl_malloc((size_t)(c.pairs * c.nb) * sizeof(vnni_xblk));
+    if (!c.xp)
+        return SL_ENOMEM;
+    sl_pool_run(pool, repack_task, &c, (int)SL_MIN(c.pairs, (int64_t)sl_pool_threads(pool)));
+    int tasks = (int)SL_MIN((rows + VR - 1) / VR, (int64_t)sl_pool_threads(pool) * 4);
+    sl_pool_run(pool, tile_task, &c, tasks);
+    sl_free(c.xp);
+    return 0;
+}
+#endif
