@@ -97,11 +97,20 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    ap.add_argument("--only", choices=("throughput", "itl"),
+                    help="run only the throughput + cached-prefix part, or only the ITL part")
     a = ap.parse_args()
     rnd = random.Random(1)
     print(f"model {a.model}, {a.threads} threads", flush=True)
 
     # 1. aggregate decode throughput
+    if a.only != "itl":
+        throughput_and_ttft(a, rnd)
+    if a.only != "throughput":
+        itl(a)
+
+
+def throughput_and_ttft(a, rnd):
     with harness.Sluice(config(a.model, a.threads, 256)) as s:
         wait_ready(s)
         bench(s.port, 1, 2, 8)  # warm the page cache and the pool
@@ -129,9 +138,12 @@ def main():
         print("\n| 1000-token prefix | TTFT median ms |\n|---|---|")
         print(f"| cold | {c * 1000:.0f} |\n| cached | {w * 1000:.0f} |\n| speed-up | {c / w:.1f}x |", flush=True)
 
+
+
+def itl(a):
     # 3. inter-token latency while long prompts arrive
     print("\n| prefill_chunk | ITL p50 ms | ITL p99 ms | long prompts served |\n|---|---|---|---|")
-    for chunk in (256, 4096):
+    for chunk in (64, 256, 4096):
         with harness.Sluice(config(a.model, a.threads, chunk)) as s:
             wait_ready(s)
             gaps, stop, longs = [], threading.Event(), [0]

@@ -149,7 +149,7 @@ static int load(sl_sched *s, char *err, size_t errlen)
     s->n_tok_vocab = (int)sl_tok_n_vocab(s->tok);
     s->n_ctx = s->o.n_ctx > 0 ? SL_MIN(s->o.n_ctx, SL_MODEL_MAX_CTX) : SL_MIN(4096, hp->n_ctx_train);
     int max_seqs = s->o.max_seqs > 0 ? SL_MIN(s->o.max_seqs, SCHED_MAX_SEQS) : 16;
-    int chunk = s->o.prefill_chunk > 0 ? SL_MIN(s->o.prefill_chunk, SCHED_MAX_CHUNK) : 256;
+    int chunk = s->o.prefill_chunk > 0 ? SL_MIN(s->o.prefill_chunk, SCHED_MAX_CHUNK) : 64;
     s->bt = s->o.block_tokens > 0 ? SL_MIN(s->o.block_tokens, SL_KV_MAX_BLOCK_TOKENS)
                                   : SL_KV_DEFAULT_BLOCK_TOKENS;
     s->o.max_seqs = max_seqs;

@@ -46,7 +46,7 @@ typedef struct sl_sched_opts {
     int max_seqs;           /* sequences running at once; <= 0: 16 */
     int64_t kv_cache_bytes; /* the KV budget; <= 0: max_seqs * n_ctx positions, at most 2 GiB */
     int threads;            /* compute threads counting the engine thread; <= 0: all CPUs */
-    int prefill_chunk;      /* prompt tokens per step over all sequences; <= 0: 256 */
+    int prefill_chunk;      /* prompt tokens per step over all sequences; <= 0: 64 */
     const char *chat_template; /* family name (engine/chat); NULL: detected from the model */
     int block_tokens;       /* positions per KV block; <= 0: 16 */
 } sl_sched_opts;
