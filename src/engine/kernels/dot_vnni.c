@@ -235,6 +235,99 @@ static void tile_task(void *vctx, int idx, int n)
     }
 }
 
+/* ---- one token (decode): two weight rows per register ----
+ * Lanes 0-7 of a register hold row r, lanes 8-15 row r + 1, against the one
+ * activation block broadcast to both halves. Q8_0 flips the weights instead
+ * (w ^ 0x80 = w + 128 unsigned) and subtracts 128 * sum(x) per lane, shared
+ * by every row of the block; Q4_0 subtracts 8 * sum(x) the same way. */
+
+/* Rows r and r + 1 of block b as one register of 32 + 32 bytes. */
+TARGET static ALWAYS_INLINE __m512i w2load(const uint8_t *w0, const uint8_t *w1, int64_t b,
+                                           bool q4)
+{
+    if (!q4) {
+        const sl_blk_q8_0 *a = (const sl_blk_q8_0 *)w0 + b, *c = (const sl_blk_q8_0 *)w1 + b;
+        __m512i v = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)),
+            _mm256_loadu_si256((const __m256i *)c->qs), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    const sl_blk_q4_0 *a = (const sl_blk_q4_0 *)w0 + b, *c = (const sl_blk_q4_0 *)w1 + b;
+    __m256i raw = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)c->qs),
+                                   _mm_loadu_si128((const __m128i *)a->qs));
+    /* 128-bit lanes: raw0, raw1, raw0 >> 4, raw1 >> 4 -> raw0, raw0 >> 4, raw1, raw1 >> 4 */
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1);
+    v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
+}
+
+TARGET static ALWAYS_INLINE void tile1(const uint8_t *w, size_t w_row, int nr, const uint8_t *x,
+                                       int64_t n, float *out, const bool q4)
+{
+    const uint8_t *wr[VR];
+    UNROLL
+    for (int r = 0; r < VR; r++)
+        wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
+    const size_t bb = q4 ? sizeof(sl_blk_q4_0) : sizeof(sl_blk_q8_0);
+    const __m512i off = _mm512_set1_epi8(q4 ? 8 : (char)0x80);
+    const __m512i lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+    __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
+    const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)x;
+    for (int64_t b = 0; b < n / 32; b++) {
+        UNROLL
+        for (int r = 0; r < VR; r++)
+            _mm_prefetch((const char *)(wr[r] + (size_t)b * bb + 2 * VR * w_row), _MM_HINT_T0);
+        __m512i x2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb[b].qs));
+        __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, x2));
+        /* the 4 rows' fp16 scales in one conversion, times the activation's */
+        __m128i h = _mm_setzero_si128();
+        uint16_t d;
+        memcpy(&d, wr[0] + (size_t)b * bb, 2);
+        h = _mm_insert_epi16(h, d, 0);
+        memcpy(&d, wr[1] + (size_t)b * bb, 2);
+        h = _mm_insert_epi16(h, d, 1);
+        memcpy(&d, wr[2] + (size_t)b * bb, 2);
+        h = _mm_insert_epi16(h, d, 2);
+        memcpy(&d, wr[3] + (size_t)b * bb, 2);
+        h = _mm_insert_epi16(h, d, 3);
+        __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(_cvtsh_ss(xb[b].d))));
+        __m512i l01 = q4 ? _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b, true), x2)
+                         : _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b, false), x2);
+        __m512i l23 = q4 ? _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b, true), x2)
+                         : _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b, false), x2);
+        acc01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo, dd), _mm512_cvtepi32_ps(l01), acc01);
+        acc23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi, dd), _mm512_cvtepi32_ps(l23), acc23);
+    }
+    float o[VR] = {hsum8(_mm512_castps512_ps256(acc01)), hsum8(_mm512_extractf32x8_ps(acc01, 1)),
+                   hsum8(_mm512_castps512_ps256(acc23)), hsum8(_mm512_extractf32x8_ps(acc23, 1))};
+    for (int r = 0; r < nr; r++)
+        out[r] = o[r];
+}
+
+/* Tiles of the sl_kernel_tile_fn shape, one token at a time. */
+TARGET static void tile1_q8_0(const void *w, size_t w_row, int nr, const void *x, size_t x_row,
+                              int nt, int64_t n, float *out, size_t out_stride)
+{
+    for (int t = 0; t < nt; t++)
+        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride,
+              false);
+}
+
+TARGET static void tile1_q4_0(const void *w, size_t w_row, int nr, const void *x, size_t x_row,
+                              int nt, int64_t n, float *out, size_t out_stride)
+{
+    for (int t = 0; t < nt; t++)
+        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride,
+              true);
+}
+
+sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)
+{
+    return wtype == SL_KT_Q8_0 ? tile1_q8_0 : wtype == SL_KT_Q4_0 ? tile1_q4_0 : NULL;
+}
+
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool)

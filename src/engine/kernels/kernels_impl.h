@@ -89,6 +89,9 @@ uint16_t sl_kernel_fp16_up(float d);
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool);
+/* dot_vnni.c: a one-token-at-a-time AVX-512 VNNI tile for Q8_0/Q4_0 (the
+ * decode matmul), bitwise equal to the dots; NULL for other types. */
+sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype);
 #endif
 /* True when the current ISA is SL_KISA_AVX512. */
 bool sl_kernel_wide(void);

@@ -291,6 +291,10 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
         }
 #endif
     }
+#if defined(__x86_64__)
+    if (n_tok == 1 && sl_kernel_wide() && sl_kernel_vnni_tile(wtype))
+        c.kern = sl_kernel_vnni_tile(wtype);
+#endif
     /* A few tasks per thread balance uneven progress; the split never changes
      * a result (each element is one dot). */
     int tasks = (int)SL_MIN((rows + SL_TILE_R - 1) / SL_TILE_R, (int64_t)sl_pool_threads(pool) * 4);
