@@ -1,7 +1,9 @@
 /* Fuzzes the kernels with arbitrary weight bytes, as a GGUF file could hold:
  * byte 0 picks the weight type, the rest are its blocks. Dequantization must
  * not crash, and the scalar and AVX2 dots must agree bitwise (or both be NaN)
- * on any bytes, including inf/NaN scales and codes a quantizer never writes. */
+ * on any bytes, including inf/NaN scales and codes a quantizer never writes.
+ * Where the CPU has AVX-512 VNNI, the matmul (one token, and two tokens,
+ * which take the VNNI paths for Q8_0/Q4_0) must give the same bits too. */
 #include "engine/kernels/kernels.h"
 
 #include <math.h>
@@ -51,6 +53,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (memcmp(&r0, &r1, 4) != 0 && !(isnan(r0) && isnan(r1)))
             abort();
+    }
+    if (sl_kernel_set_isa(SL_KISA_AVX512) == 0) {
+        float x2[2 * 4096], o[2];
+        memcpy(x2, xf, sizeof(float) * (size_t)n);
+        memcpy(x2 + n, xf, sizeof(float) * (size_t)n);
+        for (int nt = 1; nt <= 2; nt++) {
+            if (sl_kernel_matmul(o, type, 1, n, w, x2, nt, NULL, 0) != 0)
+                abort();
+            for (int t = 0; t < nt; t++)
+                if (memcmp(&r0, &o[t], 4) != 0 && !(isnan(r0) && isnan(o[t])))
+                    abort();
+        }
     }
 out:
     sl_free(w);
