@@ -96,8 +96,13 @@ before(async () => {
   }
 });
 
-// the greedy answer to QUESTION, taken once by the first test
+// The greedy answer to QUESTION (set by the first test; asked here when a
+// test runs alone, e.g. with --test-name-pattern).
 let greedy;
+async function greedyAnswer() {
+  greedy ??= await client.chat.completions.create({ model: MODEL, messages: QUESTION, temperature: 0 });
+  return greedy;
+}
 
 describe('chat completions', () => {
   it('create (temperature 0) answers with the catalogue fact, usage and ids', async () => {
@@ -121,20 +126,22 @@ describe('chat completions', () => {
   });
 
   it('max_tokens N cuts the answer: finish_reason length, N completion tokens', async () => {
+    const g = await greedyAnswer();
     const N = 4;
     // the uncapped answer is longer than N tokens, so the cap must bite
-    assert.ok(greedy.usage.completion_tokens > N + 1, `uncapped: ${greedy.usage.completion_tokens} tokens`);
+    assert.ok(g.usage.completion_tokens > N + 1, `uncapped: ${g.usage.completion_tokens} tokens`);
     const c = await client.chat.completions.create({ model: MODEL, messages: QUESTION, temperature: 0, max_tokens: N });
     assert.equal(c.choices[0].finish_reason, 'length');
     assert.equal(c.usage.completion_tokens, N);
-    assert.equal(c.usage.prompt_tokens, greedy.usage.prompt_tokens);
+    assert.equal(c.usage.prompt_tokens, g.usage.prompt_tokens);
     const text = c.choices[0].message.content;
-    assert.ok(text.length > 0 && text.length < greedy.choices[0].message.content.length, JSON.stringify(text));
+    assert.ok(text.length > 0 && text.length < g.choices[0].message.content.length, JSON.stringify(text));
     // greedy: the capped answer is the start of the full one
-    assert.ok(greedy.choices[0].message.content.startsWith(text), `${JSON.stringify(text)} starts the full answer`);
+    assert.ok(g.choices[0].message.content.startsWith(text), `${JSON.stringify(text)} starts the full answer`);
   });
 
   it('stream: true deltas join to the non-streamed answer', async () => {
+    const g = await greedyAnswer();
     const stream = await client.chat.completions.create({ model: MODEL, messages: QUESTION, temperature: 0, stream: true });
     let text = '';
     let chunks = 0;
@@ -150,12 +157,13 @@ describe('chat completions', () => {
         if (ch.finish_reason) finish = ch.finish_reason;
       }
     }
-    assert.equal(text, greedy.choices[0].message.content);
+    assert.equal(text, g.choices[0].message.content);
     assert.equal(finish, 'stop');
     assert.ok(chunks >= 3, `role, text and finish chunks at least, got ${chunks}`);
   });
 
   it('stream_options.include_usage: a last chunk with the same usage and no choices', async () => {
+    const g = await greedyAnswer();
     const stream = await client.chat.completions.create({
       model: MODEL,
       messages: QUESTION,
@@ -168,20 +176,21 @@ describe('chat completions', () => {
     const last = chunks.at(-1);
     assert.deepEqual(last.choices, []);
     checkUsage(last.usage);
-    assert.deepEqual(counts(last.usage), counts(greedy.usage));
+    assert.deepEqual(counts(last.usage), counts(g.usage));
     assert.ok(chunks.slice(0, -1).every((c) => !c.usage), 'only the last chunk carries usage');
     const text = chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? '')).join('');
-    assert.equal(text, greedy.choices[0].message.content);
+    assert.equal(text, g.choices[0].message.content);
   });
 
   it('the SDK stream helper accumulates the final completion', async () => {
+    const g = await greedyAnswer();
     const runner = client.beta.chat.completions.stream({ model: MODEL, messages: QUESTION, temperature: 0 });
     const deltas = [];
     runner.on('content', (delta) => deltas.push(delta));
     const final = await runner.finalChatCompletion();
-    assert.equal(final.choices[0].message.content, greedy.choices[0].message.content);
+    assert.equal(final.choices[0].message.content, g.choices[0].message.content);
     assert.equal(final.choices[0].finish_reason, 'stop');
-    assert.equal(deltas.join(''), greedy.choices[0].message.content);
+    assert.equal(deltas.join(''), g.choices[0].message.content);
   });
 
   it('a seed makes sampling (temperature 0.8) reproducible; other seeds differ', async () => {
@@ -232,7 +241,8 @@ describe('chat completions', () => {
   });
 
   it('stop strings cut the answer before the stop, finish_reason stop', async () => {
-    const full = greedy.choices[0].message.content;
+    const g = await greedyAnswer();
+    const full = g.choices[0].message.content;
     // a word from the middle of the model's own answer, so it certainly occurs
     const words = full.split(' ');
     assert.ok(words.length >= 5, JSON.stringify(full));
@@ -246,7 +256,7 @@ describe('chat completions', () => {
     });
     assert.equal(c.choices[0].message.content, expected);
     assert.equal(c.choices[0].finish_reason, 'stop');
-    assert.ok(c.usage.completion_tokens < greedy.usage.completion_tokens, JSON.stringify(c.usage));
+    assert.ok(c.usage.completion_tokens < g.usage.completion_tokens, JSON.stringify(c.usage));
   });
 });
 
@@ -379,6 +389,7 @@ describe('errors', () => {
 
 describe('an aborted stream', () => {
   it('cancels the sequence and frees its KV blocks; the server still answers', async () => {
+    const g = await greedyAnswer();
     const idle = await engineState();
     assert.equal(idle.running, 0);
     assert.equal(idle.used, 0, 'no KV blocks held when idle');
@@ -422,6 +433,6 @@ describe('an aborted stream', () => {
 
     // and the server goes on answering, with the same greedy answer
     const c = await client.chat.completions.create({ model: MODEL, messages: QUESTION, temperature: 0 });
-    assert.equal(c.choices[0].message.content, greedy.choices[0].message.content);
+    assert.equal(c.choices[0].message.content, g.choices[0].message.content);
   });
 });
