@@ -1052,12 +1052,45 @@ static json_t *local_answer(gw_req *q, const gw_localx *lx, const char *text, si
     return o;
 }
 
+/* A vector as OpenAI's encoding_format "base64" sends it: the standard
+ * base64 (with padding) of its float32 values, little-endian. NULL on OOM. */
+static json_t *embedding_base64(const float *v, int n)
+{
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nb = (size_t)n * 4, olen = (nb + 2) / 3 * 4;
+    uint8_t *raw = sl_malloc(nb ? nb : 1);
+    char *out = sl_malloc(olen + 1);
+    json_t *s = NULL;
+    if (raw && out) {
+        for (int k = 0; k < n; k++) {
+            uint32_t u;
+            memcpy(&u, &v[k], 4);
+            for (int j = 0; j < 4; j++)
+                raw[(size_t)k * 4 + (size_t)j] = (uint8_t)(u >> (8 * j));
+        }
+        size_t o = 0;
+        for (size_t i = 0; i < nb; i += 3) {
+            uint32_t w = (uint32_t)raw[i] << 16 | (i + 1 < nb ? (uint32_t)raw[i + 1] << 8 : 0) |
+                         (i + 2 < nb ? raw[i + 2] : 0);
+            out[o++] = abc[w >> 18 & 63];
+            out[o++] = abc[w >> 12 & 63];
+            out[o++] = i + 1 < nb ? abc[w >> 6 & 63] : '=';
+            out[o++] = i + 2 < nb ? abc[w & 63] : '=';
+        }
+        s = json_stringn(out, o);
+    }
+    sl_free(raw);
+    sl_free(out);
+    return s;
+}
+
 static json_t *local_embeddings(gw_req *q, const gw_localx *lx)
 {
+    bool b64 = q->req->encoding_format && !strcmp(q->req->encoding_format, "base64");
     json_t *data = json_array();
     for (int i = 0; data && i < lx->n_total; i++) {
-        json_t *v = json_array();
-        for (int k = 0; v && lx->emb[i] && k < lx->n_embd; k++)
+        json_t *v = b64 && lx->emb[i] ? embedding_base64(lx->emb[i], lx->n_embd) : json_array();
+        for (int k = 0; !b64 && v && lx->emb[i] && k < lx->n_embd; k++)
             json_array_append_new(v, json_real(lx->emb[i][k]));
         json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", v));
     }
@@ -1228,8 +1261,6 @@ static const char *local_unsupported(const sl_request *r, const char **param)
     for (size_t i = 0; i < r->n_messages; i++)
         if (r->messages[i].n_media_parts)
             return *param = "messages", "local models take text only (no images, audio or files)";
-    if (r->kind == SL_API_EMBEDDINGS && r->encoding_format && strcmp(r->encoding_format, "float"))
-        return *param = "encoding_format", "local models return float embeddings only";
     if (r->kind == SL_API_EMBEDDINGS && r->has_dimensions)
         return *param = "dimensions", "local models cannot shorten embeddings (dimensions)";
     return NULL;

@@ -6,6 +6,7 @@ batch invariance through HTTP (concurrent requests give what each gives
 alone), streaming, usage with cached prompt tokens, a disconnect freeing
 the sequence's KV blocks, embeddings, the errors a local model gives, and
 the engine metrics."""
+import base64
 import json
 import math
 import os
@@ -248,6 +249,15 @@ def main():
                 again = harness.post_json(s.port, "/v1/embeddings", {"model": "tiny", "input": "hello world"}).json()
                 check_eq(again["data"][0]["embedding"], o["data"][0]["embedding"], "same input, same vector")
                 check(o["usage"]["prompt_tokens"] > 0, "usage")
+                # encoding_format base64 (the OpenAI SDKs' default): the
+                # little-endian float32 bytes of the same vectors
+                b = harness.post_json(s.port, "/v1/embeddings", {"model": "tiny", "input": ["hello world", "the cat sat"],
+                                                                "encoding_format": "base64"}).json()
+                for i in range(2):
+                    raw = base64.b64decode(b["data"][i]["embedding"], validate=True)
+                    check_eq(list(struct.unpack("<32f", raw)),
+                             [struct.unpack("<f", struct.pack("<f", x))[0] for x in o["data"][i]["embedding"]],
+                             f"base64 vector {i} = float vector {i}")
 
             def t_errors():
                 r = complete(s.port, "hello " * 400)
