@@ -1,5 +1,6 @@
-/* AVX-512 VNNI matmul for Q8_0 and Q4_0 weights and two or more tokens: the
- * batched decode steps and prefill chunks of the engine.
+/* AVX-512 VNNI matmul for Q8_0, Q4_0 and Q4_K weights and two or more
+ * tokens (the batched decode steps and prefill chunks of the engine), and a
+ * one-token tile for Q8_0/Q4_0 decode.
  *
  * Same numbers as the dots, bit for bit. The reduction contract (kernels.h)
  * fixes, per output element and per 32-element block, 8 int32 lanes (lane i
@@ -27,6 +28,7 @@
 #include "engine/kernels/kernels_impl.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
@@ -112,10 +114,11 @@ TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, size_t w_row, int r,
 
 /* out[t * os + r] for rows w (NR of them, a clamped copy of the last real
  * row fills a short group) and NP pairs of x; nt real tokens (2NP or 2NP-1). */
-TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, const vnni_xblk *x,
+TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, const void *xv,
                                       int64_t nb, int nt, float *out, size_t os, const int NP,
                                       const bool q4)
 {
+    const vnni_xblk *x = xv;
     __m512 acc[VR][VP];
     const uint8_t *wr[VR];
     UNROLL
@@ -169,50 +172,205 @@ TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, co
         }
 }
 
-#define TILE_SHAPES(name, q4)                                                                  \
-    TARGET static void name##_1(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+/* Q4_K against Q8_K, tokens paired as above. Per pair and super-block the
+ * activations are repacked as 8 groups of 32 + 32 bytes (group g of token
+ * 2p, then of 2p + 1), the bsum pairs (bsums[2j] + bsums[2j + 1], j < 8) of
+ * both tokens and both scales. The exact integers of dot_q4_K: sumi =
+ * sum_j sc_j * sum(q * y) (maddubs pairs, then vpdpwssd against the
+ * sub-block scale: the madd + add of the AVX2 tile in one instruction) and
+ * summ = sum_j m_j * bsum pair j, then the same two fmaf per element. */
+typedef struct {
+    int8_t q[8][64];
+    int16_t bs[16]; /* token 2p: 0..7, token 2p + 1: 8..15 */
+    float d[2];
+} vnni_kblk;
+
+TARGET static void repack_k(vnni_kblk *out, const uint8_t *xa, size_t xa_row, int64_t n_tok,
+                            int64_t nb, int64_t p0, int64_t p1)
+{
+    for (int64_t p = p0; p < p1; p++) {
+        const uint8_t *ra = xa + (size_t)(2 * p) * xa_row;
+        const uint8_t *rc = xa + (size_t)SL_MIN(2 * p + 1, n_tok - 1) * xa_row;
+        for (int64_t b = 0; b < nb; b++) {
+            vnni_kblk *o = out + p * nb + b;
+            const sl_blk_q8_K *a = (const sl_blk_q8_K *)ra + b, *c = (const sl_blk_q8_K *)rc + b;
+            for (int g = 0; g < 8; g++) {
+                memcpy(o->q[g], a->qs + 32 * g, 32);
+                memcpy(o->q[g] + 32, c->qs + 32 * g, 32);
+            }
+            for (int j = 0; j < 8; j++) {
+                o->bs[j] = (int16_t)(a->bsums[2 * j] + a->bsums[2 * j + 1]);
+                o->bs[8 + j] = (int16_t)(c->bsums[2 * j] + c->bsums[2 * j + 1]);
+            }
+            o->d[0] = a->d;
+            o->d[1] = c->d;
+        }
+    }
+}
+
+TARGET static ALWAYS_INLINE __m128i q4k_scales(const uint8_t *sc12)
+{
+    uint32_t u[4];
+    memcpy(u, sc12, 12);
+    const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4); /* mins 4..7 */
+    uint32_t m03 = u[1] & k1;                               /* mins 0..3 */
+    u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);         /* scales 4..7 */
+    u[2] = m03;
+    u[0] &= k1; /* scales 0..3 */
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
+TARGET static ALWAYS_INLINE int32_t hsum_i32x8(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+TARGET static ALWAYS_INLINE void tile_k(const uint8_t *w, size_t w_row, int nr, const void *xv,
+                                        int64_t nb, int nt, float *out, size_t os, const int NP)
+{
+    const vnni_kblk *x = xv;
+    float sum[VR][2 * VP];
+    const uint8_t *wr[VR];
+    UNROLL
+    for (int r = 0; r < VR; r++) {
+        wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
+        UNROLL
+        for (int t = 0; t < 2 * NP; t++)
+            sum[r][t] = 0.0f;
+    }
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        __m512i sc[VR], acc[VR][VP];
+        __m256i mins[VR];
+        UNROLL
+        for (int r = 0; r < VR; r++) {
+            const sl_blk_q4_K *wb = (const sl_blk_q4_K *)wr[r] + b;
+            const char *pf = (const char *)wb + 2 * VR * w_row;
+            _mm_prefetch(pf, _MM_HINT_T0);
+            _mm_prefetch(pf + 64, _MM_HINT_T0);
+            _mm_prefetch(pf + 128, _MM_HINT_T0);
+            __m128i sm = q4k_scales(wb->scales);
+            mins[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)));
+            sc[r] = _mm512_broadcast_i32x4(_mm_cvtepu8_epi16(sm));
+            UNROLL
+            for (int p = 0; p < NP; p++)
+                acc[r][p] = _mm512_setzero_si512();
+        }
+        UNROLL
+        for (int c = 0; c < 4; c++) {
+            /* int16 k of each 128-bit lane broadcast: the scale of sub-block k */
+            const __m512i pat0 = _mm512_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c)));
+            const __m512i pat1 = _mm512_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2)));
+            UNROLL
+            for (int r = 0; r < VR; r++) {
+                const sl_blk_q4_K *wb = (const sl_blk_q4_K *)wr[r] + b;
+                __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb->qs + 32 * c)));
+                __m512i lo = _mm512_and_si512(q, m4);
+                __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                __m512i s0 = _mm512_shuffle_epi8(sc[r], pat0);
+                __m512i s1 = _mm512_shuffle_epi8(sc[r], pat1);
+                UNROLL
+                for (int p = 0; p < NP; p++) {
+                    const vnni_kblk *xb = x + p * nb + b;
+                    /* nibble (<= 15) * |y| (<= 127): pairs far below int16 saturation */
+                    __m512i p0 = _mm512_maddubs_epi16(lo, _mm512_loadu_si512(xb->q[2 * c]));
+                    __m512i p1 = _mm512_maddubs_epi16(hi, _mm512_loadu_si512(xb->q[2 * c + 1]));
+                    acc[r][p] = _mm512_dpwssd_epi32(acc[r][p], p0, s0);
+                    acc[r][p] = _mm512_dpwssd_epi32(acc[r][p], p1, s1);
+                }
+            }
+        }
+        UNROLL
+        for (int r = 0; r < VR; r++) {
+            const sl_blk_q4_K *wb = (const sl_blk_q4_K *)wr[r] + b;
+            float wd = _cvtsh_ss(wb->d), wm = _cvtsh_ss(wb->dmin);
+            UNROLL
+            for (int p = 0; p < NP; p++) {
+                const vnni_kblk *xb = x + p * nb + b;
+                /* int32 lanes 0-3: token 2p's min products, 4-7: token 2p + 1's */
+                __m256i mp = _mm256_madd_epi16(mins[r], _mm256_loadu_si256((const __m256i *)xb->bs));
+                mp = _mm256_add_epi32(mp, _mm256_shuffle_epi32(mp, _MM_SHUFFLE(1, 0, 3, 2)));
+                mp = _mm256_add_epi32(mp, _mm256_shuffle_epi32(mp, _MM_SHUFFLE(2, 3, 0, 1)));
+                int32_t summ0 = _mm256_extract_epi32(mp, 0), summ1 = _mm256_extract_epi32(mp, 4);
+                int32_t sumi0 = hsum_i32x8(_mm512_castsi512_si256(acc[r][p]));
+                int32_t sumi1 = hsum_i32x8(_mm512_extracti64x4_epi64(acc[r][p], 1));
+                float dall0 = xb->d[0] * wd, dmin0 = xb->d[0] * wm;
+                float dall1 = xb->d[1] * wd, dmin1 = xb->d[1] * wm;
+                sum[r][2 * p] = fmaf(dall0, (float)sumi0, sum[r][2 * p]);
+                sum[r][2 * p] = fmaf(-dmin0, (float)summ0, sum[r][2 * p]);
+                sum[r][2 * p + 1] = fmaf(dall1, (float)sumi1, sum[r][2 * p + 1]);
+                sum[r][2 * p + 1] = fmaf(-dmin1, (float)summ1, sum[r][2 * p + 1]);
+            }
+        }
+    }
+    UNROLL
+    for (int t = 0; t < 2 * NP; t++) {
+        if (t >= nt)
+            break;
+        UNROLL
+        for (int r = 0; r < VR; r++)
+            if (r < nr)
+                out[(size_t)t * os + (size_t)r] = sum[r][t];
+    }
+}
+
+#define TILE_SHAPES(name, body)                                                                \
+    TARGET static void name##_1(const uint8_t *w, size_t wr, int nr, const void *x,            \
                                 int64_t nb, int nt, float *o, size_t os)                       \
     {                                                                                          \
-        tile(w, wr, nr, x, nb, nt, o, os, 1, q4);                                              \
+        body(w, wr, nr, x, nb, nt, o, os, 1);                                                  \
     }                                                                                          \
-    TARGET static void name##_2(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+    TARGET static void name##_2(const uint8_t *w, size_t wr, int nr, const void *x,            \
                                 int64_t nb, int nt, float *o, size_t os)                       \
     {                                                                                          \
-        tile(w, wr, nr, x, nb, nt, o, os, 2, q4);                                              \
+        body(w, wr, nr, x, nb, nt, o, os, 2);                                                  \
     }                                                                                          \
-    TARGET static void name##_3(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+    TARGET static void name##_3(const uint8_t *w, size_t wr, int nr, const void *x,            \
                                 int64_t nb, int nt, float *o, size_t os)                       \
     {                                                                                          \
-        tile(w, wr, nr, x, nb, nt, o, os, 3, q4);                                              \
+        body(w, wr, nr, x, nb, nt, o, os, 3);                                                  \
     }                                                                                          \
-    TARGET static void name##_4(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x,       \
+    TARGET static void name##_4(const uint8_t *w, size_t wr, int nr, const void *x,            \
                                 int64_t nb, int nt, float *o, size_t os)                       \
     {                                                                                          \
-        tile(w, wr, nr, x, nb, nt, o, os, 4, q4);                                              \
+        body(w, wr, nr, x, nb, nt, o, os, 4);                                                  \
     }
 
-TILE_SHAPES(tile_q8, false)
-TILE_SHAPES(tile_q4, true)
+#define TILE_Q8(w, wr, nr, x, nb, nt, o, os, NP) tile(w, wr, nr, x, nb, nt, o, os, NP, false)
+#define TILE_Q4(w, wr, nr, x, nb, nt, o, os, NP) tile(w, wr, nr, x, nb, nt, o, os, NP, true)
+TILE_SHAPES(tile_q8, TILE_Q8)
+TILE_SHAPES(tile_q4, TILE_Q4)
+TILE_SHAPES(tile_qk, tile_k)
 
-typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const vnni_xblk *x, int64_t nb,
-                        int nt, float *o, size_t os);
+typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const void *x, int64_t nb, int nt,
+                        float *o, size_t os);
 static const tile_fn tiles_q8[VP] = {tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4};
 static const tile_fn tiles_q4[VP] = {tile_q4_1, tile_q4_2, tile_q4_3, tile_q4_4};
+static const tile_fn tiles_qk[VP] = {tile_qk_1, tile_qk_2, tile_qk_3, tile_qk_4};
 
 typedef struct {
     float *out;
     const uint8_t *w, *xa;
     size_t w_row, xa_row;
     int64_t rows, n_tok, nb, pairs;
-    vnni_xblk *xp;
-    bool q4;
+    uint8_t *xp;   /* repacked activations: pairs x nb blocks of xp_blk bytes */
+    size_t xp_blk;
+    int wtype;
 } vnni_ctx;
 
 static void repack_task(void *vctx, int idx, int n)
 {
     vnni_ctx *c = vctx;
-    repack(c->xp, c->xa, c->xa_row, c->n_tok, c->nb, c->pairs * idx / n, c->pairs * (idx + 1) / n,
-           !c->q4);
+    int64_t p0 = c->pairs * idx / n, p1 = c->pairs * (idx + 1) / n;
+    if (c->wtype == SL_KT_Q4_K)
+        repack_k((vnni_kblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
+    else
+        repack((vnni_xblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1,
+               c->wtype == SL_KT_Q8_0);
 }
 
 /* Contiguous ranges of whole 4-row groups per task, as the other matmul
@@ -222,14 +380,15 @@ static void tile_task(void *vctx, int idx, int n)
     vnni_ctx *c = vctx;
     int64_t groups = (c->rows + VR - 1) / VR;
     int64_t r0 = groups * idx / n * VR, r1 = SL_MIN(c->rows, groups * (idx + 1) / n * VR);
-    const tile_fn *fns = c->q4 ? tiles_q4 : tiles_q8;
+    const tile_fn *fns = c->wtype == SL_KT_Q4_K ? tiles_qk
+                         : c->wtype == SL_KT_Q4_0 ? tiles_q4 : tiles_q8;
     for (int64_t r = r0; r < r1; r += VR) {
         int nr = (int)SL_MIN((int64_t)VR, r1 - r);
         const uint8_t *wr = c->w + (size_t)r * c->w_row;
         for (int64_t p = 0; p < c->pairs; p += VP) {
             int np = (int)SL_MIN((int64_t)VP, c->pairs - p);
             int nt = (int)SL_MIN((int64_t)(2 * np), c->n_tok - 2 * p);
-            fns[np - 1](wr, c->w_row, nr, c->xp + p * c->nb, c->nb, nt,
+            fns[np - 1](wr, c->w_row, nr, c->xp + (size_t)(p * c->nb) * c->xp_blk, c->nb, nt,
                         c->out + 2 * p * c->rows + r, (size_t)c->rows);
         }
     }
@@ -332,12 +491,13 @@ int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, con
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool)
 {
+    bool k = wtype == SL_KT_Q4_K;
     vnni_ctx c = {.out = out, .w = w, .xa = xa, .w_row = w_row, .xa_row = xa_row, .rows = rows,
-                  .n_tok = n_tok, .nb = cols / 32, .pairs = (n_tok + 1) / 2,
-                  .q4 = wtype == SL_KT_Q4_0};
-    if ((uint64_t)c.pairs * (uint64_t)c.nb > SIZE_MAX / sizeof(vnni_xblk))
+                  .n_tok = n_tok, .nb = cols / (k ? 256 : 32), .pairs = (n_tok + 1) / 2,
+                  .xp_blk = k ? sizeof(vnni_kblk) : sizeof(vnni_xblk), .wtype = wtype};
+    if ((uint64_t)c.pairs * (uint64_t)c.nb > SIZE_MAX / c.xp_blk)
         return SL_EINVAL;
-    c.xp = sl_malloc((size_t)(c.pairs * c.nb) * sizeof(vnni_xblk));
+    c.xp = sl_malloc((size_t)(c.pairs * c.nb) * c.xp_blk);
     if (!c.xp)
         return SL_ENOMEM;
     sl_pool_run(pool, repack_task, &c, (int)SL_MIN(c.pairs, (int64_t)sl_pool_threads(pool)));

@@ -58,7 +58,7 @@
 #define SL_Q8_K_BYTES 292 /* float d, int8 qs[256], int16 bsums[16] */
 
 /* Instruction-set choice for the kernels. AVX512 is AVX2 plus AVX-512 VNNI
- * matmuls for Q8_0/Q4_0 weights and two or more tokens (same results). */
+ * matmuls for Q8_0/Q4_0/Q4_K weights (same results). */
 typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1, SL_KISA_AVX512 = 2 } sl_kernel_isa;
 
 /* Returns the ISA the kernels use now: the best the CPU has (AVX2 needs

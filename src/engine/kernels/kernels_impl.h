@@ -83,9 +83,9 @@ void sl_kernel_quant_q8_K_ref(const float *x, void *dst, int64_t nb);
 uint16_t sl_kernel_fp16_up(float d);
 
 #if defined(__x86_64__)
-/* dot_vnni.c: out[t][r] for Q8_0 or Q4_0 weights against n_tok >= 1
- * activation rows already quantized to Q8_0 (xa), with AVX-512 VNNI; bitwise
- * equal to the dots. 0, SL_EINVAL or SL_ENOMEM. */
+/* dot_vnni.c: out[t][r] for Q8_0, Q4_0 or Q4_K weights against n_tok >= 1
+ * activation rows already quantized to the weight's vec type (xa), with
+ * AVX-512 VNNI; bitwise equal to the dots. 0, SL_EINVAL or SL_ENOMEM. */
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool);

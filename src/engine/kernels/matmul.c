@@ -283,7 +283,8 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 #if defined(__x86_64__)
         /* One token is memory-bound and the AVX2 tiles prefetch for it; the
          * VNNI tiles pay off from two tokens on. Same results either way. */
-        if (n_tok >= 2 && (wtype == SL_KT_Q8_0 || wtype == SL_KT_Q4_0) && sl_kernel_wide()) {
+        if (n_tok >= 2 && (wtype == SL_KT_Q8_0 || wtype == SL_KT_Q4_0 || wtype == SL_KT_Q4_K) &&
+            sl_kernel_wide()) {
             rc = sl_kernel_matmul_vnni(out, wtype, rows, cols, w, c.w_row, c.xa, c.xa_row, n_tok,
                                        pool);
             sl_free(scratch);
