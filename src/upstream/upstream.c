@@ -676,6 +676,9 @@ int sl_upstream_pool_create(uv_loop_t *loop, const sl_upstream_limits *lim, sl_u
     curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
     curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
+                      (long)(lim && lim->max_idle_connections > 0 ? lim->max_idle_connections
+                                                                  : SL_UPSTREAM_DEFAULT_MAX_IDLE));
     if (lim && lim->max_host_connections > 0)
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)lim->max_host_connections);
     if (lim && lim->max_total_connections > 0)
