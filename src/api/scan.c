@@ -263,16 +263,22 @@ static int scan_number(scan_cur *c, val_info *v)
 static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *child, val_info *v);
 
 /* The id of a key that matters in an object of kind k (bit index + 1), or 0. */
+typedef struct scan_key {
+    const char *name;
+    size_t len;
+} scan_key;
+#define KEY(s) {s, sizeof s - 1}
+
 static int key_id(obj_kind k, const unsigned char *s, size_t n)
 {
-    static const char *const root[] = {"choices", "usage"};
-    static const char *const choice[] = {"text", "delta", "finish_reason"};
-    static const char *const delta[] = {"content", "refusal", "reasoning_content", "reasoning", "tool_calls",
-                                        "function_call"};
-    static const char *const usage[] = {"prompt_tokens", "completion_tokens", "total_tokens",
-                                        "prompt_tokens_details"};
-    static const char *const details[] = {"cached_tokens"};
-    const char *const *keys;
+    static const scan_key root[] = {KEY("choices"), KEY("usage")};
+    static const scan_key choice[] = {KEY("text"), KEY("delta"), KEY("finish_reason")};
+    static const scan_key delta[] = {KEY("content"),   KEY("refusal"),    KEY("reasoning_content"),
+                                     KEY("reasoning"), KEY("tool_calls"), KEY("function_call")};
+    static const scan_key usage[] = {KEY("prompt_tokens"), KEY("completion_tokens"), KEY("total_tokens"),
+                                     KEY("prompt_tokens_details")};
+    static const scan_key details[] = {KEY("cached_tokens")};
+    const scan_key *keys;
     size_t nk;
     switch (k) {
     case OBJ_ROOT: keys = root; nk = SL_ARRAY_LEN(root); break;
@@ -283,7 +289,7 @@ static int key_id(obj_kind k, const unsigned char *s, size_t n)
     default: return 0;
     }
     for (size_t i = 0; i < nk; i++)
-        if (strlen(keys[i]) == n && !memcmp(keys[i], s, n))
+        if (keys[i].len == n && !memcmp(keys[i].name, s, n))
             return (int)i + 1;
     return 0;
 }
@@ -403,8 +409,9 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
         obj_kind ck = id ? child_kind(k, id, &choices) : OBJ_SKIP;
         if (!id)
             choices = false;
-        obj_state child;
-        memset(&child, 0, sizeof child);
+        obj_state child; /* read only for keys that matter */
+        if (id)
+            memset(&child, 0, sizeof child);
         val_info v;
         if (scan_value(c, ck, choices, &child, &v))
             return UNSUP;
@@ -437,8 +444,9 @@ static int scan_array(scan_cur *c, bool choices, obj_state *st, val_info *v)
         return 0;
     }
     for (;;) {
-        obj_state el;
-        memset(&el, 0, sizeof el);
+        obj_state el; /* read only for the choices array */
+        if (choices)
+            memset(&el, 0, sizeof el);
         val_info ev;
         if (scan_value(c, choices ? OBJ_CHOICE : OBJ_SKIP, false, &el, &ev))
             return UNSUP;
