@@ -55,9 +55,11 @@ typedef struct obj_state {
 
 #define UNSUP SL_EUNSUPPORTED
 
-static void skip_ws(scan_cur *c)
+static inline void skip_ws(scan_cur *c)
 {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+    /* compact JSON has none: one comparison settles the usual case */
+    while (c->p < c->end && *c->p <= ' ' &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
@@ -113,23 +115,33 @@ static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
-/* The first byte at or after p that is not plain printable ASCII inside a
- * string (a control byte, '"', '\\' or a byte >= 0x80), or end. Eight bytes at
- * a time: the hot loop of the relay's chunk scan. */
+/* Bytes that may appear raw inside a string without a closer look: printable
+ * ASCII except '"' and '\\'. */
+static const bool plain_byte[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1,
+};
+
+/* The first byte at or after p that is not plain (a control byte, '"', '\\'
+ * or a byte >= 0x80), or end. Eight bytes at a time: the hot loop of the
+ * relay's chunk scan. */
 static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (end - p >= 8) {
         uint64_t x;
         memcpy(&x, p, 8);
         uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
-        /* a byte's high bit is set in t when it is < 0x20, '"', '\\' or >= 0x80 */
+        /* the high bit of a byte of t is set when the byte is < 0x20, '"', '\\'
+         * or >= 0x80, or when a borrow from such a byte below it reaches it;
+         * so the lowest set bit marks the first byte that is not plain */
         uint64_t t = ((x - ones * 0x20) | (q - ones) | (bs - ones) | x) & highs;
         if (t)
-            break;
+            return p + (__builtin_ctzll(t) >> 3);
         p += 8;
     }
-    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+#endif
+    while (p < end && plain_byte[*p])
         p++;
     return p;
 }
