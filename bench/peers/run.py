@@ -23,6 +23,7 @@ generator completed: proof that the requests really went through the proxy.
 
 Usage: bash bench/peers/run.sh [--rounds 3] [--duration 5] [--workers 1]
        [--targets direct,sluice,nginx,portkey] [--json-out FILE]
+       [--sluice PATH]   (or SLUICE_BIN=PATH: another sluice binary as the gateway)
 """
 import argparse
 import json
@@ -196,11 +197,15 @@ def main():
     ap.add_argument("--targets", default="direct,sluice,nginx,portkey,litellm")
     ap.add_argument("--workloads", default="c1,c64,s64")
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--sluice", default=os.environ.get("SLUICE_BIN"),
+                    help="the sluice binary under test (default: SLUICE_BIN, else BUILD/sluice); "
+                         "the load generator and mockllm still come from --build")
     ap.add_argument("--json-out")
     args = ap.parse_args()
     sluice = os.path.join(args.build, "sluice")
+    gateway = args.sluice or sluice
     mockllm = os.path.join(args.build, "mockllm")
-    for exe in (sluice, mockllm):
+    for exe in (sluice, mockllm, gateway):
         if not os.access(exe, os.X_OK):
             sys.exit(f"missing {exe}: run `make release` first")
     wanted = args.targets.split(",")
@@ -233,7 +238,7 @@ def main():
                         f"      api_base: http://127.0.0.1:{up['b']}/v1\n      model: mock\n"
                         f"server:\n  listen: 127.0.0.1:0\n  workers: {args.workers}\n  access_log: false\n"
                         "  max_inflight: 100000\n  max_connections: 100000\n  log_level: warn\n")
-            p = procs.start("sluice", [sluice, "serve", "-c", cfg, "--port", "0", "--log-level", "warn"])
+            p = procs.start("sluice", [gateway, "serve", "-c", cfg, "--port", "0", "--log-level", "warn"])
             port = int(procs.wait_log("sluice", p, r"listening on [^ ]*:(\d+)").group(1))
             gw_pid["sluice"] = p.pid
             u = f"http://127.0.0.1:{port}"

@@ -193,6 +193,22 @@ int sl_api_rewrite_model(const char *data, size_t len, const char *client_model,
 int sl_api_inspect_chunk(const char *data, size_t len, sl_usage *usage, bool *has_content, bool *finish,
                          bool *is_usage_only);
 
+/* What the gateway reads from an upstream body or streamed chunk: the fields
+ * of sl_api_inspect_chunk's out-parameters, and usage (known false when the
+ * text carries no usage object with a count). */
+typedef struct sl_api_scan {
+    bool has_content, finish, usage_only;
+    sl_usage usage;
+} sl_api_scan;
+
+/* The allocation-free fast path behind sl_api_parse_response and
+ * sl_api_inspect_chunk (scan.c): validates data as one JSON object and fills
+ * *out. Returns 0 only when the full JSON parser would accept the text and
+ * give the same results; SL_EUNSUPPORTED for anything it does not handle
+ * exactly (malformed JSON included), after which the caller must use the
+ * full parser. */
+int sl_api_scan_upstream(const char *data, size_t len, sl_api_scan *out);
+
 /* ---- Server-Sent Events, client side ----
  * Each appends to out all or nothing: 0, or SL_ETOOBIG/SL_ENOMEM with out unchanged. */
 /* "data: <data>\n\n"; a payload with line breaks (\n, \r\n, \r) becomes one data: line per line. */

@@ -61,9 +61,41 @@ static const char *type_name(const json_t *j)
 static void pathf(char *p, const char *fmt, ...) SL_PRINTF(2, 3);
 static void pathf(char *p, const char *fmt, ...)
 {
+    /* %s and %zu, the only conversions paths use, by hand: this runs several
+     * times per message of every valid request, where vsnprintf cost more
+     * than the rest of the validation */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p, PATH_LEN, fmt, ap);
+    size_t n = 0;
+    const size_t cap = PATH_LEN - 1;
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            if (n < cap)
+                p[n++] = *f;
+        } else if (f[1] == 's') {
+            for (const char *s = va_arg(ap, const char *); *s && n < cap; s++)
+                p[n++] = *s;
+            f++;
+        } else if (f[1] == 'z' && f[2] == 'u') {
+            size_t x = va_arg(ap, size_t);
+            char d[24];
+            int k = 0;
+            do {
+                d[k++] = (char)('0' + x % 10);
+                x /= 10;
+            } while (x);
+            while (k && n < cap)
+                p[n++] = d[--k];
+            f += 2;
+        } else {
+            va_end(ap);
+            va_start(ap, fmt);
+            vsnprintf(p, PATH_LEN, fmt, ap);
+            va_end(ap);
+            return;
+        }
+    }
+    p[n] = 0;
     va_end(ap);
 }
 
@@ -834,45 +866,229 @@ void sl_request_release(sl_request *r)
 
 /* ---- upstream body ---- */
 
-static int dump_to_buf(const char *p, size_t n, void *data)
+/* ---- the upstream body ----
+ * Written straight from the decoded tree, byte for byte what jansson's
+ * json_dump_callback writes with SL_API_JSON_DUMP_FLAGS (compact, members in
+ * insertion order, strings escaped as it escapes them, reals as "%.15g" with
+ * its fix-ups), without the shallow copy and the per-value callbacks that
+ * cost more than decoding the request. tests/fuzz/api_request.c compares the
+ * two on every input. */
+
+static int put(sl_buf *out, const char *p, size_t n) { return sl_buf_append(out, p, n); }
+
+/* A JSON string the way jansson escapes it: \\ \" \b \f \n \r \t, other
+ * bytes below 0x20 as \u00XX (upper-case hex), everything else raw (the
+ * tree's strings are valid UTF-8 without NUL). */
+static int dump_string(sl_buf *out, const char *s, size_t n)
 {
-    return sl_buf_append(data, p, n) ? -1 : 0;
+    int rc = sl_buf_append_char(out, '"');
+    size_t run = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        rc = put(out, s + run, i - run);
+        run = i + 1;
+        char seq[8];
+        const char *t = seq;
+        size_t tl = 2;
+        switch (c) {
+        case '"': t = "\\\""; break;
+        case '\\': t = "\\\\"; break;
+        case '\b': t = "\\b"; break;
+        case '\f': t = "\\f"; break;
+        case '\n': t = "\\n"; break;
+        case '\r': t = "\\r"; break;
+        case '\t': t = "\\t"; break;
+        default: {
+            static const char hex[] = "0123456789ABCDEF";
+            memcpy(seq, "\\u00", 4);
+            seq[4] = hex[c >> 4];
+            seq[5] = hex[c & 15];
+            tl = 6;
+            break;
+        }
+        }
+        if (!rc)
+            rc = put(out, t, tl);
+    }
+    if (!rc)
+        rc = put(out, s + run, n - run);
+    if (!rc)
+        rc = sl_buf_append_char(out, '"');
+    return rc;
+}
+
+static int dump_integer(sl_buf *out, json_int_t v)
+{
+    char d[24];
+    int k = 0;
+    unsigned long long x = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        d[k++] = (char)('0' + x % 10);
+        x /= 10;
+    } while (x);
+    if (v < 0)
+        d[k++] = '-';
+    char r[24];
+    for (int i = 0; i < k; i++)
+        r[i] = d[k - 1 - i];
+    return put(out, r, (size_t)k);
+}
+
+/* jansson's real format: "%.15g", ".0" added when neither '.' nor 'e' is in
+ * it, and the exponent without '+' or leading zeros. */
+static int dump_real(sl_buf *out, double v)
+{
+    char b[32];
+    int n = snprintf(b, sizeof b - 3, "%.15g", v);
+    if (n < 0 || (size_t)n >= sizeof b - 3)
+        return SL_EINVAL;
+    size_t len = (size_t)n;
+    if (!memchr(b, '.', len) && !memchr(b, 'e', len)) {
+        memcpy(b + len, ".0", 3);
+        len += 2;
+    }
+    char *e = memchr(b, 'e', len);
+    if (e) {
+        char *start = e + 1, *end = e + 2;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, len - (size_t)(end - b) + 1);
+            len -= (size_t)(end - start);
+        }
+    }
+    return put(out, b, len);
+}
+
+static int dump_value(sl_buf *out, const json_t *j);
+
+static int dump_key(sl_buf *out, const char *key, bool first)
+{
+    int rc = first ? 0 : sl_buf_append_char(out, ',');
+    if (!rc)
+        rc = dump_string(out, key, strlen(key));
+    if (!rc)
+        rc = sl_buf_append_char(out, ':');
+    return rc;
+}
+
+static int dump_value(sl_buf *out, const json_t *j)
+{
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        int rc = sl_buf_append_char(out, '{');
+        bool first = true;
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)j, key, v) {
+            if (!rc)
+                rc = dump_key(out, key, first);
+            if (!rc)
+                rc = dump_value(out, v);
+            first = false;
+        }
+        return rc ? rc : sl_buf_append_char(out, '}');
+    }
+    case JSON_ARRAY: {
+        int rc = sl_buf_append_char(out, '[');
+        for (size_t i = 0; !rc && i < json_array_size(j); i++) {
+            if (i)
+                rc = sl_buf_append_char(out, ',');
+            if (!rc)
+                rc = dump_value(out, json_array_get(j, i));
+        }
+        return rc ? rc : sl_buf_append_char(out, ']');
+    }
+    case JSON_STRING: return dump_string(out, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER: return dump_integer(out, json_integer_value(j));
+    case JSON_REAL: return dump_real(out, json_real_value(j));
+    case JSON_TRUE: return put(out, "true", 4);
+    case JSON_FALSE: return put(out, "false", 5);
+    case JSON_NULL: return put(out, "null", 4);
+    }
+    return SL_EINVAL;
+}
+
+/* stream_options with include_usage forced true: in its place when the
+ * client sent it, else last; a stream_options that is not an object is
+ * replaced by {"include_usage":true}. */
+static int dump_stream_options(sl_buf *out, const json_t *so)
+{
+    int rc = sl_buf_append_char(out, '{');
+    bool first = true, seen = false;
+    if (json_is_object(so)) {
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)so, key, v) {
+            if (!rc)
+                rc = dump_key(out, key, first);
+            first = false;
+            if (!rc && !strcmp(key, "include_usage")) {
+                seen = true;
+                rc = put(out, "true", 4);
+            } else if (!rc) {
+                rc = dump_value(out, v);
+            }
+        }
+    }
+    if (!rc && !seen)
+        rc = dump_key(out, "include_usage", first);
+    if (!rc && !seen)
+        rc = put(out, "true", 4);
+    return rc ? rc : sl_buf_append_char(out, '}');
 }
 
 int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf *out)
 {
-    /* A shallow copy: the replaced members are new, the rest are shared
-     * references, so r->body is never modified. */
-    json_t *copy = json_copy(r->body);
-    if (!copy)
-        return SL_ENOMEM;
-    int rc = 0;
+    /* the same check json_string makes: upstream_model must be UTF-8 */
     json_t *model = json_string(upstream_model);
-    if (!model || json_object_set_new(copy, "model", model)) {
-        rc = model ? SL_ENOMEM : SL_EINVAL;
-        goto done;
-    }
-    if (r->stream && r->kind != SL_API_EMBEDDINGS) {
-        json_t *so = json_object_get(r->body, "stream_options");
-        json_t *nso = json_is_object(so) ? json_copy(so) : json_object();
-        if (!nso || json_object_set_new(nso, "include_usage", json_true())) {
-            json_decref(nso);
-            rc = SL_ENOMEM;
-            goto done;
-        }
-        if (json_object_set_new(copy, "stream_options", nso)) { /* set_new drops nso on failure */
-            rc = SL_ENOMEM;
-            goto done;
-        }
-    }
+    if (!model)
+        return SL_EINVAL;
+    json_decref(model);
+    bool force_usage = r->stream && r->kind != SL_API_EMBEDDINGS;
     size_t mark = out->len;
-    if (json_dump_callback(copy, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS)) {
+    int rc = sl_buf_append_char(out, '{');
+    bool first = true, so_done = false, model_done = false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(r->body, key, v) {
+        if (!rc)
+            rc = dump_key(out, key, first);
+        first = false;
+        if (rc)
+            break;
+        if (!strcmp(key, "model")) {
+            rc = dump_string(out, upstream_model, strlen(upstream_model));
+            model_done = true;
+        } else if (force_usage && !strcmp(key, "stream_options")) {
+            rc = dump_stream_options(out, v);
+            so_done = true;
+        } else {
+            rc = dump_value(out, v);
+        }
+    }
+    if (!rc && !model_done) { /* decoding requires a model: not reached, kept for the contract */
+        rc = dump_key(out, "model", first);
+        first = false;
+        if (!rc)
+            rc = dump_string(out, upstream_model, strlen(upstream_model));
+    }
+    if (!rc && force_usage && !so_done) {
+        rc = dump_key(out, "stream_options", first);
+        if (!rc)
+            rc = dump_stream_options(out, NULL);
+    }
+    if (!rc)
+        rc = sl_buf_append_char(out, '}');
+    if (rc) {
         out->len = mark;
         if (out->data)
             out->data[mark] = 0;
-        rc = SL_ETOOBIG;
+        return rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG;
     }
-done:
-    json_decref(copy);
-    return rc;
+    return 0;
 }

@@ -96,6 +96,12 @@ int sl_api_parse_response(const char *body, size_t len, sl_usage *usage)
 {
     if (usage)
         memset(usage, 0, sizeof *usage);
+    sl_api_scan sc;
+    if (sl_api_scan_upstream(body, len, &sc) == 0) {
+        if (usage)
+            *usage = sc.usage;
+        return 0;
+    }
     json_t *root = load_object(body, len);
     if (!root)
         return SL_EPARSE;
@@ -156,6 +162,18 @@ int sl_api_inspect_chunk(const char *data, size_t len, sl_usage *usage, bool *ha
                          bool *is_usage_only)
 {
     bool content = false, fin = false, usage_only = false;
+    sl_api_scan sc;
+    if (sl_api_scan_upstream(data, len, &sc) == 0) {
+        if (usage && sc.usage.known)
+            *usage = sc.usage;
+        if (has_content)
+            *has_content = sc.has_content;
+        if (finish)
+            *finish = sc.finish;
+        if (is_usage_only)
+            *is_usage_only = sc.usage_only;
+        return 0;
+    }
     json_t *root = load_object(data, len);
     if (!root) {
         if (has_content)

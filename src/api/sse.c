@@ -22,9 +22,11 @@ int sl_sse_data(sl_buf *out, const char *data, size_t len)
     size_t start = 0;
     int rc = 0;
     for (;;) {
-        size_t end = start;
-        while (end < len && data[end] != '\n' && data[end] != '\r')
-            end++;
+        const char *lf = memchr(data + start, '\n', len - start);
+        size_t end = lf ? (size_t)(lf - data) : len;
+        const char *cr = memchr(data + start, '\r', end - start);
+        if (cr)
+            end = (size_t)(cr - data);
         rc = sl_buf_append(out, "data: ", 6);
         if (!rc)
             rc = sl_buf_append(out, data + start, end - start);

@@ -488,8 +488,19 @@ static void log_access(gw_req *q)
 /* Records the outcome once the client has its answer. */
 static void finish_metrics(gw_req *q)
 {
-    char st[16];
-    snprintf(st, sizeof st, "%d", q->status);
+    char st[16]; /* the status in decimal, without printf's cost on every request */
+    int status = q->status;
+    if (status >= 0 && status < 1000) {
+        int k = 0;
+        if (status >= 100)
+            st[k++] = (char)('0' + status / 100);
+        if (status >= 10)
+            st[k++] = (char)('0' + status / 10 % 10);
+        st[k++] = (char)('0' + status % 10);
+        st[k] = 0;
+    } else {
+        snprintf(st, sizeof st, "%d", status);
+    }
     const char *model = q->group ? q->model : "";
     sl_metrics_add(q->w->metrics, SL_M_REQUESTS, model, q->backend ? q->backend->conf->id : "", st, 1);
     sl_metrics_observe(q->w->metrics, SL_M_DURATION, model, NULL, NULL, secs_since(q->t_start));
@@ -1473,7 +1484,12 @@ static void attempt_send(gw_req *q)
 
     sl_buf ub;
     sl_buf_init(&ub, 64u << 20);
-    char *url = sl_arena_sprintf(q->arena, "%s%s", bc->api_base, q->endpoint);
+    size_t base_len = strlen(bc->api_base), ep_len = strlen(q->endpoint);
+    char *url = sl_arena_alloc(q->arena, base_len + ep_len + 1);
+    if (url) {
+        memcpy(url, bc->api_base, base_len);
+        memcpy(url + base_len, q->endpoint, ep_len + 1);
+    }
     int rc = url ? sl_api_upstream_body(q->req, bc->model, &ub) : SL_ENOMEM;
     sl_upstream_header hdr[1] = {{"X-Request-Id", q->request_id}};
     double first_byte = bc->first_byte_timeout_s > 0 ? bc->first_byte_timeout_s : bc->timeout_s;

@@ -127,10 +127,11 @@ static int sse_line(sl_sse_parser *p, const char *l, size_t n,
 /* Index of the first CR or LF in b[0..n), or n. */
 static size_t find_eol(const char *b, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (b[i] == '\n' || b[i] == '\r')
-            return i;
-    return n;
+    /* two memchr passes beat one byte loop: lines are a few hundred bytes */
+    const char *lf = memchr(b, '\n', n);
+    size_t lim = lf ? (size_t)(lf - b) : n;
+    const char *cr = memchr(b, '\r', lim);
+    return cr ? (size_t)(cr - b) : lim;
 }
 
 int sl_sse_parser_feed(sl_sse_parser *p, const char *buf, size_t n,

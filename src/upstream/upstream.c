@@ -36,6 +36,9 @@
 
 #define XFER_MSG_MAX 256
 #define HEADER_LINE_MAX 8192 /* longest extra header line we send, bytes */
+/* Easy handles kept for reuse per pool: a reset handle keeps its buffers, so a
+ * transfer does not pay for libcurl's per-handle set-up and tear-down. */
+#define SPARE_EASY_MAX 256
 
 typedef struct sock_ctx {
     uv_poll_t poll;
@@ -90,6 +93,8 @@ struct sl_upstream_pool {
     sl_upstream_xfer *xfers;
     sl_upstream_xfer *work_head, *work_tail;
     sock_ctx *socks;
+    CURL *spare[SPARE_EASY_MAX]; /* reset easy handles for the next transfers */
+    int n_spare;
     conn_slot *conns;      /* indexed by fd */
     size_t n_conns;
     uint64_t sockets_opened, sockets_closed;
@@ -246,6 +251,31 @@ static void work_unlink(sl_upstream_pool *p, sl_upstream_xfer *x)
     x->wprev = x->wnext = NULL;
 }
 
+/* ---- easy handles ---- */
+
+/* A reset spare handle, or a new one; NULL when out of memory. */
+static CURL *easy_get(sl_upstream_pool *p)
+{
+    if (p->n_spare > 0)
+        return p->spare[--p->n_spare];
+    return curl_easy_init();
+}
+
+/* Keeps e for a later transfer, its options back to libcurl's defaults (no
+ * header list, callback or pointer of the last transfer survives), or frees
+ * it. e must be out of the multi handle. */
+static void easy_put(sl_upstream_pool *p, CURL *e)
+{
+    if (!e)
+        return;
+    if (p->destroying || p->n_spare >= SPARE_EASY_MAX) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e);
+    p->spare[p->n_spare++] = e;
+}
+
 /* ---- transfer teardown ---- */
 
 /* Frees everything of x except its memory, which goes with its timer. x must
@@ -263,8 +293,7 @@ static void xfer_release(sl_upstream_xfer *x)
         p->xfers = x->next;
     if (x->next)
         x->next->prev = x->prev;
-    if (x->easy)
-        curl_easy_cleanup(x->easy);
+    easy_put(p, x->easy);
     x->easy = NULL;
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
@@ -676,6 +705,9 @@ int sl_upstream_pool_create(uv_loop_t *loop, const sl_upstream_limits *lim, sl_u
     curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
     curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS,
+                      (long)(lim && lim->max_idle_connections > 0 ? lim->max_idle_connections
+                                                                  : SL_UPSTREAM_DEFAULT_MAX_IDLE));
     if (lim && lim->max_host_connections > 0)
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)lim->max_host_connections);
     if (lim && lim->max_total_connections > 0)
@@ -702,6 +734,8 @@ void sl_upstream_pool_destroy(sl_upstream_pool *p)
         xfer_release(x);
     }
     p->destroying = true;
+    while (p->n_spare > 0)
+        curl_easy_cleanup(p->spare[--p->n_spare]);
     while (p->socks) {
         curl_multi_assign(p->multi, p->socks->fd, NULL);
         sock_close(p->socks);
@@ -758,11 +792,22 @@ static bool is_method(const char *m)
     return true;
 }
 
+/* "name: value" into line (HEADER_LINE_MAX bytes); false when it does not fit. */
+static bool header_line(char *line, const char *name, const char *value)
+{
+    size_t nn = strlen(name), vn = strlen(value);
+    if (nn + 2 + vn >= HEADER_LINE_MAX)
+        return false;
+    memcpy(line, name, nn);
+    memcpy(line + nn, ": ", 2);
+    memcpy(line + nn + 2, value, vn + 1);
+    return true;
+}
+
 static int add_header(struct curl_slist **l, const char *name, const char *value)
 {
     char line[HEADER_LINE_MAX];
-    int n = snprintf(line, sizeof line, "%s: %s", name, value);
-    if (n < 0 || (size_t)n >= sizeof line)
+    if (!header_line(line, name, value))
         return SL_EINVAL;
     struct curl_slist *nl = curl_slist_append(*l, line);
     if (!nl)
@@ -802,16 +847,19 @@ static int build_headers(sl_upstream_xfer *x, const sl_upstream_req *r)
         /* Built on the stack and wiped: the key must not linger in freed memory
          * of ours (libcurl's copy lives in the slist until the transfer ends). */
         char line[HEADER_LINE_MAX];
-        int n = snprintf(line, sizeof line, "Authorization: Bearer %s", r->api_key);
-        if (n < 0 || (size_t)n >= sizeof line)
+        static const char pre[] = "Authorization: Bearer ";
+        size_t kn = strlen(r->api_key);
+        if (sizeof pre - 1 + kn >= sizeof line) {
             rc = SL_EINVAL;
-        else {
+        } else {
+            memcpy(line, pre, sizeof pre - 1);
+            memcpy(line + sizeof pre - 1, r->api_key, kn + 1);
             struct curl_slist *nl = curl_slist_append(x->hdrs, line);
             rc = nl ? 0 : SL_ENOMEM;
             if (nl)
                 x->hdrs = nl;
         }
-        memset(line, 0, sizeof line);
+        memset(line, 0, SL_MIN(sizeof line, sizeof pre + kn)); /* what was written */
     }
     if (!rc && !have_ct && r->body_len)
         rc = add_header(&x->hdrs, "Content-Type", "application/json");
@@ -896,13 +944,12 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
     x->first_byte_ms = req->first_byte_timeout_ms;
     x->idle_ms = req->idle_timeout_ms;
     x->total_ms = req->total_timeout_ms;
-    x->easy = curl_easy_init();
+    x->easy = easy_get(p);
     rc = x->easy ? build_headers(x, req) : SL_ENOMEM;
     if (!rc)
         rc = setup_easy(x, req);
     if (rc) {
-        if (x->easy)
-            curl_easy_cleanup(x->easy);
+        easy_put(p, x->easy);
         curl_slist_free_all(x->hdrs);
         sl_free(x);
         return rc;

@@ -39,10 +39,16 @@ typedef struct sl_upstream_pool sl_upstream_pool;
 typedef struct sl_upstream_xfer sl_upstream_xfer;
 
 #define SL_UPSTREAM_DEFAULT_MAX_RESPONSE ((size_t)32 << 20) /* bytes */
+/* Idle connections a pool keeps by default. libcurl's own default (4 per
+ * transfer in flight) empties the cache whenever concurrency dips, and every
+ * request after the dip pays a new TCP connection. */
+#define SL_UPSTREAM_DEFAULT_MAX_IDLE 1024
 
 typedef struct sl_upstream_limits {
     int max_host_connections;  /* per pool, per host; 0 = libcurl default (unlimited) */
     int max_total_connections; /* per pool; 0 = unlimited */
+    int max_idle_connections;  /* per pool: idle keep-alive connections kept for reuse;
+                                  0 = SL_UPSTREAM_DEFAULT_MAX_IDLE */
     size_t max_response_bytes; /* non-streamed body cap; 0 = SL_UPSTREAM_DEFAULT_MAX_RESPONSE.
                                   Exceeding it fails the transfer with SL_ETOOBIG. */
 } sl_upstream_limits;

@@ -415,6 +415,25 @@ static void test_upstream_body_passthrough(void)
     sl_buf_free(&small);
     sl_request_release(r);
 
+    /* escapes and numbers come out exactly as jansson writes them */
+    sl_buf_reset(&b);
+    const char *odd = "{\"model\":\"a\",\"messages\":[{\"role\":\"user\",\"content\":\"q\\\"\\\\/\\b\\f\\n\\r\\t"
+                      "\\u0001\\u001f\\u007f\\u00e9\xe2\x82\xac\"}],\"temperature\":1,\"top_p\":1e-7,"
+                      "\"x\":[1.5e300,-0.0,2.0,100000000000000000000.0,-9223372036854775808,0.1],\"k\\n\":{}}";
+    r = NULL;
+    sl_api_error err;
+    EXPECT_EQ_INT(sl_api_decode_request(SL_API_CHAT, odd, strlen(odd), a, &r, &err), 0);
+    if (!r)
+        return;
+    EXPECT_EQ_INT(sl_api_upstream_body(r, "m\xc3\xa9", &b), 0);
+    EXPECT_EQ_STR(b.data, "{\"model\":\"m\xc3\xa9\",\"messages\":[{\"role\":\"user\",\"content\":\"q\\\"\\\\/\\b\\f\\n"
+                          "\\r\\t\\u0001\\u001F\x7f\xc3\xa9\xe2\x82\xac\"}],\"temperature\":1,\"top_p\":1e-7,"
+                          "\"x\":[1.5e300,-0.0,2.0,1e20,-9223372036854775808,0.1],\"k\\n\":{}}");
+    sl_buf_reset(&b);
+    EXPECT_EQ_INT(sl_api_upstream_body(r, "bad\xff", &b), SL_EINVAL);
+    EXPECT_EQ_UINT(b.len, 0);
+    sl_request_release(r);
+
     /* streaming without stream_options: include_usage is forced on upstream */
     sl_buf_reset(&b);
     r = decode_ok(SL_API_CHAT, "{'model':'a','messages':[{'role':'user','content':'hi'}],'stream':true}", a);

@@ -749,6 +749,41 @@ static void test_reuse_one_connection(void)
     fx_close(&f);
 }
 
+/* Keep-alive connections outlive the transfers that used them: a wave of
+ * concurrent transfers finishing one after another leaves every connection
+ * in the cache, and the next wave reuses all of them. (libcurl's default
+ * cache holds 4 per transfer still in the multi handle, so it closed most of
+ * the wave as its last transfers finished.) */
+static void test_reuse_many_connections(void)
+{
+    enum { N = 16 };
+    fx f;
+    fx_open(&f, NULL);
+    rec r[N];
+    char path[64];
+    for (int wave = 0; wave < 2; wave++) {
+        for (int i = 0; i < N; i++) {
+            rec_init(&r[i], &f);
+            /* staggered ends: transfer i ends after about 2 * 5 * i ms */
+            snprintf(path, sizeof path, "/stream/2/%d", 5 * i);
+            EXPECT_EQ_INT(start_rec(&f, &r[i], path, NULL), 0);
+        }
+        run_until(&f, &r[N - 1].n_done, 10000);
+        for (int i = 0; i < N; i++) {
+            run_until(&f, &r[i].n_done, 5000);
+            EXPECT_EQ_INT(r[i].err, 0);
+            sl_buf_free(&r[i].body);
+        }
+    }
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 2 * N);
+    EXPECT_EQ_INT(atomic_load(&f.s.accepts), N);
+    uint64_t opened = 0, closed = 0;
+    sl_upstream_pool_stats(f.pool, &opened, &closed);
+    EXPECT_EQ_UINT(opened, N);
+    EXPECT_EQ_UINT(closed, 0);
+    fx_close(&f);
+}
+
 typedef struct cancel_ctx {
     rec *r;
     int fired;
@@ -958,6 +993,7 @@ int main(void)
     RUN(test_retry_after);
     RUN(test_truncated_chunked);
     RUN(test_reuse_one_connection);
+    RUN(test_reuse_many_connections);
     RUN(test_cancel_mid_stream);
     RUN(test_cancel_while_paused);
     RUN(test_cancel_inside_callbacks);

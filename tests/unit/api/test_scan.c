@@ -1,0 +1,162 @@
+/* The upstream scanner (src/api/scan.c): exact results on well-formed
+ * bodies and chunks, SL_EUNSUPPORTED on everything it leaves to the full
+ * parser, and the public readers' answers on those (the fallback). */
+#include "api/api.h"
+#include "test.h"
+
+#define SCAN(s, out) sl_api_scan_upstream((s), strlen(s), (out))
+
+static void test_chunks(void)
+{
+    static const struct {
+        const char *data;
+        bool content, finish, usage_only, known;
+        int64_t p, c, t, cached;
+    } cases[] = {
+        {"{\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},"
+         "\"finish_reason\":null}]}",
+         false, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}", true, false, false,
+         false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"content\":\"\\n\"}}]}", true, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"refusal\":\"no\"}}]}", true, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"reasoning\":\"r\"}}]}", true, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"tool_calls\":[]}}]}", false, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}]}}]}", true,
+         false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"function_call\":{}}}]}", true, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"delta\":{\"function_call\":null,\"content\":null}}]}", false, false, false, false, 0, 0,
+         0, 0},
+        {"{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}", false, true, false, false, 0, 0, 0,
+         0},
+        {"{\"choices\":[{\"text\":\"x\",\"finish_reason\":\"\"}]}", true, true, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"text\":\"\",\"delta\":{\"content\":\"y\"}}]}", true, false, false, false, 0, 0, 0, 0},
+        /* a content key outside delta, or delta outside a choice, is not content */
+        {"{\"content\":\"x\",\"delta\":{\"content\":\"x\"},\"choices\":[{\"message\":{\"content\":\"x\"}}]}", false,
+         false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[5,null,[{\"text\":\"x\"}],{\"delta\":5}]}", false, false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":{\"text\":\"x\"},\"usage\":{}}", false, false, true, false, 0, 0, 0, 0},
+        {"{\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7,\"total_tokens\":12}}", false,
+         false, true, true, 5, 7, 12, 0},
+        {"{\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":7}}", false, false, true, true, 5, 7, 12, 0},
+        {"{\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"usage\":{\"prompt_tokens\":1,\"total_tokens\":9,"
+         "\"prompt_tokens_details\":{\"cached_tokens\":-4}}}",
+         true, false, false, true, 1, 0, 9, 0},
+        {"{\"usage\":{\"prompt_tokens\":-3,\"completion_tokens\":2.0,\"prompt_tokens_details\":{\"cached_tokens\":3}}}",
+         false, false, true, true, 0, 0, 0, 3},
+        {"{\"usage\":{\"prompt_tokens\":\"5\",\"total_tokens\":null}}", false, false, true, false, 0, 0, 0, 0},
+        {"{\"usage\":{\"prompt_tokens\":999999999999999999}}", false, false, true, true, 999999999999999999, 0,
+         999999999999999999, 0},
+        {" \t\r\n{ \"choices\" : [ { \"delta\" : { \"content\" : \"caf\xc3\xa9 \xf0\x9f\x98\x80\" } } ] } \n", true,
+         false, false, false, 0, 0, 0, 0},
+        {"{\"choices\":[{\"text\":\"\\ud83d\\ude00\",\"logprobs\":[-0.5,1e-9,-0,3E+2,true,false]}]}", true, false,
+         false, false, 0, 0, 0, 0},
+        /* escaped keys are fine where no key matters */
+        {"{\"choices\":[{\"index\":0,\"logprobs\":{\"t\\u0065xt\":\"x\"}}]}", false, false, false, false,
+         0, 0, 0, 0},
+        {"{}", false, false, false, false, 0, 0, 0, 0},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        sl_api_scan s;
+        int rc = SCAN(cases[i].data, &s);
+        if (rc != 0 || s.has_content != cases[i].content || s.finish != cases[i].finish ||
+            s.usage_only != cases[i].usage_only || s.usage.known != cases[i].known) {
+            T_FAIL_AT("case %zu: rc %d content %d finish %d usage_only %d known %d", i, rc, s.has_content, s.finish,
+                      s.usage_only, s.usage.known);
+            continue;
+        }
+        EXPECT_EQ_INT(s.usage.prompt_tokens, cases[i].p);
+        EXPECT_EQ_INT(s.usage.completion_tokens, cases[i].c);
+        EXPECT_EQ_INT(s.usage.total_tokens, cases[i].t);
+        EXPECT_EQ_INT(s.usage.cached_tokens, cases[i].cached);
+    }
+}
+
+/* {"a":[[...[1]...]]} with `arrays` arrays; returns its length. */
+static size_t nested(char *out, int arrays)
+{
+    size_t n = 0;
+    memcpy(out, "{\"a\":", 5);
+    n = 5;
+    for (int i = 0; i < arrays; i++)
+        out[n++] = '[';
+    out[n++] = '1';
+    for (int i = 0; i < arrays; i++)
+        out[n++] = ']';
+    out[n++] = '}';
+    return n;
+}
+
+static void test_left_to_the_parser(void)
+{
+    static const char *const cases[] = {
+        "", "   ", "[]", "\"x\"", "5", "null", "[DONE]", "<html>",
+        "{", "{\"a\"", "{\"a\":}", "{\"a\":1,}", "{,}", "{\"a\" 1}", "{'a':1}", "{a:1}",
+        "{\"a\":1}x", "{\"a\":1}{}", "{\"a\":[1,]}", "{\"a\":[1 2]}",
+        "{\"a\":01}", "{\"a\":-}", "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":0x10}",
+        "{\"a\":1e400}", "{\"a\":1e99999}", "{\"a\":1234567890123456789}", "{\"a\":NaN}", "{\"a\":tru}",
+        "{\"a\":\"\\u0000\"}", "{\"a\":\"\\ud83d\"}", "{\"a\":\"\\ude00\"}", "{\"a\":\"\\ud83d\\u0041\"}",
+        "{\"a\":\"\\x\"}", "{\"a\":\"\\u12g4\"}", "{\"a\":\"tab\there\"}", "{\"a\":\"unterminated}",
+        "{\"a\":\"\xc3\x28\"}", "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xe2\x82\"}", "\xef\xbb\xbf{}",
+        /* well-formed, but left to the parser: keys that matter repeated or escaped */
+        "{\"usage\":{\"total_tokens\":1},\"usage\":{\"total_tokens\":2}}",
+        "{\"choices\":[{\"text\":\"\",\"text\":\"x\"}]}",
+        "{\"choices\":[{\"delta\":{\"content\":\"x\",\"content\":\"\"}}]}",
+        "{\"us\\u0061ge\":{\"total_tokens\":1}}",
+        "{\"cho\\u0069ces\":5,\"choices\":[{\"text\":\"a\"}]}",
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        sl_api_scan s;
+        int rc = SCAN(cases[i], &s);
+        if (rc != SL_EUNSUPPORTED)
+            T_FAIL_AT("case %zu (%s): rc %d, want SL_EUNSUPPORTED", i, cases[i], rc);
+    }
+    /* nesting: 64 levels (the root object and 63 arrays) are scanned, 65 are not */
+    char deep[200];
+    size_t n = nested(deep, 63);
+    sl_api_scan s;
+    EXPECT_EQ_INT(sl_api_scan_upstream(deep, n, &s), 0);
+    n = nested(deep, 64);
+    EXPECT_EQ_INT(sl_api_scan_upstream(deep, n, &s), SL_EUNSUPPORTED);
+    sl_usage u;
+    EXPECT_EQ_INT(sl_api_parse_response(deep, n, &u), SL_EPARSE);
+}
+
+/* What the public readers answer where the scanner stepped aside. */
+static void test_fallback(void)
+{
+    sl_usage u = {0};
+    bool content = false, finish = false, usage_only = false;
+    /* repeated keys: the last one wins, as in the full parser */
+    const char *dup = "{\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"choices\":[],"
+                      "\"usage\":{\"prompt_tokens\":1,\"prompt_tokens\":2,\"completion_tokens\":3}}";
+    EXPECT_EQ_INT(sl_api_inspect_chunk(dup, strlen(dup), &u, &content, &finish, &usage_only), 0);
+    EXPECT(!content);
+    EXPECT(usage_only);
+    EXPECT(u.known);
+    EXPECT_EQ_INT(u.prompt_tokens, 2);
+    EXPECT_EQ_INT(u.total_tokens, 5);
+    const char *esc = "{\"us\\u0061ge\":{\"total_tokens\":4}}";
+    EXPECT_EQ_INT(sl_api_parse_response(esc, strlen(esc), &u), 0);
+    EXPECT(u.known);
+    EXPECT_EQ_INT(u.total_tokens, 4);
+    const char *esc2 = "{\"cho\\u0069ces\":5,\"choices\":[{\"text\":\"a\"}]}";
+    EXPECT_EQ_INT(sl_api_inspect_chunk(esc2, strlen(esc2), &u, &content, &finish, &usage_only), 0);
+    EXPECT(content);
+    const char *big = "{\"usage\":{\"prompt_tokens\":1234567890123456789}}";
+    EXPECT_EQ_INT(sl_api_parse_response(big, strlen(big), &u), 0);
+    EXPECT_EQ_INT(u.prompt_tokens, 1234567890123456789LL);
+    /* malformed stays malformed */
+    EXPECT_EQ_INT(sl_api_inspect_chunk("{\"a\":01}", 8, &u, &content, &finish, &usage_only), SL_EPARSE);
+    EXPECT_EQ_INT(sl_api_parse_response("{\"a\":\"\\u0000\"}", 13, &u), SL_EPARSE);
+    EXPECT_EQ_INT(sl_api_parse_response("{\"a\":1e400}", 11, &u), SL_EPARSE);
+}
+
+int main(void)
+{
+    RUN(test_chunks);
+    RUN(test_left_to_the_parser);
+    RUN(test_fallback);
+    return TEST_REPORT();
+}
