@@ -653,20 +653,28 @@ TARGET static void attn_scores(float *out, const float *q, const float *k, size_
     }
 }
 
+/* Row j of v is read once per 64-float chunk of the head, in order, while
+ * the chunk's sums stay in registers (hd <= 64: each value row is read
+ * exactly once, sequentially). */
 TARGET static void attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
                               int hd)
 {
     int i = 0;
-    for (; i + 16 <= hd; i += 16) {
-        __m256 o0 = _mm256_loadu_ps(o + i), o1 = _mm256_loadu_ps(o + i + 8);
+    for (; i + 64 <= hd; i += 64) {
+        __m256 s[8];
+        UNROLL
+        for (int k = 0; k < 8; k++)
+            s[k] = _mm256_loadu_ps(o + i + 8 * k);
         for (int j = 0; j < n; j++) {
             const float *vj = v + (size_t)j * v_stride + i;
             __m256 aj = _mm256_set1_ps(a[j]);
-            o0 = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj), o0);
-            o1 = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj + 8), o1);
+            UNROLL
+        for (int k = 0; k < 8; k++)
+                s[k] = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj + 8 * k), s[k]);
         }
-        _mm256_storeu_ps(o + i, o0);
-        _mm256_storeu_ps(o + i + 8, o1);
+        UNROLL
+        for (int k = 0; k < 8; k++)
+            _mm256_storeu_ps(o + i + 8 * k, s[k]);
     }
     for (; i + 8 <= hd; i += 8) {
         __m256 o0 = _mm256_loadu_ps(o + i);
