@@ -97,14 +97,13 @@ TARGET static inline __m256i dot_i8_lanes(__m256i w, __m256i x)
 TARGET static float dot_q8_0(const void *wv, const void *xv, int64_t n)
 {
     const sl_blk_q8_0 *w = wv, *x = xv;
-    __m256 acc = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t b = 0; b < n / 32; b++) {
-        __m256 d = _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d));
         __m256i p = dot_i8_lanes(_mm256_loadu_si256((const __m256i *)w[b].qs),
                                  _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        acc = fmaf(h2f(w[b].d) * h2f(x[b].d), (float)hsum_i32(p), acc);
     }
-    return hsum8(acc);
+    return acc;
 }
 
 TARGET static float dot_q4_0(const void *wv, const void *xv, int64_t n)
@@ -248,17 +247,26 @@ TARGET static ALWAYS_INLINE __m256 lane_bcast(__m128 v, int r)
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r));
 }
 
+/* Four int32 lane vectors -> their four exact sums (integer adds: any order
+ * gives the same value). */
+TARGET static ALWAYS_INLINE __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    __m256i abcd = _mm256_hadd_epi32(ab, cd);
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+/* Q8_0: per element and block the exact integer dot, then the dot's
+ * fma(dw * dx, dot, acc), four rows of one token in one 4-lane vector (lane r
+ * = row r: the same fused multiply-add per element as the scalar fmaf). */
 TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const uint8_t *x,
                                            size_t x_row, int64_t n, float *out, size_t os,
                                            const int NR, const int NT)
 {
-    __m256 acc[SL_TILE_R][SL_TILE_T];
+    __m128 acc[SL_TILE_T];
     UNROLL
-    for (int r = 0; r < NR; r++)
-        UNROLL
-        for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm_setzero_ps();
     for (int64_t b = 0; b < n / 32; b++) {
         __m256i xq[SL_TILE_T];
         __m128 dd[SL_TILE_T]; /* lane r: fp32(w_r.d) * fp32(x_t.d), as the dot rounds it */
@@ -269,27 +277,39 @@ TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const
             xq[t] = _mm256_loadu_si256((const __m256i *)xb->qs);
             dd[t] = _mm_mul_ps(wd, _mm_set1_ps(h2f(xb->d)));
         }
+        __m256i wq[SL_TILE_R], aw[SL_TILE_R];
         UNROLL
-        for (int r = 0; r < NR; r++) {
-            const sl_blk_q8_0 *wb = (const sl_blk_q8_0 *)(w + (size_t)r * w_row) + b;
-            _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
-            __m256i wq = _mm256_loadu_si256((const __m256i *)wb->qs);
-            __m256i aw = _mm256_sign_epi8(wq, wq);
-            UNROLL
-            for (int t = 0; t < NT; t++) {
-                /* as dot_i8_lanes: |w| <= 128, |x| <= 127, no saturation */
-                __m256i p = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xq[t], wq)), ones);
-                acc[r][t] = _mm256_fmadd_ps(lane_bcast(dd[t], r), _mm256_cvtepi32_ps(p),
-                                            acc[r][t]);
+        for (int r = 0; r < SL_TILE_R; r++) {
+            if (r < NR) {
+                const sl_blk_q8_0 *wb = (const sl_blk_q8_0 *)(w + (size_t)r * w_row) + b;
+                _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
+                wq[r] = _mm256_loadu_si256((const __m256i *)wb->qs);
+            } else {
+                wq[r] = _mm256_setzero_si256();
             }
+            aw[r] = _mm256_sign_epi8(wq[r], wq[r]);
+        }
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            /* as dot_i8_lanes: |w| <= 128, |x| <= 127, no saturation */
+            const __m256i ones = _mm256_set1_epi16(1);
+            __m256i l[SL_TILE_R];
+            UNROLL
+            for (int r = 0; r < SL_TILE_R; r++)
+                l[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xq[t], wq[r])),
+                                         ones);
+            __m128i isum = hsum4_i32(l[0], l[1], l[2], l[3]);
+            acc[t] = _mm_fmadd_ps(dd[t], _mm_cvtepi32_ps(isum), acc[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < NT; t++)
+    for (int t = 0; t < NT; t++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[t]);
         UNROLL
         for (int r = 0; r < NR; r++)
-            out[(size_t)t * os + (size_t)r] = hsum8(acc[r][t]);
+            out[(size_t)t * os + (size_t)r] = o[r];
+    }
 }
 
 /* Q4_0 with unsigned nibbles: lane = sum (q - 8) * x = maddubs(q, x) - maddubs(8, x)

@@ -40,24 +40,24 @@ FLOAT_DOT(dot_f32, load_f32)
 FLOAT_DOT(dot_f16, load_f16)
 FLOAT_DOT(dot_bf16, load_bf16)
 
-/* Q8_0 and Q4_0 against Q8_0: per block, lane i holds the exact integer dot of
- * elements 4i..4i+3 and is accumulated as acc[i] = fma(dw * dx, lane, acc[i]). */
+/* Q8_0 against Q8_0: per block the exact integer dot of its 32 elements,
+ * accumulated as acc = fma(dw * dx, dot, acc) block after block. */
 static float dot_q8_0(const void *wv, const void *xv, int64_t n)
 {
     const sl_blk_q8_0 *w = wv, *x = xv;
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (int64_t b = 0; b < n / 32; b++) {
         float d = sl_kernel_fp16_to_f32(w[b].d) * sl_kernel_fp16_to_f32(x[b].d);
-        for (int l = 0; l < 8; l++) {
-            int p = 0;
-            for (int k = 4 * l; k < 4 * l + 4; k++)
-                p += w[b].qs[k] * x[b].qs[k];
-            acc[l] = fmaf(d, (float)p, acc[l]);
-        }
+        int32_t p = 0;
+        for (int k = 0; k < 32; k++)
+            p += w[b].qs[k] * x[b].qs[k];
+        acc = fmaf(d, (float)p, acc);
     }
-    return sl_kernel_hsum8(acc);
+    return acc;
 }
 
+/* Q4_0 against Q8_0: per block, lane i holds the exact integer dot of
+ * elements 4i..4i+3 and is accumulated as acc[i] = fma(dw * dx, lane, acc[i]). */
 static float dot_q4_0(const void *wv, const void *xv, int64_t n)
 {
     const sl_blk_q4_0 *w = wv;

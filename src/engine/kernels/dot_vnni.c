@@ -340,15 +340,12 @@ TARGET static ALWAYS_INLINE void tile_k(const uint8_t *w, size_t w_row, int nr, 
         body(w, wr, nr, x, nb, nt, o, os, 4);                                                  \
     }
 
-#define TILE_Q8(w, wr, nr, x, nb, nt, o, os, NP) tile(w, wr, nr, x, nb, nt, o, os, NP, false)
 #define TILE_Q4(w, wr, nr, x, nb, nt, o, os, NP) tile(w, wr, nr, x, nb, nt, o, os, NP, true)
-TILE_SHAPES(tile_q8, TILE_Q8)
 TILE_SHAPES(tile_q4, TILE_Q4)
 TILE_SHAPES(tile_qk, tile_k)
 
 typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const void *x, int64_t nb, int nt,
                         float *o, size_t os);
-static const tile_fn tiles_q8[VP] = {tile_q8_1, tile_q8_2, tile_q8_3, tile_q8_4};
 static const tile_fn tiles_q4[VP] = {tile_q4_1, tile_q4_2, tile_q4_3, tile_q4_4};
 static const tile_fn tiles_qk[VP] = {tile_qk_1, tile_qk_2, tile_qk_3, tile_qk_4};
 
@@ -380,8 +377,7 @@ static void tile_task(void *vctx, int idx, int n)
     vnni_ctx *c = vctx;
     int64_t groups = (c->rows + VR - 1) / VR;
     int64_t r0 = groups * idx / n * VR, r1 = SL_MIN(c->rows, groups * (idx + 1) / n * VR);
-    const tile_fn *fns = c->wtype == SL_KT_Q4_K ? tiles_qk
-                         : c->wtype == SL_KT_Q4_0 ? tiles_q4 : tiles_q8;
+    const tile_fn *fns = c->wtype == SL_KT_Q4_K ? tiles_qk : tiles_q4;
     for (int64_t r = r0; r < r1; r += VR) {
         int nr = (int)SL_MIN((int64_t)VR, r1 - r);
         const uint8_t *wr = c->w + (size_t)r * c->w_row;
@@ -466,14 +462,6 @@ TARGET static ALWAYS_INLINE void tile1(const uint8_t *w, size_t w_row, int nr, c
 }
 
 /* Tiles of the sl_kernel_tile_fn shape, one token at a time. */
-TARGET static void tile1_q8_0(const void *w, size_t w_row, int nr, const void *x, size_t x_row,
-                              int nt, int64_t n, float *out, size_t out_stride)
-{
-    for (int t = 0; t < nt; t++)
-        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride,
-              false);
-}
-
 TARGET static void tile1_q4_0(const void *w, size_t w_row, int nr, const void *x, size_t x_row,
                               int nt, int64_t n, float *out, size_t out_stride)
 {
@@ -484,7 +472,74 @@ TARGET static void tile1_q4_0(const void *w, size_t w_row, int nr, const void *x
 
 sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)
 {
-    return wtype == SL_KT_Q8_0 ? tile1_q8_0 : wtype == SL_KT_Q4_0 ? tile1_q4_0 : NULL;
+    return wtype == SL_KT_Q4_0 ? tile1_q4_0 : NULL;
+}
+
+/* ---- Q8_0 repacked in 16-row groups (SL_KT_Q8_0_R16) ----
+ * Lanes are the group's 16 rows: per block and token, 8 vpdpbusd of the
+ * group's 8 quad registers (unsigned w + 128) against the token's 4-byte
+ * activation quads broadcast (signed), starting from -128 * sum(x): the
+ * exact block dot of every row at once. Then fma(dw * dx, dot, acc) per row
+ * lane, which is the Q8_0 dot's own per-block step. */
+TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
+                                           size_t x_row, const int32_t *csum, float *out,
+                                           size_t os, const int NT)
+{
+    __m512 acc[8];
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const sl_blk_q8_0_r16 *gb = g + b;
+        _mm_prefetch((const char *)(gb + 4), _MM_HINT_T0);
+        _mm_prefetch((const char *)(gb + 4) + 64 * 4, _MM_HINT_T0);
+        __m512i wq[8];
+        UNROLL
+        for (int q = 0; q < 8; q++)
+            wq[q] = _mm512_loadu_si512(gb->q[q]);
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->d));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
+            __m512i dot = _mm512_set1_epi32(csum[t * nb + b]);
+            UNROLL
+            for (int q = 0; q < 8; q++) {
+                int32_t quad;
+                memcpy(&quad, xb->qs + 4 * q, 4);
+                dot = _mm512_dpbusd_epi32(dot, wq[q], _mm512_set1_epi32(quad));
+            }
+            __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(xb->d)));
+            acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
+}
+
+#define R16_SHAPE(NT)                                                                          \
+    TARGET static void r16_group_##NT(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,  \
+                                      size_t x_row, const int32_t *csum, float *out, size_t os) \
+    {                                                                                          \
+        r16_group(g, nb, x, x_row, csum, out, os, NT);                                         \
+    }
+R16_SHAPE(1)
+R16_SHAPE(2)
+R16_SHAPE(3)
+R16_SHAPE(4)
+R16_SHAPE(5)
+R16_SHAPE(6)
+R16_SHAPE(7)
+R16_SHAPE(8)
+
+void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
+                              size_t x_row, const int32_t *csum, int nt, float *out, size_t os)
+{
+    static void (*const shapes[8])(const sl_blk_q8_0_r16 *, int64_t, const uint8_t *, size_t,
+                                   const int32_t *, float *, size_t) = {
+        r16_group_1, r16_group_2, r16_group_3, r16_group_4,
+        r16_group_5, r16_group_6, r16_group_7, r16_group_8};
+    shapes[nt - 1](g, nb, x, x_row, csum, out, os);
 }
 
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,

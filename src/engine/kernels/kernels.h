@@ -19,8 +19,9 @@
  * Reduction-order contract (batch invariance, portability):
  *   - The integer part of every quantized dot (per block, or per super-block
  *     for the K types) is exact.
- *   - Floats are accumulated in a fixed order that both versions follow: 8
- *     lanes (lane i of a 32-block takes elements 4i..4i+3) for Q8_0/Q4_0,
+ *   - Floats are accumulated in a fixed order that both versions follow: one
+ *     fused multiply-add per block for Q8_0 (acc = fma(dw * dx, dot, acc)),
+ *     8 lanes (lane i of a 32-block takes elements 4i..4i+3) for Q4_0,
  *     one fused multiply-add per super-block for Q4_K/Q6_K, 32 lanes plus a
  *     sequential tail for F32/F16/BF16, and a fixed horizontal sum. The scalar
  *     reference uses fmaf where the AVX2 version uses FMA, so the two give
@@ -47,6 +48,11 @@
 #define SL_KT_Q8_K 15
 #define SL_KT_BF16 30
 
+/* Not a GGUF type: Q8_0 weights repacked at load time by sl_kernel_repack
+ * into groups of 16 rows so that SIMD lanes are output rows (layout in
+ * kernels_impl.h). Same values and same results as the Q8_0 rows. */
+#define SL_KT_Q8_0_R16 1008
+
 /* Block sizes: elements per block and bytes per block. */
 #define SL_QK8_0 32
 #define SL_QK4_0 32
@@ -58,7 +64,8 @@
 #define SL_Q8_K_BYTES 292 /* float d, int8 qs[256], int16 bsums[16] */
 
 /* Instruction-set choice for the kernels. AVX512 is AVX2 plus AVX-512 VNNI
- * matmuls for Q8_0/Q4_0/Q4_K weights (same results). */
+ * matmuls for Q8_0 (repacked, SL_KT_Q8_0_R16), Q4_0 and Q4_K weights (same
+ * results). */
 typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1, SL_KISA_AVX512 = 2 } sl_kernel_isa;
 
 /* Returns the ISA the kernels use now: the best the CPU has (AVX2 needs
@@ -136,6 +143,16 @@ int sl_kernel_dot(int wtype, const void *w, const void *x, int64_t n, float *out
 #define SL_MATMUL_BLAS_MIN_TOK 32
 int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                      const float *x, int64_t n_tok, sl_pool *pool, unsigned flags);
+
+/* ---- load-time repacking ----
+ * For Q8_0 weights with rows % 16 == 0 on a CPU with the AVX512 kernels:
+ * allocates (sl_malloc, caller frees) the SL_KT_Q8_0_R16 form of W into *out
+ * and its type into *out_type. sl_kernel_matmul on it gives bitwise the
+ * results of the Q8_0 original under every ISA (the scalar reference reads
+ * the repacked form too). Returns 0, SL_EUNSUPPORTED when this type/shape/CPU
+ * gains nothing from repacking (use W as it is), SL_EINVAL or SL_ENOMEM. */
+int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
+                     int *out_type);
 
 /* ---- attention over one head ----
  * Order contract (both ISAs, bitwise equal): a score is 8 fused

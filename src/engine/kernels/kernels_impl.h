@@ -43,6 +43,17 @@ _Static_assert(sizeof(sl_blk_q4_K) == SL_Q4_K_BYTES, "q4_K layout");
 _Static_assert(sizeof(sl_blk_q6_K) == SL_Q6_K_BYTES, "q6_K layout");
 _Static_assert(sizeof(sl_blk_q8_K) == SL_Q8_K_BYTES, "q8_K layout");
 
+/* SL_KT_Q8_0_R16: a group of 16 rows is, block after block, the 16 rows'
+ * fp16 scales, then for each 4-element quad q of the block the 4 bytes of
+ * every row: q[quad][row][4], stored as w + 128 (w ^ 0x80, unsigned) so that
+ * vpdpbusd can take them as its unsigned operand. Groups follow each other;
+ * a group is cols / 32 of these blocks. */
+typedef struct {
+    uint16_t d[16];
+    uint8_t q[8][16][4];
+} sl_blk_q8_0_r16;
+_Static_assert(sizeof(sl_blk_q8_0_r16) == 544, "q8_0_r16 layout");
+
 /* Dot of one weight row (w) with one activation row (x), n elements, n a
  * multiple of the block size. */
 typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
@@ -89,12 +100,21 @@ uint16_t sl_kernel_fp16_up(float d);
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool);
+/* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
+ * of SL_KT_Q8_0_R16 weights (nb blocks) against Q8_0 activation rows x
+ * (x_row apart), with csum[t * nb + b] = -128 * sum of block b's codes. */
+void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
+                              size_t x_row, const int32_t *csum, int nt, float *out, size_t os);
 /* dot_vnni.c: a one-token-at-a-time AVX-512 VNNI tile for Q8_0/Q4_0 (the
  * decode matmul), bitwise equal to the dots; NULL for other types. */
 sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype);
 #endif
 /* True when the current ISA is SL_KISA_AVX512. */
 bool sl_kernel_wide(void);
+
+/* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 weights. */
+int sl_kernel_matmul_r16(float *out, int64_t rows, int64_t cols, const void *w, const float *x,
+                         int64_t n_tok, sl_pool *pool);
 
 /* The table of the current ISA. */
 const sl_kernel_vtab *sl_kernel_vtab_get(void);

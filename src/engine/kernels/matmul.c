@@ -246,6 +246,8 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 {
     if (rows < 0 || cols < 0 || n_tok < 0 || (rows && n_tok && (!out || !w || !x)))
         return SL_EINVAL;
+    if (wtype == SL_KT_Q8_0_R16)
+        return rows == 0 || n_tok == 0 ? 0 : sl_kernel_matmul_r16(out, rows, cols, w, x, n_tok, pool);
     mm_ctx c = {.out = out, .w = w, .x = x, .rows = rows, .cols = cols, .n_tok = n_tok,
                 .wtype = wtype};
     const sl_kernel_vtab *vt = sl_kernel_vtab_get();
@@ -283,7 +285,7 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 #if defined(__x86_64__)
         /* One token is memory-bound and the AVX2 tiles prefetch for it; the
          * VNNI tiles pay off from two tokens on. Same results either way. */
-        if (n_tok >= 2 && (wtype == SL_KT_Q8_0 || wtype == SL_KT_Q4_0 || wtype == SL_KT_Q4_K) &&
+        if (n_tok >= 2 && (wtype == SL_KT_Q4_0 || wtype == SL_KT_Q4_K) &&
             sl_kernel_wide()) {
             rc = sl_kernel_matmul_vnni(out, wtype, rows, cols, w, c.w_row, c.xa, c.xa_row, n_tok,
                                        pool);
