@@ -481,6 +481,9 @@ sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)
  * activation quads broadcast (signed), starting from -128 * sum(x): the
  * exact block dot of every row at once. Then fma(dw * dx, dot, acc) per row
  * lane, which is the Q8_0 dot's own per-block step. */
+#ifndef R16_PF
+#define R16_PF 8
+#endif
 TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
                                            size_t x_row, const int32_t *csum, float *out,
                                            size_t os, const int NT)
@@ -491,8 +494,12 @@ TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb,
         acc[t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const sl_blk_q8_0_r16 *gb = g + b;
-        _mm_prefetch((const char *)(gb + 4), _MM_HINT_T0);
-        _mm_prefetch((const char *)(gb + 4) + 64 * 4, _MM_HINT_T0);
+        /* one sequential stream per thread: software prefetch R16_PF blocks
+         * ahead (all 9 lines of a block), or a lone stream falls short of
+         * the core's share of memory bandwidth */
+        UNROLL
+        for (int l = 0; l < 9; l++)
+            _mm_prefetch((const char *)(gb + R16_PF) + 64 * l, _MM_HINT_T0);
         __m512i wq[8];
         UNROLL
         for (int q = 0; q < 8; q++)

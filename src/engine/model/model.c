@@ -16,6 +16,7 @@ typedef struct sl_weight {
     int type;
     int64_t rows, cols;
     size_t row_bytes;
+    void *owned; /* a load-time repacked copy that data points into, or NULL */
 } sl_weight;
 
 typedef struct sl_layer {
@@ -285,6 +286,37 @@ static int get_vec(const sl_gguf *g, const char *name, int64_t n, const float **
     return rc;
 }
 
+/* Repacks a matmul weight into the kernels' faster layout when they have one
+ * for its type and shape on this CPU (same results; see sl_kernel_repack).
+ * The mapping stays the source of truth for row lookups (tok_embd). */
+static int repack_weight(sl_weight *w, const char *what, char *err, size_t errlen)
+{
+    void *p;
+    int type;
+    int rc = sl_kernel_repack(w->type, w->data, w->rows, w->cols, &p, &type);
+    if (rc == SL_EUNSUPPORTED)
+        return 0;
+    if (rc)
+        return fail(err, errlen, rc, "%s: cannot repack for the kernels (%s)", what,
+                    rc == SL_ENOMEM ? "out of memory" : "bad shape");
+    w->owned = p;
+    w->data = p;
+    w->type = type;
+    return 0;
+}
+
+static void weights_free(sl_model *m)
+{
+    if (m->layers)
+        for (int l = 0; l < m->hp.n_layer; l++) {
+            sl_layer *L = &m->layers[l];
+            sl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (size_t i = 0; i < SL_ARRAY_LEN(ws); i++)
+                sl_free(ws[i]->owned);
+        }
+    sl_free(m->output.owned);
+}
+
 int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
 {
     *out = NULL;
@@ -388,6 +420,19 @@ int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
         if (m->rope_freqs)
             m->inv_freq[i] /= m->rope_freqs[i];
     }
+    for (int l = 0; l < hp->n_layer; l++) {
+        sl_layer *L = &m->layers[l];
+        if ((rc = repack_weight(&L->wq, "attn_q", err, errlen)) ||
+            (rc = repack_weight(&L->wk, "attn_k", err, errlen)) ||
+            (rc = repack_weight(&L->wv, "attn_v", err, errlen)) ||
+            (rc = repack_weight(&L->wo, "attn_output", err, errlen)) ||
+            (rc = repack_weight(&L->w_gate, "ffn_gate", err, errlen)) ||
+            (rc = repack_weight(&L->w_up, "ffn_up", err, errlen)) ||
+            (rc = repack_weight(&L->w_down, "ffn_down", err, errlen)))
+            goto fail;
+    }
+    if ((rc = repack_weight(&m->output, "output", err, errlen)))
+        goto fail;
     *out = m;
     return 0;
 fail:
@@ -399,6 +444,7 @@ void sl_model_free(sl_model *m)
 {
     if (!m)
         return;
+    weights_free(m);
     sl_free(m->layers);
     sl_free(m->inv_freq);
     sl_free(m);
