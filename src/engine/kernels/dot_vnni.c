@@ -485,8 +485,8 @@ sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)
 #define R16_PF 8
 #endif
 TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
-                                           size_t x_row, const int32_t *csum, float *out,
-                                           size_t os, const int NT)
+                                           size_t x_row, const int32_t *csum, const float *xd,
+                                           float *out, size_t os, const int NT)
 {
     __m512 acc[8];
     UNROLL
@@ -500,24 +500,28 @@ TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb,
         UNROLL
         for (int l = 0; l < 9; l++)
             _mm_prefetch((const char *)(gb + R16_PF) + 64 * l, _MM_HINT_T0);
-        __m512i wq[8];
+        __m512i dot[8];
         UNROLL
-        for (int q = 0; q < 8; q++)
-            wq[q] = _mm512_loadu_si512(gb->q[q]);
-        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->d));
+        for (int t = 0; t < NT; t++)
+            dot[t] = _mm512_set1_epi32(csum[t * nb + b]);
+        /* quad-major: consecutive vpdpbusd go to different tokens' sums, so
+         * they do not wait on each other */
         UNROLL
-        for (int t = 0; t < NT; t++) {
-            const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
-            __m512i dot = _mm512_set1_epi32(csum[t * nb + b]);
+        for (int q = 0; q < 8; q++) {
+            __m512i wq = _mm512_loadu_si512(gb->q[q]);
             UNROLL
-            for (int q = 0; q < 8; q++) {
+            for (int t = 0; t < NT; t++) {
+                const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
                 int32_t quad;
                 memcpy(&quad, xb->qs + 4 * q, 4);
-                dot = _mm512_dpbusd_epi32(dot, wq[q], _mm512_set1_epi32(quad));
+                dot[t] = _mm512_dpbusd_epi32(dot[t], wq, _mm512_set1_epi32(quad));
             }
-            __m512 d = _mm512_mul_ps(dw, _mm512_set1_ps(_cvtsh_ss(xb->d)));
-            acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(dot), acc[t]);
         }
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->d));
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])),
+                                     _mm512_cvtepi32_ps(dot[t]), acc[t]);
     }
     UNROLL
     for (int t = 0; t < NT; t++)
@@ -526,9 +530,10 @@ TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb,
 
 #define R16_SHAPE(NT)                                                                          \
     TARGET static void r16_group_##NT(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,  \
-                                      size_t x_row, const int32_t *csum, float *out, size_t os) \
+                                      size_t x_row, const int32_t *csum, const float *xd,       \
+                                      float *out, size_t os)                                    \
     {                                                                                          \
-        r16_group(g, nb, x, x_row, csum, out, os, NT);                                         \
+        r16_group(g, nb, x, x_row, csum, xd, out, os, NT);                                     \
     }
 R16_SHAPE(1)
 R16_SHAPE(2)
@@ -540,13 +545,14 @@ R16_SHAPE(7)
 R16_SHAPE(8)
 
 void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
-                              size_t x_row, const int32_t *csum, int nt, float *out, size_t os)
+                              size_t x_row, const int32_t *csum, const float *xd, int nt,
+                              float *out, size_t os)
 {
     static void (*const shapes[8])(const sl_blk_q8_0_r16 *, int64_t, const uint8_t *, size_t,
-                                   const int32_t *, float *, size_t) = {
+                                   const int32_t *, const float *, float *, size_t) = {
         r16_group_1, r16_group_2, r16_group_3, r16_group_4,
         r16_group_5, r16_group_6, r16_group_7, r16_group_8};
-    shapes[nt - 1](g, nb, x, x_row, csum, out, os);
+    shapes[nt - 1](g, nb, x, x_row, csum, xd, out, os);
 }
 
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,

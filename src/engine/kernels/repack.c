@@ -51,6 +51,7 @@ typedef struct {
     const uint8_t *xa; /* Q8_0 activation rows */
     size_t xa_row;
     const int32_t *csum; /* [n_tok][nb]: -128 * sum of each block's codes */
+    const float *xd;     /* [n_tok][nb]: each block's scale */
     int64_t rows, nb, n_tok;
     bool wide;
 } r16_ctx;
@@ -91,8 +92,8 @@ static void r16_task(void *vctx, int idx, int n)
             const uint8_t *x = c->xa + (size_t)t * c->xa_row;
 #if defined(__x86_64__)
             if (c->wide) {
-                sl_kernel_r16_group_vnni(wg, c->nb, x, c->xa_row, c->csum + t * c->nb, nt, o,
-                                         (size_t)c->rows);
+                sl_kernel_r16_group_vnni(wg, c->nb, x, c->xa_row, c->csum + t * c->nb,
+                                         c->xd + t * c->nb, nt, o, (size_t)c->rows);
                 continue;
             }
 #endif
@@ -109,13 +110,15 @@ int sl_kernel_matmul_r16(float *out, int64_t rows, int64_t cols, const void *w, 
     r16_ctx c = {.out = out, .w = w, .rows = rows, .nb = cols / 32, .n_tok = n_tok,
                  .wide = sl_kernel_get_isa() == SL_KISA_AVX512};
     c.xa_row = (size_t)c.nb * sizeof(sl_blk_q8_0);
-    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * sizeof(int32_t)))
+    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 8))
         return SL_EINVAL;
     uint8_t *xa = sl_malloc((size_t)n_tok * c.xa_row);
     int32_t *csum = sl_malloc((size_t)(n_tok * c.nb) * sizeof(int32_t));
-    if (!xa || !csum) {
+    float *xd = sl_malloc((size_t)(n_tok * c.nb) * sizeof(float));
+    if (!xa || !csum || !xd) {
         sl_free(xa);
         sl_free(csum);
+        sl_free(xd);
         return SL_ENOMEM;
     }
     for (int64_t t = 0; t < n_tok; t++) {
@@ -126,13 +129,16 @@ int sl_kernel_matmul_r16(float *out, int64_t rows, int64_t cols, const void *w, 
             for (int k = 0; k < 32; k++)
                 s += xb[b].qs[k];
             csum[t * c.nb + b] = -128 * s;
+            xd[t * c.nb + b] = sl_kernel_fp16_to_f32(xb[b].d);
         }
     }
     c.xa = xa;
     c.csum = csum;
+    c.xd = xd;
     int tasks = (int)SL_MIN(rows / R16, (int64_t)sl_pool_threads(pool) * 4);
     sl_pool_run(pool, r16_task, &c, tasks);
     sl_free(xa);
     sl_free(csum);
+    sl_free(xd);
     return 0;
 }
