@@ -24,9 +24,12 @@ void sl_kernel_softmax(float *x, int64_t n)
 {
     if (n <= 0)
         return;
+    /* fmaxf's result (a NaN loses to a number) without its libm call, which
+     * showed as 3 % of a long prefill */
     float max = x[0];
     for (int64_t i = 1; i < n; i++)
-        max = fmaxf(max, x[i]);
+        if (x[i] > max || max != max)
+            max = x[i];
     float sum = 0.0f;
     for (int64_t i = 0; i < n; i++) {
         x[i] = expf(x[i] - max);
