@@ -3,7 +3,8 @@
  * not crash, and the scalar and AVX2 dots must agree bitwise (or both be NaN)
  * on any bytes, including inf/NaN scales and codes a quantizer never writes.
  * Where the CPU has AVX-512 VNNI, the matmul (one token, and two tokens,
- * which take the VNNI paths for Q8_0/Q4_0) must give the same bits too. */
+ * which take the VNNI paths) and Q8_0 repacked in 16-row groups must give
+ * the same bits too. */
 #include "engine/kernels/kernels.h"
 
 #include <math.h>
@@ -64,6 +65,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int t = 0; t < nt; t++)
                 if (memcmp(&r0, &o[t], 4) != 0 && !(isnan(r0) && isnan(o[t])))
                     abort();
+        }
+        /* Q8_0 repacked in 16-row groups: the row 16 times, every lane equal */
+        void *rp = NULL;
+        int rt = 0;
+        uint8_t *w16 = type == SL_KT_Q8_0 ? sl_malloc(16 * nb * bb) : NULL;
+        if (w16) {
+            for (int r = 0; r < 16; r++)
+                memcpy(w16 + (size_t)r * nb * bb, w, nb * bb);
+            if (sl_kernel_repack(type, w16, 16, n, &rp, &rt) != 0)
+                abort();
+            float o16[16];
+            if (sl_kernel_matmul(o16, rt, 16, n, rp, x2, 1, NULL, 0) != 0)
+                abort();
+            for (int r = 0; r < 16; r++)
+                if (memcmp(&r0, &o16[r], 4) != 0 && !(isnan(r0) && isnan(o16[r])))
+                    abort();
+            sl_free(rp);
+            sl_free(w16);
         }
     }
 out:

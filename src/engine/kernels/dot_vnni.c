@@ -1,29 +1,23 @@
-/* AVX-512 VNNI matmul for Q8_0, Q4_0 and Q4_K weights and two or more
- * tokens (the batched decode steps and prefill chunks of the engine), and a
- * one-token tile for Q8_0/Q4_0 decode.
+/* AVX-512 VNNI kernels, bit for bit the numbers of the dots (kernels.h):
  *
- * Same numbers as the dots, bit for bit. The reduction contract (kernels.h)
- * fixes, per output element and per 32-element block, 8 int32 lanes (lane i
- * = the exact integer sum over elements 4i..4i+3), then per lane
- *     acc = fma(fp32(d_w) * fp32(d_x), (float)lane, acc)
- * over blocks in order, then the fixed horizontal sum. vpdpbusd produces the
- * same exact lane sums as the AVX2 maddubs + madd pair; only how they are
- * obtained changes, so every element equals its dot whatever the ISA, the
- * batch or the tile (tests compare bitwise).
- *
- * Layout: one 512-bit register holds the 8 lanes of two tokens (tokens 2p
- * and 2p+1 of a pair in its low and high halves) against one weight row, so
- * a tile of 4 rows x 4 pairs (8 tokens) keeps 16 accumulators in registers.
- * The activations are repacked once per matmul (repack_*):
- *   Q8_0: bytes x + 128 as unsigned (vpdpbusd multiplies unsigned by
- *         signed), the weight side subtracts 128 * sum(w) per lane, folded
- *         into the accumulator the dot-product instruction starts from;
- *   Q4_0: the signed activation bytes as they are, the weight nibbles
- *         (0..15) are the unsigned side, and -8 * sum(x) per lane (the
- *         nibbles' offset) is precomputed per token and block.
- * Integer ranges: |x| <= 127, so a Q8_0 lane is at most 4 * 255 * 128 and a
- * Q4_0 lane at most 4 * 15 * 127 (+ 4 * 8 * 127): far inside int32, and
- * vpdpbusd (not the saturating form) wraps nothing. */
+ * - Q8_0 repacked in 16-row groups (SL_KT_Q8_0_R16, repack.c): lanes are
+ *   rows, one exact int32 block dot per row and token, then the dot's
+ *   fma(dw * dx, dot, acc) per block.
+ * - Q4_0 and Q4_K for two or more tokens (batched decode steps, prefill
+ *   chunks): one 512-bit register holds the 8 int32 lanes of two tokens
+ *   (tokens 2p and 2p+1 of a pair in its low and high halves) against one
+ *   weight row, so a tile of 4 rows x 4 pairs (8 tokens) keeps 16
+ *   accumulators in registers. The activations are repacked once per matmul.
+ *   Q4_0 keeps the contract's 8 lanes (lane i = the exact integer sum over
+ *   elements 4i..4i+3, then acc = fma(fp32(d_w) * fp32(d_x), lane, acc));
+ *   the nibbles (0..15) are vpdpbusd's unsigned side, the signed activation
+ *   bytes the other, and -8 * sum(x) per lane (the nibbles' offset) is
+ *   precomputed per token and block. vpdpbusd gives the same exact lane sums
+ *   as the AVX2 maddubs + madd pair.
+ * - Q4_0, one token (decode): two weight rows per register.
+ * Integer ranges: |x| <= 127, so a Q8_0 block dot is at most 32 * 255 * 128
+ * and a Q4_0 lane at most 4 * 15 * 127 (+ 4 * 8 * 127): far inside int32,
+ * and vpdpbusd (not the saturating form) wraps nothing. */
 #if defined(__x86_64__)
 #include "engine/kernels/kernels_impl.h"
 
@@ -62,13 +56,11 @@ static const sl_blk_q8_0 *xblk(const uint8_t *xa, size_t xa_row, int64_t tok, in
 }
 
 /* Repacks Q8_0 activation rows (n_tok of them, nb blocks each) into pairs:
- * out[p * nb + b]. An odd last token is paired with itself (the duplicate
- * results are not stored). flip: store x + 128 (x ^ 0x80) for Q8_0 weights;
- * otherwise x as is plus the -8 * sum(x) lane corrections for Q4_0. */
+ * out[p * nb + b], with the -8 * sum(x) lane corrections for Q4_0. An odd
+ * last token is paired with itself (the duplicate results are not stored). */
 TARGET static void repack(vnni_xblk *out, const uint8_t *xa, size_t xa_row, int64_t n_tok,
-                          int64_t nb, int64_t p0, int64_t p1, bool flip)
+                          int64_t nb, int64_t p0, int64_t p1)
 {
-    const __m256i c80 = _mm256_set1_epi8((char)0x80);
     const __m512i eights = _mm512_set1_epi8(8);
     for (int64_t p = p0; p < p1; p++) {
         int64_t t0 = 2 * p, t1 = SL_MIN(2 * p + 1, n_tok - 1);
@@ -77,34 +69,22 @@ TARGET static void repack(vnni_xblk *out, const uint8_t *xa, size_t xa_row, int6
             const sl_blk_q8_0 *a = xblk(xa, xa_row, t0, b), *c = xblk(xa, xa_row, t1, b);
             __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
             __m256i qc = _mm256_loadu_si256((const __m256i *)c->qs);
-            if (flip) {
-                qa = _mm256_xor_si256(qa, c80);
-                qc = _mm256_xor_si256(qc, c80);
-            }
             __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qc, 1);
             _mm512_storeu_si512(o->q, q);
             __m512 d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(_cvtsh_ss(a->d))),
                                           _mm256_set1_ps(_cvtsh_ss(c->d)), 1);
             _mm512_storeu_ps(o->d, d);
-            if (!flip) {
-                __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, q);
-                _mm512_storeu_si512(o->c, _mm512_sub_epi32(_mm512_setzero_si512(), s));
-            }
+            __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, q);
+            _mm512_storeu_si512(o->c, _mm512_sub_epi32(_mm512_setzero_si512(), s));
         }
     }
 }
 
-/* The weight block of row r as 32 bytes in element order, in both halves,
- * with its fp16 scale. Q8_0: signed bytes; Q4_0: nibbles 0..15. */
-TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, size_t w_row, int r, int64_t b,
-                                          bool q4, float *d)
+/* The Q4_0 weight block b of row w as its 32 nibbles (0..15) in element
+ * order, in both halves, with its fp16 scale. */
+TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, int64_t b, float *d)
 {
-    if (!q4) {
-        const sl_blk_q8_0 *wb = (const sl_blk_q8_0 *)(w + (size_t)r * w_row) + b;
-        *d = _cvtsh_ss(wb->d);
-        return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)wb->qs));
-    }
-    const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)(w + (size_t)r * w_row) + b;
+    const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)w + b;
     *d = _cvtsh_ss(wb->d);
     __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
     __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
@@ -115,8 +95,7 @@ TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, size_t w_row, int r,
 /* out[t * os + r] for rows w (NR of them, a clamped copy of the last real
  * row fills a short group) and NP pairs of x; nt real tokens (2NP or 2NP-1). */
 TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, const void *xv,
-                                      int64_t nb, int nt, float *out, size_t os, const int NP,
-                                      const bool q4)
+                                      int64_t nb, int nt, float *out, size_t os, const int NP)
 {
     const vnni_xblk *x = xv;
     __m512 acc[VR][VP];
@@ -128,8 +107,7 @@ TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, co
         for (int p = 0; p < NP; p++)
             acc[r][p] = _mm512_setzero_ps();
     }
-    const __m512i c80 = _mm512_set1_epi8((char)0x80);
-    const size_t wb_bytes = q4 ? sizeof(sl_blk_q4_0) : sizeof(sl_blk_q8_0);
+    const size_t wb_bytes = sizeof(sl_blk_q4_0);
     for (int64_t b = 0; b < nb; b++) {
         __m512i xq[VP], xc[VP];
         __m512 xd[VP];
@@ -138,22 +116,17 @@ TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, co
             const vnni_xblk *xb = x + p * nb + b;
             xq[p] = _mm512_loadu_si512(xb->q);
             xd[p] = _mm512_loadu_ps(xb->d);
-            if (q4)
-                xc[p] = _mm512_loadu_si512(xb->c);
+            xc[p] = _mm512_loadu_si512(xb->c);
         }
         UNROLL
         for (int r = 0; r < VR; r++) {
             _mm_prefetch((const char *)(wr[r] + (size_t)(b + 8) * wb_bytes), _MM_HINT_T0);
             float dw;
-            __m512i wq = wload(wr[r], 0, 0, b, q4, &dw);
+            __m512i wq = wload(wr[r], b, &dw);
             __m512 dwv = _mm512_set1_ps(dw);
-            __m512i base = _mm512_setzero_si512();
-            if (!q4) /* -128 * sum(w) per lane: undoes the +128 of the activations */
-                base = _mm512_sub_epi32(base, _mm512_dpbusd_epi32(base, c80, wq));
             UNROLL
             for (int p = 0; p < NP; p++) {
-                __m512i lanes = q4 ? _mm512_dpbusd_epi32(xc[p], wq, xq[p])
-                                   : _mm512_dpbusd_epi32(base, xq[p], wq);
+                __m512i lanes = _mm512_dpbusd_epi32(xc[p], wq, xq[p]);
                 acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dwv, xd[p]), _mm512_cvtepi32_ps(lanes),
                                             acc[r][p]);
             }
@@ -340,8 +313,7 @@ TARGET static ALWAYS_INLINE void tile_k(const uint8_t *w, size_t w_row, int nr, 
         body(w, wr, nr, x, nb, nt, o, os, 4);                                                  \
     }
 
-#define TILE_Q4(w, wr, nr, x, nb, nt, o, os, NP) tile(w, wr, nr, x, nb, nt, o, os, NP, true)
-TILE_SHAPES(tile_q4, TILE_Q4)
+TILE_SHAPES(tile_q4, tile)
 TILE_SHAPES(tile_qk, tile_k)
 
 typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const void *x, int64_t nb, int nt,
@@ -366,8 +338,7 @@ static void repack_task(void *vctx, int idx, int n)
     if (c->wtype == SL_KT_Q4_K)
         repack_k((vnni_kblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
     else
-        repack((vnni_xblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1,
-               c->wtype == SL_KT_Q8_0);
+        repack((vnni_xblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
 }
 
 /* Contiguous ranges of whole 4-row groups per task, as the other matmul
@@ -390,23 +361,14 @@ static void tile_task(void *vctx, int idx, int n)
     }
 }
 
-/* ---- one token (decode): two weight rows per register ----
+/* ---- Q4_0, one token (decode): two weight rows per register ----
  * Lanes 0-7 of a register hold row r, lanes 8-15 row r + 1, against the one
- * activation block broadcast to both halves. Q8_0 flips the weights instead
- * (w ^ 0x80 = w + 128 unsigned) and subtracts 128 * sum(x) per lane, shared
- * by every row of the block; Q4_0 subtracts 8 * sum(x) the same way. */
+ * activation block broadcast to both halves; -8 * sum(x) per lane is shared
+ * by every row of the block. */
 
-/* Rows r and r + 1 of block b as one register of 32 + 32 bytes. */
-TARGET static ALWAYS_INLINE __m512i w2load(const uint8_t *w0, const uint8_t *w1, int64_t b,
-                                           bool q4)
+/* Rows r and r + 1 of block b as one register of 32 + 32 nibbles. */
+TARGET static ALWAYS_INLINE __m512i w2load(const uint8_t *w0, const uint8_t *w1, int64_t b)
 {
-    if (!q4) {
-        const sl_blk_q8_0 *a = (const sl_blk_q8_0 *)w0 + b, *c = (const sl_blk_q8_0 *)w1 + b;
-        __m512i v = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a->qs)),
-            _mm256_loadu_si256((const __m256i *)c->qs), 1);
-        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
-    }
     const sl_blk_q4_0 *a = (const sl_blk_q4_0 *)w0 + b, *c = (const sl_blk_q4_0 *)w1 + b;
     __m256i raw = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)c->qs),
                                    _mm_loadu_si128((const __m128i *)a->qs));
@@ -417,14 +379,14 @@ TARGET static ALWAYS_INLINE __m512i w2load(const uint8_t *w0, const uint8_t *w1,
 }
 
 TARGET static ALWAYS_INLINE void tile1(const uint8_t *w, size_t w_row, int nr, const uint8_t *x,
-                                       int64_t n, float *out, const bool q4)
+                                       int64_t n, float *out)
 {
     const uint8_t *wr[VR];
     UNROLL
     for (int r = 0; r < VR; r++)
         wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
-    const size_t bb = q4 ? sizeof(sl_blk_q4_0) : sizeof(sl_blk_q8_0);
-    const __m512i off = _mm512_set1_epi8(q4 ? 8 : (char)0x80);
+    const size_t bb = sizeof(sl_blk_q4_0);
+    const __m512i off = _mm512_set1_epi8(8);
     const __m512i lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     const __m512i hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
@@ -448,10 +410,8 @@ TARGET static ALWAYS_INLINE void tile1(const uint8_t *w, size_t w_row, int nr, c
         memcpy(&d, wr[3] + (size_t)b * bb, 2);
         h = _mm_insert_epi16(h, d, 3);
         __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(_cvtsh_ss(xb[b].d))));
-        __m512i l01 = q4 ? _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b, true), x2)
-                         : _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b, false), x2);
-        __m512i l23 = q4 ? _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b, true), x2)
-                         : _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b, false), x2);
+        __m512i l01 = _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b), x2);
+        __m512i l23 = _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b), x2);
         acc01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo, dd), _mm512_cvtepi32_ps(l01), acc01);
         acc23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi, dd), _mm512_cvtepi32_ps(l23), acc23);
     }
@@ -466,8 +426,7 @@ TARGET static void tile1_q4_0(const void *w, size_t w_row, int nr, const void *x
                               int nt, int64_t n, float *out, size_t out_stride)
 {
     for (int t = 0; t < nt; t++)
-        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride,
-              true);
+        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride);
 }
 
 sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)

@@ -107,7 +107,7 @@ int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, con
 void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
                               size_t x_row, const int32_t *csum, const float *xd, int nt,
                               float *out, size_t os);
-/* dot_vnni.c: a one-token-at-a-time AVX-512 VNNI tile for Q8_0/Q4_0 (the
+/* dot_vnni.c: a one-token-at-a-time AVX-512 VNNI tile for Q4_0 (the
  * decode matmul), bitwise equal to the dots; NULL for other types. */
 sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype);
 #endif
