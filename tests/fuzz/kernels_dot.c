@@ -66,10 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (memcmp(&r0, &o[t], 4) != 0 && !(isnan(r0) && isnan(o[t])))
                     abort();
         }
-        /* Q8_0 repacked in 16-row groups: the row 16 times, every lane equal */
+        /* Q8_0/Q4_0 repacked in 16-row groups: the row 16 times, every lane equal */
         void *rp = NULL;
         int rt = 0;
-        uint8_t *w16 = type == SL_KT_Q8_0 ? sl_malloc(16 * nb * bb) : NULL;
+        uint8_t *w16 = type == SL_KT_Q8_0 || type == SL_KT_Q4_0 ? sl_malloc(16 * nb * bb) : NULL;
         if (w16) {
             for (int r = 0; r < 16; r++)
                 memcpy(w16 + (size_t)r * nb * bb, w, nb * bb);

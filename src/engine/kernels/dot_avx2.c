@@ -111,17 +111,16 @@ TARGET static float dot_q4_0(const void *wv, const void *xv, int64_t n)
     const sl_blk_q4_0 *w = wv;
     const sl_blk_q8_0 *x = xv;
     const __m256i m4 = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
+    float acc = 0.0f;
     for (int64_t b = 0; b < n / 32; b++) {
-        __m256 d = _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d));
         __m128i raw = _mm_loadu_si128((const __m128i *)w[b].qs);
         /* low nibbles are elements 0..15, high nibbles 16..31 */
         __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
         q = _mm256_sub_epi8(q, eight);
         __m256i p = dot_i8_lanes(q, _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        acc = fmaf(h2f(w[b].d) * h2f(x[b].d), (float)hsum_i32(p), acc);
     }
-    return hsum8(acc);
+    return acc;
 }
 
 TARGET static float dot_q4_K(const void *wv, const void *xv, int64_t n)
@@ -312,19 +311,18 @@ TARGET static ALWAYS_INLINE void q8_0_tile(const uint8_t *w, size_t w_row, const
     }
 }
 
-/* Q4_0 with unsigned nibbles: lane = sum (q - 8) * x = maddubs(q, x) - maddubs(8, x)
- * in int16 pairs (|q * x| pairs <= 3810, 8 * x pairs <= 2032: exact), then
- * madd to int32. The same exact integers as dot_q4_0, so the same floats. */
+/* Q4_0 with unsigned nibbles: block dot = maddubs(q, x) - maddubs(8, x) in
+ * int16 pairs (|q * x| pairs <= 3810, 8 * x pairs <= 2032: exact), then madd
+ * to int32 lanes and the four rows' lanes reduced together: the exact
+ * integers of dot_q4_0, then its fma per block, four rows in one vector. */
 TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const uint8_t *x,
                                            size_t x_row, int64_t n, float *out, size_t os,
                                            const int NR, const int NT)
 {
-    __m256 acc[SL_TILE_R][SL_TILE_T];
+    __m128 acc[SL_TILE_T];
     UNROLL
-    for (int r = 0; r < NR; r++)
-        UNROLL
-        for (int t = 0; t < NT; t++)
-            acc[r][t] = _mm256_setzero_ps();
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1), m4 = _mm256_set1_epi8(0x0F);
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / 32; b++) {
@@ -338,27 +336,38 @@ TARGET static ALWAYS_INLINE void q4_0_tile(const uint8_t *w, size_t w_row, const
             xc[t] = _mm256_maddubs_epi16(eight, xq[t]);
             dd[t] = _mm_mul_ps(wd, _mm_set1_ps(h2f(xb->d)));
         }
+        __m256i q[SL_TILE_R];
         UNROLL
-        for (int r = 0; r < NR; r++) {
-            const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)(w + (size_t)r * w_row) + b;
-            _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
-            __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
-            /* low nibbles are elements 0..15, high nibbles 16..31 */
-            __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
-            UNROLL
-            for (int t = 0; t < NT; t++) {
-                __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(q, xq[t]), xc[t]);
-                __m256i p = _mm256_madd_epi16(p16, ones);
-                acc[r][t] = _mm256_fmadd_ps(lane_bcast(dd[t], r), _mm256_cvtepi32_ps(p),
-                                            acc[r][t]);
+        for (int r = 0; r < SL_TILE_R; r++) {
+            if (r < NR) {
+                const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)(w + (size_t)r * w_row) + b;
+                _mm_prefetch((const char *)wb + PF_GROUPS * NR * w_row, _MM_HINT_T0);
+                __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
+                /* low nibbles are elements 0..15, high nibbles 16..31 */
+                q[r] = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), m4);
+            } else {
+                q[r] = _mm256_set1_epi8(8); /* a zero row: (8 - 8) * x */
             }
+        }
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            __m256i l[SL_TILE_R];
+            UNROLL
+            for (int r = 0; r < SL_TILE_R; r++)
+                l[r] = _mm256_madd_epi16(_mm256_sub_epi16(_mm256_maddubs_epi16(q[r], xq[t]), xc[t]),
+                                         ones);
+            __m128i isum = hsum4_i32(l[0], l[1], l[2], l[3]);
+            acc[t] = _mm_fmadd_ps(dd[t], _mm_cvtepi32_ps(isum), acc[t]);
         }
     }
     UNROLL
-    for (int t = 0; t < NT; t++)
+    for (int t = 0; t < NT; t++) {
+        float o[4];
+        _mm_storeu_ps(o, acc[t]);
         UNROLL
         for (int r = 0; r < NR; r++)
-            out[(size_t)t * os + (size_t)r] = hsum8(acc[r][t]);
+            out[(size_t)t * os + (size_t)r] = o[r];
+    }
 }
 
 /* Q4_K against Q8_K. Per super-block the same exact integers as dot_q4_K

@@ -56,28 +56,21 @@ static float dot_q8_0(const void *wv, const void *xv, int64_t n)
     return acc;
 }
 
-/* Q4_0 against Q8_0: per block, lane i holds the exact integer dot of
- * elements 4i..4i+3 and is accumulated as acc[i] = fma(dw * dx, lane, acc[i]). */
+/* Q4_0 against Q8_0: as Q8_0, one exact integer dot per block and one
+ * fused multiply-add. */
 static float dot_q4_0(const void *wv, const void *xv, int64_t n)
 {
     const sl_blk_q4_0 *w = wv;
     const sl_blk_q8_0 *x = xv;
-    float acc[8] = {0};
+    float acc = 0.0f;
     for (int64_t b = 0; b < n / 32; b++) {
         float d = sl_kernel_fp16_to_f32(w[b].d) * sl_kernel_fp16_to_f32(x[b].d);
-        int q[32];
-        for (int l = 0; l < 16; l++) {
-            q[l] = (w[b].qs[l] & 0xF) - 8;
-            q[l + 16] = (w[b].qs[l] >> 4) - 8;
-        }
-        for (int l = 0; l < 8; l++) {
-            int p = 0;
-            for (int k = 4 * l; k < 4 * l + 4; k++)
-                p += q[k] * x[b].qs[k];
-            acc[l] = fmaf(d, (float)p, acc[l]);
-        }
+        int32_t p = 0;
+        for (int l = 0; l < 16; l++)
+            p += ((w[b].qs[l] & 0xF) - 8) * x[b].qs[l] + ((w[b].qs[l] >> 4) - 8) * x[b].qs[l + 16];
+        acc = fmaf(d, (float)p, acc);
     }
-    return sl_kernel_hsum8(acc);
+    return acc;
 }
 
 /* K types against Q8_K: per super-block the exact integer sums, then

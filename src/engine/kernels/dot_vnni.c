@@ -33,118 +33,6 @@
 #define VR 4
 #define VP 4
 
-/* Per pair and block, 64 bytes of activation bytes, 16 f32 scales and (Q4_0)
- * 16 int32 corrections: one cache line each. */
-typedef struct {
-    uint8_t q[64];
-    float d[16];
-    int32_t c[16];
-} vnni_xblk;
-
-TARGET static ALWAYS_INLINE float hsum8(__m256 v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    return _mm_cvtss_f32(s);
-}
-
-/* Token tok of the pair block: its 32 activation bytes and scale. */
-static const sl_blk_q8_0 *xblk(const uint8_t *xa, size_t xa_row, int64_t tok, int64_t b)
-{
-    return (const sl_blk_q8_0 *)(xa + (size_t)tok * xa_row) + b;
-}
-
-/* Repacks Q8_0 activation rows (n_tok of them, nb blocks each) into pairs:
- * out[p * nb + b], with the -8 * sum(x) lane corrections for Q4_0. An odd
- * last token is paired with itself (the duplicate results are not stored). */
-TARGET static void repack(vnni_xblk *out, const uint8_t *xa, size_t xa_row, int64_t n_tok,
-                          int64_t nb, int64_t p0, int64_t p1)
-{
-    const __m512i eights = _mm512_set1_epi8(8);
-    for (int64_t p = p0; p < p1; p++) {
-        int64_t t0 = 2 * p, t1 = SL_MIN(2 * p + 1, n_tok - 1);
-        for (int64_t b = 0; b < nb; b++) {
-            vnni_xblk *o = out + p * nb + b;
-            const sl_blk_q8_0 *a = xblk(xa, xa_row, t0, b), *c = xblk(xa, xa_row, t1, b);
-            __m256i qa = _mm256_loadu_si256((const __m256i *)a->qs);
-            __m256i qc = _mm256_loadu_si256((const __m256i *)c->qs);
-            __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(qa), qc, 1);
-            _mm512_storeu_si512(o->q, q);
-            __m512 d = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(_cvtsh_ss(a->d))),
-                                          _mm256_set1_ps(_cvtsh_ss(c->d)), 1);
-            _mm512_storeu_ps(o->d, d);
-            __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), eights, q);
-            _mm512_storeu_si512(o->c, _mm512_sub_epi32(_mm512_setzero_si512(), s));
-        }
-    }
-}
-
-/* The Q4_0 weight block b of row w as its 32 nibbles (0..15) in element
- * order, in both halves, with its fp16 scale. */
-TARGET static ALWAYS_INLINE __m512i wload(const uint8_t *w, int64_t b, float *d)
-{
-    const sl_blk_q4_0 *wb = (const sl_blk_q4_0 *)w + b;
-    *d = _cvtsh_ss(wb->d);
-    __m128i raw = _mm_loadu_si128((const __m128i *)wb->qs);
-    __m256i q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw),
-                                 _mm256_set1_epi8(0x0F));
-    return _mm512_broadcast_i64x4(q);
-}
-
-/* out[t * os + r] for rows w (NR of them, a clamped copy of the last real
- * row fills a short group) and NP pairs of x; nt real tokens (2NP or 2NP-1). */
-TARGET static ALWAYS_INLINE void tile(const uint8_t *w, size_t w_row, int nr, const void *xv,
-                                      int64_t nb, int nt, float *out, size_t os, const int NP)
-{
-    const vnni_xblk *x = xv;
-    __m512 acc[VR][VP];
-    const uint8_t *wr[VR];
-    UNROLL
-    for (int r = 0; r < VR; r++) {
-        wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
-        UNROLL
-        for (int p = 0; p < NP; p++)
-            acc[r][p] = _mm512_setzero_ps();
-    }
-    const size_t wb_bytes = sizeof(sl_blk_q4_0);
-    for (int64_t b = 0; b < nb; b++) {
-        __m512i xq[VP], xc[VP];
-        __m512 xd[VP];
-        UNROLL
-        for (int p = 0; p < NP; p++) {
-            const vnni_xblk *xb = x + p * nb + b;
-            xq[p] = _mm512_loadu_si512(xb->q);
-            xd[p] = _mm512_loadu_ps(xb->d);
-            xc[p] = _mm512_loadu_si512(xb->c);
-        }
-        UNROLL
-        for (int r = 0; r < VR; r++) {
-            _mm_prefetch((const char *)(wr[r] + (size_t)(b + 8) * wb_bytes), _MM_HINT_T0);
-            float dw;
-            __m512i wq = wload(wr[r], b, &dw);
-            __m512 dwv = _mm512_set1_ps(dw);
-            UNROLL
-            for (int p = 0; p < NP; p++) {
-                __m512i lanes = _mm512_dpbusd_epi32(xc[p], wq, xq[p]);
-                acc[r][p] = _mm512_fmadd_ps(_mm512_mul_ps(dwv, xd[p]), _mm512_cvtepi32_ps(lanes),
-                                            acc[r][p]);
-            }
-        }
-    }
-    UNROLL
-    for (int p = 0; p < NP; p++)
-        UNROLL
-        for (int r = 0; r < VR; r++) {
-            if (r >= nr)
-                break;
-            out[(size_t)(2 * p) * os + (size_t)r] = hsum8(_mm512_castps512_ps256(acc[r][p]));
-            if (2 * p + 1 < nt)
-                out[(size_t)(2 * p + 1) * os + (size_t)r] =
-                    hsum8(_mm512_extractf32x8_ps(acc[r][p], 1));
-        }
-}
-
 /* Q4_K against Q8_K, tokens paired as above. Per pair and super-block the
  * activations are repacked as 8 groups of 32 + 32 bytes (group g of token
  * 2p, then of 2p + 1), the bsum pairs (bsums[2j] + bsums[2j + 1], j < 8) of
@@ -313,12 +201,10 @@ TARGET static ALWAYS_INLINE void tile_k(const uint8_t *w, size_t w_row, int nr, 
         body(w, wr, nr, x, nb, nt, o, os, 4);                                                  \
     }
 
-TILE_SHAPES(tile_q4, tile)
 TILE_SHAPES(tile_qk, tile_k)
 
 typedef void (*tile_fn)(const uint8_t *w, size_t wr, int nr, const void *x, int64_t nb, int nt,
                         float *o, size_t os);
-static const tile_fn tiles_q4[VP] = {tile_q4_1, tile_q4_2, tile_q4_3, tile_q4_4};
 static const tile_fn tiles_qk[VP] = {tile_qk_1, tile_qk_2, tile_qk_3, tile_qk_4};
 
 typedef struct {
@@ -326,19 +212,14 @@ typedef struct {
     const uint8_t *w, *xa;
     size_t w_row, xa_row;
     int64_t rows, n_tok, nb, pairs;
-    uint8_t *xp;   /* repacked activations: pairs x nb blocks of xp_blk bytes */
-    size_t xp_blk;
-    int wtype;
+    vnni_kblk *xp; /* repacked activations: pairs x nb super-blocks */
 } vnni_ctx;
 
 static void repack_task(void *vctx, int idx, int n)
 {
     vnni_ctx *c = vctx;
     int64_t p0 = c->pairs * idx / n, p1 = c->pairs * (idx + 1) / n;
-    if (c->wtype == SL_KT_Q4_K)
-        repack_k((vnni_kblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
-    else
-        repack((vnni_xblk *)c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
+    repack_k(c->xp, c->xa, c->xa_row, c->n_tok, c->nb, p0, p1);
 }
 
 /* Contiguous ranges of whole 4-row groups per task, as the other matmul
@@ -348,90 +229,17 @@ static void tile_task(void *vctx, int idx, int n)
     vnni_ctx *c = vctx;
     int64_t groups = (c->rows + VR - 1) / VR;
     int64_t r0 = groups * idx / n * VR, r1 = SL_MIN(c->rows, groups * (idx + 1) / n * VR);
-    const tile_fn *fns = c->wtype == SL_KT_Q4_K ? tiles_qk : tiles_q4;
+    const tile_fn *fns = tiles_qk;
     for (int64_t r = r0; r < r1; r += VR) {
         int nr = (int)SL_MIN((int64_t)VR, r1 - r);
         const uint8_t *wr = c->w + (size_t)r * c->w_row;
         for (int64_t p = 0; p < c->pairs; p += VP) {
             int np = (int)SL_MIN((int64_t)VP, c->pairs - p);
             int nt = (int)SL_MIN((int64_t)(2 * np), c->n_tok - 2 * p);
-            fns[np - 1](wr, c->w_row, nr, c->xp + (size_t)(p * c->nb) * c->xp_blk, c->nb, nt,
+            fns[np - 1](wr, c->w_row, nr, c->xp + p * c->nb, c->nb, nt,
                         c->out + 2 * p * c->rows + r, (size_t)c->rows);
         }
     }
-}
-
-/* ---- Q4_0, one token (decode): two weight rows per register ----
- * Lanes 0-7 of a register hold row r, lanes 8-15 row r + 1, against the one
- * activation block broadcast to both halves; -8 * sum(x) per lane is shared
- * by every row of the block. */
-
-/* Rows r and r + 1 of block b as one register of 32 + 32 nibbles. */
-TARGET static ALWAYS_INLINE __m512i w2load(const uint8_t *w0, const uint8_t *w1, int64_t b)
-{
-    const sl_blk_q4_0 *a = (const sl_blk_q4_0 *)w0 + b, *c = (const sl_blk_q4_0 *)w1 + b;
-    __m256i raw = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)c->qs),
-                                   _mm_loadu_si128((const __m128i *)a->qs));
-    /* 128-bit lanes: raw0, raw1, raw0 >> 4, raw1 >> 4 -> raw0, raw0 >> 4, raw1, raw1 >> 4 */
-    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(raw), _mm256_srli_epi16(raw, 4), 1);
-    v = _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-    return _mm512_and_si512(v, _mm512_set1_epi8(0x0F));
-}
-
-TARGET static ALWAYS_INLINE void tile1(const uint8_t *w, size_t w_row, int nr, const uint8_t *x,
-                                       int64_t n, float *out)
-{
-    const uint8_t *wr[VR];
-    UNROLL
-    for (int r = 0; r < VR; r++)
-        wr[r] = w + (size_t)SL_MIN(r, nr - 1) * w_row;
-    const size_t bb = sizeof(sl_blk_q4_0);
-    const __m512i off = _mm512_set1_epi8(8);
-    const __m512i lo = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-    const __m512i hi = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
-    __m512 acc01 = _mm512_setzero_ps(), acc23 = _mm512_setzero_ps();
-    const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)x;
-    for (int64_t b = 0; b < n / 32; b++) {
-        UNROLL
-        for (int r = 0; r < VR; r++)
-            _mm_prefetch((const char *)(wr[r] + (size_t)b * bb + 2 * VR * w_row), _MM_HINT_T0);
-        __m512i x2 = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)xb[b].qs));
-        __m512i corr = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, x2));
-        /* the 4 rows' fp16 scales in one conversion, times the activation's */
-        __m128i h = _mm_setzero_si128();
-        uint16_t d;
-        memcpy(&d, wr[0] + (size_t)b * bb, 2);
-        h = _mm_insert_epi16(h, d, 0);
-        memcpy(&d, wr[1] + (size_t)b * bb, 2);
-        h = _mm_insert_epi16(h, d, 1);
-        memcpy(&d, wr[2] + (size_t)b * bb, 2);
-        h = _mm_insert_epi16(h, d, 2);
-        memcpy(&d, wr[3] + (size_t)b * bb, 2);
-        h = _mm_insert_epi16(h, d, 3);
-        __m512 dd = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(h), _mm_set1_ps(_cvtsh_ss(xb[b].d))));
-        __m512i l01 = _mm512_dpbusd_epi32(corr, w2load(wr[0], wr[1], b), x2);
-        __m512i l23 = _mm512_dpbusd_epi32(corr, w2load(wr[2], wr[3], b), x2);
-        acc01 = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo, dd), _mm512_cvtepi32_ps(l01), acc01);
-        acc23 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi, dd), _mm512_cvtepi32_ps(l23), acc23);
-    }
-    float o[VR] = {hsum8(_mm512_castps512_ps256(acc01)), hsum8(_mm512_extractf32x8_ps(acc01, 1)),
-                   hsum8(_mm512_castps512_ps256(acc23)), hsum8(_mm512_extractf32x8_ps(acc23, 1))};
-    for (int r = 0; r < nr; r++)
-        out[r] = o[r];
-}
-
-/* Tiles of the sl_kernel_tile_fn shape, one token at a time. */
-TARGET static void tile1_q4_0(const void *w, size_t w_row, int nr, const void *x, size_t x_row,
-                              int nt, int64_t n, float *out, size_t out_stride)
-{
-    for (int t = 0; t < nt; t++)
-        tile1(w, w_row, nr, (const uint8_t *)x + (size_t)t * x_row, n, out + (size_t)t * out_stride);
-}
-
-sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype)
-{
-    return wtype == SL_KT_Q4_0 ? tile1_q4_0 : NULL;
 }
 
 /* ---- Q8_0 repacked in 16-row groups (SL_KT_Q8_0_R16) ----
@@ -487,12 +295,68 @@ TARGET static ALWAYS_INLINE void r16_group(const sl_blk_q8_0_r16 *g, int64_t nb,
         _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
 }
 
+/* Q4_0 in 16-row groups: the 4 packed quad registers give the low nibbles
+ * (elements 4q..4q+3) and the high ones (16+4q..16+4q+3) as unsigned bytes
+ * 0..15; the accumulator starts at -8 * sum(x), the nibbles' offset. */
+TARGET static ALWAYS_INLINE void r16q4_group(const sl_blk_q4_0_r16 *g, int64_t nb,
+                                             const uint8_t *x, size_t x_row, const int32_t *csum,
+                                             const float *xd, float *out, size_t os, const int NT)
+{
+    __m512 acc[8];
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const sl_blk_q4_0_r16 *gb = g + b;
+        UNROLL
+        for (int l = 0; l < 5; l++)
+            _mm_prefetch((const char *)(gb + R16_PF) + 64 * l, _MM_HINT_T0);
+        __m512i lo[4], hi[4], dot[8];
+        UNROLL
+        for (int q = 0; q < 4; q++) {
+            __m512i p = _mm512_loadu_si512(gb->p[q]);
+            lo[q] = _mm512_and_si512(p, m4);
+            hi[q] = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+        }
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            dot[t] = _mm512_set1_epi32(csum[t * nb + b]);
+        UNROLL
+        for (int q = 0; q < 4; q++) {
+            UNROLL
+            for (int t = 0; t < NT; t++) {
+                const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(x + (size_t)t * x_row) + b;
+                int32_t q0, q1;
+                memcpy(&q0, xb->qs + 4 * q, 4);
+                memcpy(&q1, xb->qs + 16 + 4 * q, 4);
+                dot[t] = _mm512_dpbusd_epi32(dot[t], lo[q], _mm512_set1_epi32(q0));
+                dot[t] = _mm512_dpbusd_epi32(dot[t], hi[q], _mm512_set1_epi32(q1));
+            }
+        }
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->d));
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(xd[t * nb + b])),
+                                     _mm512_cvtepi32_ps(dot[t]), acc[t]);
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
+}
+
 #define R16_SHAPE(NT)                                                                          \
-    TARGET static void r16_group_##NT(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,  \
+    TARGET static void r16_group_##NT(const void *g, int64_t nb, const uint8_t *x,             \
                                       size_t x_row, const int32_t *csum, const float *xd,       \
                                       float *out, size_t os)                                    \
     {                                                                                          \
         r16_group(g, nb, x, x_row, csum, xd, out, os, NT);                                     \
+    }                                                                                          \
+    TARGET static void r16q4_group_##NT(const void *g, int64_t nb, const uint8_t *x,           \
+                                        size_t x_row, const int32_t *csum, const float *xd,     \
+                                        float *out, size_t os)                                  \
+    {                                                                                          \
+        r16q4_group(g, nb, x, x_row, csum, xd, out, os, NT);                                   \
     }
 R16_SHAPE(1)
 R16_SHAPE(2)
@@ -503,28 +367,31 @@ R16_SHAPE(6)
 R16_SHAPE(7)
 R16_SHAPE(8)
 
-void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
+typedef void (*r16_fn)(const void *, int64_t, const uint8_t *, size_t, const int32_t *,
+                       const float *, float *, size_t);
+
+void sl_kernel_r16_group_vnni(int type, const void *g, int64_t nb, const uint8_t *x,
                               size_t x_row, const int32_t *csum, const float *xd, int nt,
                               float *out, size_t os)
 {
-    static void (*const shapes[8])(const sl_blk_q8_0_r16 *, int64_t, const uint8_t *, size_t,
-                                   const int32_t *, const float *, float *, size_t) = {
-        r16_group_1, r16_group_2, r16_group_3, r16_group_4,
-        r16_group_5, r16_group_6, r16_group_7, r16_group_8};
-    shapes[nt - 1](g, nb, x, x_row, csum, xd, out, os);
+    static const r16_fn q8[8] = {r16_group_1, r16_group_2, r16_group_3, r16_group_4,
+                                 r16_group_5, r16_group_6, r16_group_7, r16_group_8};
+    static const r16_fn q4[8] = {r16q4_group_1, r16q4_group_2, r16q4_group_3, r16q4_group_4,
+                                 r16q4_group_5, r16q4_group_6, r16q4_group_7, r16q4_group_8};
+    (type == SL_KT_Q4_0_R16 ? q4 : q8)[nt - 1](g, nb, x, x_row, csum, xd, out, os);
 }
 
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool)
 {
-    bool k = wtype == SL_KT_Q4_K;
+    if (wtype != SL_KT_Q4_K)
+        return SL_EUNSUPPORTED;
     vnni_ctx c = {.out = out, .w = w, .xa = xa, .w_row = w_row, .xa_row = xa_row, .rows = rows,
-                  .n_tok = n_tok, .nb = cols / (k ? 256 : 32), .pairs = (n_tok + 1) / 2,
-                  .xp_blk = k ? sizeof(vnni_kblk) : sizeof(vnni_xblk), .wtype = wtype};
-    if ((uint64_t)c.pairs * (uint64_t)c.nb > SIZE_MAX / c.xp_blk)
+                  .n_tok = n_tok, .nb = cols / 256, .pairs = (n_tok + 1) / 2};
+    if ((uint64_t)c.pairs * (uint64_t)c.nb > SIZE_MAX / sizeof(vnni_kblk))
         return SL_EINVAL;
-    c.xp = sl_malloc((size_t)(c.pairs * c.nb) * c.xp_blk);
+    c.xp = sl_malloc((size_t)(c.pairs * c.nb) * sizeof(vnni_kblk));
     if (!c.xp)
         return SL_ENOMEM;
     sl_pool_run(pool, repack_task, &c, (int)SL_MIN(c.pairs, (int64_t)sl_pool_threads(pool)));

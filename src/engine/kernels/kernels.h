@@ -20,9 +20,8 @@
  *   - The integer part of every quantized dot (per block, or per super-block
  *     for the K types) is exact.
  *   - Floats are accumulated in a fixed order that both versions follow: one
- *     fused multiply-add per block for Q8_0 (acc = fma(dw * dx, dot, acc)),
- *     8 lanes (lane i of a 32-block takes elements 4i..4i+3) for Q4_0,
- *     one fused multiply-add per super-block for Q4_K/Q6_K, 32 lanes plus a
+ *     fused multiply-add per block for Q8_0/Q4_0 (acc = fma(dw * dx, dot,
+ *     acc)), one fused multiply-add per super-block for Q4_K/Q6_K, 32 lanes plus a
  *     sequential tail for F32/F16/BF16, and a fixed horizontal sum. The scalar
  *     reference uses fmaf where the AVX2 version uses FMA, so the two give
  *     BITWISE identical results (tests check this).
@@ -52,6 +51,7 @@
  * into groups of 16 rows so that SIMD lanes are output rows (layout in
  * kernels_impl.h). Same values and same results as the Q8_0 rows. */
 #define SL_KT_Q8_0_R16 1008
+#define SL_KT_Q4_0_R16 1002 /* the same for Q4_0 */
 
 /* Block sizes: elements per block and bytes per block. */
 #define SL_QK8_0 32
@@ -64,7 +64,7 @@
 #define SL_Q8_K_BYTES 292 /* float d, int8 qs[256], int16 bsums[16] */
 
 /* Instruction-set choice for the kernels. AVX512 is AVX2 plus AVX-512 VNNI
- * matmuls for Q8_0 (repacked, SL_KT_Q8_0_R16), Q4_0 and Q4_K weights (same
+ * matmuls for Q8_0 and Q4_0 (repacked, SL_KT_*_R16) and Q4_K weights (same
  * results). */
 typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1, SL_KISA_AVX512 = 2 } sl_kernel_isa;
 
@@ -145,11 +145,11 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
                      const float *x, int64_t n_tok, sl_pool *pool, unsigned flags);
 
 /* ---- load-time repacking ----
- * For Q8_0 weights with rows % 16 == 0 on a CPU with the AVX512 kernels:
- * allocates (sl_malloc, caller frees) the SL_KT_Q8_0_R16 form of W into *out
- * and its type into *out_type. sl_kernel_matmul on it gives bitwise the
- * results of the Q8_0 original under every ISA (the scalar reference reads
- * the repacked form too). Returns 0, SL_EUNSUPPORTED when this type/shape/CPU
+ * For Q8_0 and Q4_0 weights with rows % 16 == 0 on a CPU with the AVX512
+ * kernels: allocates (sl_malloc, caller frees) the SL_KT_Q8_0_R16 or
+ * SL_KT_Q4_0_R16 form of W into *out and its type into *out_type.
+ * sl_kernel_matmul on it gives bitwise the results of the original under
+ * every ISA (the scalar reference reads the repacked form too). Returns 0, SL_EUNSUPPORTED when this type/shape/CPU
  * gains nothing from repacking (use W as it is), SL_EINVAL or SL_ENOMEM. */
 int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
                      int *out_type);

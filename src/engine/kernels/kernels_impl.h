@@ -54,6 +54,16 @@ typedef struct {
 } sl_blk_q8_0_r16;
 _Static_assert(sizeof(sl_blk_q8_0_r16) == 544, "q8_0_r16 layout");
 
+/* SL_KT_Q4_0_R16: per block the 16 rows' fp16 scales, then for each quad q
+ * < 4 the 4 bytes qs[4q..4q+3] of every row: p[q][row][4], as in the file
+ * (low nibble = element 4q+k, high nibble = element 16+4q+k). Same size as
+ * 16 Q4_0 blocks. */
+typedef struct {
+    uint16_t d[16];
+    uint8_t p[4][16][4];
+} sl_blk_q4_0_r16;
+_Static_assert(sizeof(sl_blk_q4_0_r16) == 288, "q4_0_r16 layout");
+
 /* Dot of one weight row (w) with one activation row (x), n elements, n a
  * multiple of the block size. */
 typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
@@ -94,29 +104,27 @@ void sl_kernel_quant_q8_K_ref(const float *x, void *dst, int64_t nb);
 uint16_t sl_kernel_fp16_up(float d);
 
 #if defined(__x86_64__)
-/* dot_vnni.c: out[t][r] for Q8_0, Q4_0 or Q4_K weights against n_tok >= 1
- * activation rows already quantized to the weight's vec type (xa), with
- * AVX-512 VNNI; bitwise equal to the dots. 0, SL_EINVAL or SL_ENOMEM. */
+/* dot_vnni.c: out[t][r] for Q4_K weights against n_tok >= 1 activation rows
+ * already quantized to Q8_K (xa), with AVX-512 VNNI; bitwise equal to the
+ * dots. 0, SL_EINVAL, SL_EUNSUPPORTED (another type) or SL_ENOMEM. */
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool);
 /* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
- * of SL_KT_Q8_0_R16 weights (nb blocks) against Q8_0 activation rows x
- * (x_row apart), with csum[t * nb + b] = -128 * sum of block b's codes and
- * xd[t * nb + b] = its fp16 scale as f32. */
-void sl_kernel_r16_group_vnni(const sl_blk_q8_0_r16 *g, int64_t nb, const uint8_t *x,
+ * of SL_KT_Q8_0_R16 or SL_KT_Q4_0_R16 weights (g, nb blocks) against Q8_0
+ * activation rows x (x_row apart), with csum[t * nb + b] = -128 (Q8_0) or
+ * -8 (Q4_0) times the sum of block b's codes and xd[t * nb + b] = its fp16
+ * scale as f32. */
+void sl_kernel_r16_group_vnni(int type, const void *g, int64_t nb, const uint8_t *x,
                               size_t x_row, const int32_t *csum, const float *xd, int nt,
                               float *out, size_t os);
-/* dot_vnni.c: a one-token-at-a-time AVX-512 VNNI tile for Q4_0 (the
- * decode matmul), bitwise equal to the dots; NULL for other types. */
-sl_kernel_tile_fn sl_kernel_vnni_tile(int wtype);
 #endif
 /* True when the current ISA is SL_KISA_AVX512. */
 bool sl_kernel_wide(void);
 
-/* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 weights. */
-int sl_kernel_matmul_r16(float *out, int64_t rows, int64_t cols, const void *w, const float *x,
-                         int64_t n_tok, sl_pool *pool);
+/* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 / SL_KT_Q4_0_R16 weights. */
+int sl_kernel_matmul_r16(float *out, int type, int64_t rows, int64_t cols, const void *w,
+                         const float *x, int64_t n_tok, sl_pool *pool);
 
 /* The table of the current ISA. */
 const sl_kernel_vtab *sl_kernel_vtab_get(void);

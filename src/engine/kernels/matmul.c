@@ -246,8 +246,9 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 {
     if (rows < 0 || cols < 0 || n_tok < 0 || (rows && n_tok && (!out || !w || !x)))
         return SL_EINVAL;
-    if (wtype == SL_KT_Q8_0_R16)
-        return rows == 0 || n_tok == 0 ? 0 : sl_kernel_matmul_r16(out, rows, cols, w, x, n_tok, pool);
+    if (wtype == SL_KT_Q8_0_R16 || wtype == SL_KT_Q4_0_R16)
+        return rows == 0 || n_tok == 0 ? 0
+                                       : sl_kernel_matmul_r16(out, wtype, rows, cols, w, x, n_tok, pool);
     mm_ctx c = {.out = out, .w = w, .x = x, .rows = rows, .cols = cols, .n_tok = n_tok,
                 .wtype = wtype};
     const sl_kernel_vtab *vt = sl_kernel_vtab_get();
@@ -285,8 +286,7 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 #if defined(__x86_64__)
         /* One token is memory-bound and the AVX2 tiles prefetch for it; the
          * VNNI tiles pay off from two tokens on. Same results either way. */
-        if (n_tok >= 2 && (wtype == SL_KT_Q4_0 || wtype == SL_KT_Q4_K) &&
-            sl_kernel_wide()) {
+        if (n_tok >= 2 && wtype == SL_KT_Q4_K && sl_kernel_wide()) {
             rc = sl_kernel_matmul_vnni(out, wtype, rows, cols, w, c.w_row, c.xa, c.xa_row, n_tok,
                                        pool);
             sl_free(scratch);
@@ -294,10 +294,6 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
         }
 #endif
     }
-#if defined(__x86_64__)
-    if (n_tok == 1 && sl_kernel_wide() && sl_kernel_vnni_tile(wtype))
-        c.kern = sl_kernel_vnni_tile(wtype);
-#endif
     /* A few tasks per thread balance uneven progress; the split never changes
      * a result (each element is one dot). */
     int tasks = (int)SL_MIN((rows + SL_TILE_R - 1) / SL_TILE_R, (int64_t)sl_pool_threads(pool) * 4);

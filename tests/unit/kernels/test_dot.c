@@ -372,7 +372,7 @@ static void test_matmul_batch_sizes(void)
     sl_pool_destroy(pool);
 }
 
-/* Q8_0 repacked in 16-row groups gives bitwise the Q8_0 results, under
+/* Q8_0 and Q4_0 repacked in 16-row groups give bitwise the row layout's results, under
  * every ISA (the scalar reference reads the repacked form too), for 1-16
  * tokens, several widths, raw weights with -128 codes, with and without a
  * pool. Repacking is refused where it does not apply. */
@@ -382,7 +382,7 @@ static void test_matmul_r16(void)
     int rt = -1;
     uint8_t wz[34 * 3] = {0};
     EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q8_0, wz, 3, 32, &rp, &rt), SL_EUNSUPPORTED);
-    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_0, wz, 16, 32, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
     if (max_isa < 2) {
         printf("no AVX-512 VNNI: repacking is not used on this CPU\n");
         return;
@@ -391,30 +391,32 @@ static void test_matmul_r16(void)
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     const int64_t shapes[][2] = {{16, 32}, {48, 96}, {32, 1024}};
     const int ntoks[] = {1, 2, 7, 9, 16};
-    for (size_t si = 0; si < SL_ARRAY_LEN(shapes); si++) {
-        int64_t rows = shapes[si][0], cols = shapes[si][1];
-        size_t wr = row_bytes(SL_KT_Q8_0, cols);
+    for (size_t si = 0; si < 2 * SL_ARRAY_LEN(shapes); si++) {
+        int type = si % 2 ? SL_KT_Q4_0 : SL_KT_Q8_0;
+        int64_t rows = shapes[si / 2][0], cols = shapes[si / 2][1];
+        size_t wr = row_bytes(type, cols);
         uint8_t *w = malloc(wr * (size_t)rows);
         for (int64_t r = 0; r < rows; r++)
-            make_weight(SL_KT_Q8_0, w + wr * (size_t)r, cols, r % 3 == 0);
+            make_weight(type, w + wr * (size_t)r, cols, r % 3 == 0);
         float *x = malloc(sizeof(float) * (size_t)(cols * 16));
         for (int64_t i = 0; i < cols * 16; i++)
             x[i] = frand();
         float *ref = malloc(sizeof(float) * (size_t)(rows * 16)), *out = malloc(sizeof(float) * (size_t)(rows * 16));
         EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
-        EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q8_0, w, rows, cols, &rp, &rt), 0);
-        EXPECT_EQ_INT(rt, SL_KT_Q8_0_R16);
+        EXPECT_EQ_INT(sl_kernel_repack(type, w, rows, cols, &rp, &rt), 0);
+        EXPECT_EQ_INT(rt, type == SL_KT_Q4_0 ? SL_KT_Q4_0_R16 : SL_KT_Q8_0_R16);
         for (int isa = 0; isa <= max_isa; isa++)
             for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
                 for (int pl = 0; pl < 2; pl++) {
                     EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
-                    EXPECT_EQ_INT(sl_kernel_matmul(ref, SL_KT_Q8_0, rows, cols, w, x, ntoks[k], NULL, 0), 0);
+                    EXPECT_EQ_INT(sl_kernel_matmul(ref, type, rows, cols, w, x, ntoks[k], NULL, 0), 0);
                     EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
                     memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
                     EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k], pl ? pool : NULL, 0), 0);
                     if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
-                        T_FAIL_AT("r16 %lldx%lld isa %d n_tok %d pool %d: differs from q8_0",
-                                  (long long)rows, (long long)cols, isa, ntoks[k], pl);
+                        T_FAIL_AT("%s r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
+                                  sl_kernel_type_name(type), (long long)rows, (long long)cols, isa,
+                                  ntoks[k], pl);
                 }
         sl_free(rp);
         free(w);
