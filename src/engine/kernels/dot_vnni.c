@@ -1,23 +1,17 @@
 /* AVX-512 VNNI kernels, bit for bit the numbers of the dots (kernels.h):
  *
- * - Q8_0 repacked in 16-row groups (SL_KT_Q8_0_R16, repack.c): lanes are
- *   rows, one exact int32 block dot per row and token, then the dot's
- *   fma(dw * dx, dot, acc) per block.
- * - Q4_0 and Q4_K for two or more tokens (batched decode steps, prefill
- *   chunks): one 512-bit register holds the 8 int32 lanes of two tokens
- *   (tokens 2p and 2p+1 of a pair in its low and high halves) against one
- *   weight row, so a tile of 4 rows x 4 pairs (8 tokens) keeps 16
- *   accumulators in registers. The activations are repacked once per matmul.
- *   Q4_0 keeps the contract's 8 lanes (lane i = the exact integer sum over
- *   elements 4i..4i+3, then acc = fma(fp32(d_w) * fp32(d_x), lane, acc));
- *   the nibbles (0..15) are vpdpbusd's unsigned side, the signed activation
- *   bytes the other, and -8 * sum(x) per lane (the nibbles' offset) is
- *   precomputed per token and block. vpdpbusd gives the same exact lane sums
- *   as the AVX2 maddubs + madd pair.
- * - Q4_0, one token (decode): two weight rows per register.
+ * - Q8_0 and Q4_0 repacked in 16-row groups (SL_KT_*_R16, repack.c): lanes
+ *   are rows, one exact int32 block dot per row and token (vpdpbusd against
+ *   the token's 4-byte activation quads broadcast), then the dot's
+ *   fma(dw * dx, dot, acc) per block; 8 tokens share each weight load.
+ * - Q4_K for two or more tokens (batched decode steps, prefill chunks): one
+ *   512-bit register holds the lanes of two tokens (tokens 2p and 2p+1 of a
+ *   pair in its low and high halves) against one weight row, so a tile of
+ *   4 rows x 4 pairs (8 tokens) keeps 16 accumulators in registers; the
+ *   activations are repacked once per matmul.
  * Integer ranges: |x| <= 127, so a Q8_0 block dot is at most 32 * 255 * 128
- * and a Q4_0 lane at most 4 * 15 * 127 (+ 4 * 8 * 127): far inside int32,
- * and vpdpbusd (not the saturating form) wraps nothing. */
+ * and a Q4_0 one 32 * 15 * 127 (+ 8 * 32 * 127): far inside int32, and
+ * vpdpbusd (not the saturating form) wraps nothing. */
 #if defined(__x86_64__)
 #include "engine/kernels/kernels_impl.h"
 
@@ -33,7 +27,7 @@
 #define VR 4
 #define VP 4
 
-/* Q4_K against Q8_K, tokens paired as above. Per pair and super-block the
+/* Q4_K against Q8_K, tokens paired. Per pair and super-block the
  * activations are repacked as 8 groups of 32 + 32 bytes (group g of token
  * 2p, then of 2p + 1), the bsum pairs (bsums[2j] + bsums[2j + 1], j < 8) of
  * both tokens and both scales. The exact integers of dot_q4_K: sumi =
