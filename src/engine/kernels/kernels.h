@@ -154,6 +154,20 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
                      int *out_type);
 
+/* Several matmuls of the same input: out_i = W_i x for parts that share
+ * cols (Q, K and V of a layer; gate and up). When all parts have the same
+ * repacked type (SL_KT_*_R16), x is quantized once and one pool run splits
+ * the row groups of all parts; otherwise it is sl_kernel_matmul per part.
+ * Same results either way. Returns what sl_kernel_matmul returns. */
+typedef struct {
+    float *out;   /* [n_tok][rows] */
+    int type;     /* weight type */
+    int64_t rows;
+    const void *w;
+} sl_kernel_mm_part;
+int sl_kernel_matmul_parts(const sl_kernel_mm_part *parts, int n_parts, int64_t cols,
+                           const float *x, int64_t n_tok, sl_pool *pool);
+
 /* ---- attention over one head ----
  * Order contract (both ISAs, bitwise equal): a score is 8 fused
  * multiply-add lanes over the first hd & ~7 dims (lane l takes dims

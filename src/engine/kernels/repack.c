@@ -57,16 +57,24 @@ int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void *
     return 0;
 }
 
+#define R16_MAX_PARTS 4
+
 typedef struct {
-    float *out;
-    const uint8_t *w;   /* groups of nb blocks of gb bytes */
+    const float *x;
+    int64_t cols;
+    /* parts: outputs [n_tok][rows], weights in groups of nb blocks of gb bytes */
+    float *out[R16_MAX_PARTS];
+    const uint8_t *w[R16_MAX_PARTS];
+    int64_t rows[R16_MAX_PARTS];
+    int64_t gstart[R16_MAX_PARTS + 1]; /* first group of each part in the joint numbering */
+    int n_parts;
     size_t gb;
     int type;
-    const uint8_t *xa; /* Q8_0 activation rows */
+    uint8_t *xa;    /* Q8_0 activation rows */
     size_t xa_row;
-    const int32_t *csum; /* [n_tok][nb]: -128 (Q8_0) or -8 (Q4_0) * sum of the block's codes */
-    const float *xd;     /* [n_tok][nb]: each block's scale */
-    int64_t rows, nb, n_tok;
+    int32_t *csum;  /* [n_tok][nb]: -128 (Q8_0) or -8 (Q4_0) * sum of the block's codes */
+    float *xd;      /* [n_tok][nb]: each block's scale */
+    int64_t nb, n_tok;
     bool wide;
 } r16_ctx;
 
@@ -102,70 +110,118 @@ static void r16_group_scalar(const uint8_t *g, size_t gbytes, bool q4, int64_t n
     }
 }
 
-/* Task idx of n: a contiguous range of 16-row groups, each against every
- * token in tiles of 8 while the group's blocks stay in cache. */
+/* Tokens idx, idx + n, ...: quantized once for every part, with the block
+ * sums and scales the kernels start from. */
+static void r16_prep_task(void *vctx, int idx, int n)
+{
+    r16_ctx *c = vctx;
+    int32_t k = c->type == SL_KT_Q4_0_R16 ? -8 : -128;
+    for (int64_t t = idx; t < c->n_tok; t += n) {
+        sl_blk_q8_0 *xb = (sl_blk_q8_0 *)(c->xa + (size_t)t * c->xa_row);
+        sl_kernel_quantize_row(SL_KT_Q8_0, c->x + t * c->cols, xb, c->cols);
+        for (int64_t b = 0; b < c->nb; b++) {
+            int32_t s = 0;
+            for (int i = 0; i < 32; i++)
+                s += xb[b].qs[i];
+            c->csum[t * c->nb + b] = k * s;
+            c->xd[t * c->nb + b] = sl_kernel_fp16_to_f32(xb[b].d);
+        }
+    }
+}
+
+/* Task idx of n: a contiguous range of the parts' 16-row groups (numbered
+ * one part after the other), each against every token in tiles of 8 while
+ * the group's blocks stay in cache. */
 static void r16_task(void *vctx, int idx, int n)
 {
     r16_ctx *c = vctx;
-    int64_t groups = c->rows / R16;
-    for (int64_t g = groups * idx / n; g < groups * (idx + 1) / n; g++) {
-        const uint8_t *wg = c->w + (size_t)(g * c->nb) * c->gb;
+    int64_t all = c->gstart[c->n_parts];
+    int64_t g0 = all * idx / n, g1 = all * (idx + 1) / n;
+    int p = 0;
+    for (int64_t gj = g0; gj < g1; gj++) {
+        while (gj >= c->gstart[p + 1])
+            p++;
+        int64_t g = gj - c->gstart[p];
+        const uint8_t *wg = c->w[p] + (size_t)(g * c->nb) * c->gb;
         for (int64_t t = 0; t < c->n_tok; t += 8) {
             int nt = (int)SL_MIN((int64_t)8, c->n_tok - t);
-            float *o = c->out + t * c->rows + g * R16;
+            float *o = c->out[p] + t * c->rows[p] + g * R16;
             const uint8_t *x = c->xa + (size_t)t * c->xa_row;
 #if defined(__x86_64__)
             if (c->wide) {
                 sl_kernel_r16_group_vnni(c->type, wg, c->nb, x, c->xa_row, c->csum + t * c->nb,
-                                         c->xd + t * c->nb, nt, o, (size_t)c->rows);
+                                         c->xd + t * c->nb, nt, o, (size_t)c->rows[p]);
                 continue;
             }
 #endif
             r16_group_scalar(wg, c->gb, c->type == SL_KT_Q4_0_R16, c->nb, x, c->xa_row, nt, o,
-                             (size_t)c->rows);
+                             (size_t)c->rows[p]);
         }
     }
+}
+
+/* The parts (1..R16_MAX_PARTS, one type) against the same n_tok x cols input. */
+static int r16_run(const sl_kernel_mm_part *parts, int n_parts, int64_t cols, const float *x,
+                   int64_t n_tok, sl_pool *pool)
+{
+    int type = parts[0].type;
+    if (cols % 32 || cols > INT32_MAX || n_tok > INT32_MAX || n_parts > R16_MAX_PARTS)
+        return SL_EINVAL;
+    r16_ctx c = {.x = x, .cols = cols, .n_parts = n_parts, .type = type, .nb = cols / 32,
+                 .n_tok = n_tok, .wide = sl_kernel_get_isa() == SL_KISA_AVX512,
+                 .gb = type == SL_KT_Q4_0_R16 ? sizeof(sl_blk_q4_0_r16) : sizeof(sl_blk_q8_0_r16)};
+    for (int p = 0; p < n_parts; p++) {
+        if (parts[p].type != type || parts[p].rows < 0 || parts[p].rows % R16 ||
+            parts[p].rows > INT32_MAX || !parts[p].out || !parts[p].w)
+            return SL_EINVAL;
+        c.out[p] = parts[p].out;
+        c.w[p] = parts[p].w;
+        c.rows[p] = parts[p].rows;
+        c.gstart[p + 1] = c.gstart[p] + parts[p].rows / R16;
+    }
+    if (c.gstart[n_parts] == 0 || n_tok == 0)
+        return 0;
+    c.xa_row = (size_t)c.nb * sizeof(sl_blk_q8_0);
+    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 8))
+        return SL_EINVAL;
+    c.xa = sl_malloc((size_t)n_tok * c.xa_row);
+    c.csum = sl_malloc((size_t)(n_tok * c.nb) * sizeof(int32_t));
+    c.xd = sl_malloc((size_t)(n_tok * c.nb) * sizeof(float));
+    int rc = 0;
+    if (c.xa && c.csum && c.xd) {
+        sl_pool_run(pool, r16_prep_task, &c, (int)SL_MIN(n_tok, (int64_t)sl_pool_threads(pool)));
+        int tasks = (int)SL_MIN(c.gstart[n_parts], (int64_t)sl_pool_threads(pool) * 4);
+        sl_pool_run(pool, r16_task, &c, tasks);
+    } else {
+        rc = SL_ENOMEM;
+    }
+    sl_free(c.xa);
+    sl_free(c.csum);
+    sl_free(c.xd);
+    return rc;
 }
 
 int sl_kernel_matmul_r16(float *out, int type, int64_t rows, int64_t cols, const void *w,
                          const float *x, int64_t n_tok, sl_pool *pool)
 {
-    if (rows % R16 || cols % 32 || rows > INT32_MAX || cols > INT32_MAX || n_tok > INT32_MAX)
-        return SL_EINVAL;
-    bool q4 = type == SL_KT_Q4_0_R16;
-    r16_ctx c = {.out = out, .w = w, .rows = rows, .nb = cols / 32, .n_tok = n_tok, .type = type,
-                 .gb = q4 ? sizeof(sl_blk_q4_0_r16) : sizeof(sl_blk_q8_0_r16),
-                 .wide = sl_kernel_get_isa() == SL_KISA_AVX512};
-    c.xa_row = (size_t)c.nb * sizeof(sl_blk_q8_0);
-    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 8))
-        return SL_EINVAL;
-    uint8_t *xa = sl_malloc((size_t)n_tok * c.xa_row);
-    int32_t *csum = sl_malloc((size_t)(n_tok * c.nb) * sizeof(int32_t));
-    float *xd = sl_malloc((size_t)(n_tok * c.nb) * sizeof(float));
-    if (!xa || !csum || !xd) {
-        sl_free(xa);
-        sl_free(csum);
-        sl_free(xd);
-        return SL_ENOMEM;
+    sl_kernel_mm_part part = {out, type, rows, w};
+    return r16_run(&part, 1, cols, x, n_tok, pool);
+}
+
+int sl_kernel_matmul_parts(const sl_kernel_mm_part *parts, int n_parts, int64_t cols,
+                           const float *x, int64_t n_tok, sl_pool *pool)
+{
+    bool fuse = n_parts >= 1 && n_parts <= R16_MAX_PARTS &&
+                (parts[0].type == SL_KT_Q8_0_R16 || parts[0].type == SL_KT_Q4_0_R16);
+    for (int p = 1; fuse && p < n_parts; p++)
+        fuse = parts[p].type == parts[0].type;
+    if (fuse)
+        return r16_run(parts, n_parts, cols, x, n_tok, pool);
+    for (int p = 0; p < n_parts; p++) {
+        int rc = sl_kernel_matmul(parts[p].out, parts[p].type, parts[p].rows, cols, parts[p].w, x,
+                                  n_tok, pool, 0);
+        if (rc)
+            return rc;
     }
-    for (int64_t t = 0; t < n_tok; t++) {
-        sl_kernel_quantize_row(SL_KT_Q8_0, x + t * cols, xa + (size_t)t * c.xa_row, cols);
-        const sl_blk_q8_0 *xb = (const sl_blk_q8_0 *)(xa + (size_t)t * c.xa_row);
-        for (int64_t b = 0; b < c.nb; b++) {
-            int32_t s = 0;
-            for (int k = 0; k < 32; k++)
-                s += xb[b].qs[k];
-            csum[t * c.nb + b] = (q4 ? -8 : -128) * s;
-            xd[t * c.nb + b] = sl_kernel_fp16_to_f32(xb[b].d);
-        }
-    }
-    c.xa = xa;
-    c.csum = csum;
-    c.xd = xd;
-    int tasks = (int)SL_MIN(rows / R16, (int64_t)sl_pool_threads(pool) * 4);
-    sl_pool_run(pool, r16_task, &c, tasks);
-    sl_free(xa);
-    sl_free(csum);
-    sl_free(xd);
     return 0;
 }

@@ -699,9 +699,10 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
         for (int t = 0; t < n; t++)
             sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->attn_norm, dim,
                               hp->norm_eps);
-        if ((rc = matmul(c->q, &L->wq, c->xb, n, pool)) ||
-            (rc = matmul(c->k, &L->wk, c->xb, n, pool)) ||
-            (rc = matmul(c->v, &L->wv, c->xb, n, pool)))
+        const sl_kernel_mm_part qkv[3] = {{c->q, L->wq.type, L->wq.rows, L->wq.data},
+                                          {c->k, L->wk.type, L->wk.rows, L->wk.data},
+                                          {c->v, L->wv.type, L->wv.rows, L->wv.data}};
+        if ((rc = sl_kernel_matmul_parts(qkv, 3, dim, c->xb, n, pool)))
             return rc;
         add_bias(c->q, L->bq, n, c->q_dim);
         add_bias(c->k, L->bk, n, c->kv_dim);
@@ -731,8 +732,10 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
         for (int t = 0; t < n; t++)
             sl_kernel_rmsnorm(c->xb + (size_t)t * dim, c->x + (size_t)t * dim, L->ffn_norm, dim,
                               hp->norm_eps);
-        if ((rc = matmul(c->hb, &L->w_gate, c->xb, n, pool)) ||
-            (rc = matmul(c->hb2, &L->w_up, c->xb, n, pool)))
+        const sl_kernel_mm_part gate_up[2] = {
+            {c->hb, L->w_gate.type, L->w_gate.rows, L->w_gate.data},
+            {c->hb2, L->w_up.type, L->w_up.rows, L->w_up.data}};
+        if ((rc = sl_kernel_matmul_parts(gate_up, 2, dim, c->xb, n, pool)))
             return rc;
         sl_kernel_swiglu(c->hb, c->hb, c->hb2, (int64_t)n * hp->n_ff);
         if ((rc = matmul(c->xb2, &L->w_down, c->hb, n, pool)))

@@ -428,6 +428,65 @@ static void test_matmul_r16(void)
     sl_pool_destroy(pool);
 }
 
+/* Fused parts (one quantization, one pool run over the groups of all parts)
+ * equal separate matmuls bitwise: repacked Q8_0 and Q4_0 parts, a mix of the
+ * two (which falls back to one matmul per part), every ISA, 1-9 tokens. */
+static void test_matmul_parts(void)
+{
+    if (max_isa < 2)
+        return; /* nothing is repacked on this CPU: parts are plain matmuls */
+    const int64_t cols = 256, rows[3] = {32, 16, 48};
+    const int mixes[][3] = {{SL_KT_Q8_0, SL_KT_Q8_0, SL_KT_Q8_0},
+                            {SL_KT_Q4_0, SL_KT_Q4_0, SL_KT_Q4_0},
+                            {SL_KT_Q8_0, SL_KT_Q4_0, SL_KT_Q8_0}};
+    sl_pool *pool = NULL;
+    EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
+    float *x = malloc(sizeof(float) * (size_t)(cols * 9));
+    for (int64_t i = 0; i < cols * 9; i++)
+        x[i] = frand();
+    for (size_t m = 0; m < SL_ARRAY_LEN(mixes); m++) {
+        void *rp[3];
+        float *sep[3], *fused[3];
+        sl_kernel_mm_part parts[3];
+        EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
+        for (int p = 0; p < 3; p++) {
+            size_t wr = row_bytes(mixes[m][p], cols);
+            uint8_t *w = malloc(wr * (size_t)rows[p]);
+            for (int64_t r = 0; r < rows[p]; r++)
+                make_weight(mixes[m][p], w + wr * (size_t)r, cols, r % 4 == 1);
+            int rt = 0;
+            EXPECT_EQ_INT(sl_kernel_repack(mixes[m][p], w, rows[p], cols, &rp[p], &rt), 0);
+            free(w);
+            sep[p] = malloc(sizeof(float) * (size_t)(rows[p] * 9));
+            fused[p] = malloc(sizeof(float) * (size_t)(rows[p] * 9));
+            parts[p] = (sl_kernel_mm_part){fused[p], rt, rows[p], rp[p]};
+        }
+        for (int isa = 0; isa <= max_isa; isa++)
+            for (int nt = 1; nt <= 9; nt += 4)
+                for (int pl = 0; pl < 2; pl++) {
+                    EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+                    for (int p = 0; p < 3; p++) {
+                        EXPECT_EQ_INT(sl_kernel_matmul(sep[p], parts[p].type, rows[p], cols, rp[p],
+                                                       x, nt, pl ? pool : NULL, 0), 0);
+                        memset(fused[p], 0xff, sizeof(float) * (size_t)(rows[p] * 9));
+                    }
+                    EXPECT_EQ_INT(sl_kernel_matmul_parts(parts, 3, cols, x, nt, pl ? pool : NULL), 0);
+                    for (int p = 0; p < 3; p++)
+                        if (memcmp(sep[p], fused[p], sizeof(float) * (size_t)(rows[p] * nt)))
+                            T_FAIL_AT("mix %zu isa %d n_tok %d pool %d part %d: fused differs", m,
+                                      isa, nt, pl, p);
+                }
+        for (int p = 0; p < 3; p++) {
+            sl_free(rp[p]);
+            free(sep[p]);
+            free(fused[p]);
+        }
+    }
+    free(x);
+    sl_kernel_set_isa((sl_kernel_isa)max_isa);
+    sl_pool_destroy(pool);
+}
+
 static void test_matmul_errors(void)
 {
     float out[4], x[64] = {0};
@@ -453,6 +512,7 @@ int main(void)
     RUN(test_tile_equals_dots);
     RUN(test_matmul_batch_sizes);
     RUN(test_matmul_r16);
+    RUN(test_matmul_parts);
     RUN(test_matmul_errors);
     return TEST_REPORT();
 }
