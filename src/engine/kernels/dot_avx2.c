@@ -240,12 +240,6 @@ TARGET static ALWAYS_INLINE __m128 row_scales(const uint8_t *w, size_t w_row, si
     return _mm_cvtph_ps(h);
 }
 
-/* Lane r of v broadcast to 8 lanes. */
-TARGET static ALWAYS_INLINE __m256 lane_bcast(__m128 v, int r)
-{
-    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(r));
-}
-
 /* Four int32 lane vectors -> their four exact sums (integer adds: any order
  * gives the same value). */
 TARGET static ALWAYS_INLINE __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d)
