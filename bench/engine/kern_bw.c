@@ -126,13 +126,19 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < KB_N * 16; i++)
         x[i] = unif();
-    static const struct { const char *name; int type; } types[] = {
-        {"F16", SL_KT_F16}, {"Q8_0", SL_KT_Q8_0}, {"Q4_0", SL_KT_Q4_0}, {"Q4_K", SL_KT_Q4_K}};
-    enum { NT = 4 };
+    /* "R16": the same matrices repacked in 16-row groups (sl_kernel_repack,
+     * as the model does at load), same bytes per matrix; skipped where the
+     * CPU does not repack. */
+    static const struct { const char *name; int type; bool r16; } types[] = {
+        {"F16", SL_KT_F16, false}, {"Q8_0", SL_KT_Q8_0, false}, {"Q4_0", SL_KT_Q4_0, false},
+        {"Q4_K", SL_KT_Q4_K, false}, {"Q8_0_R16", SL_KT_Q8_0, true}, {"Q4_0_R16", SL_KT_Q4_0, true}};
+    enum { NT = 6 };
     uint8_t *w[NT];
     size_t rb[NT];
+    int mtype[NT];
     for (int k = 0; k < NT; k++) {
         int T = types[k].type;
+        mtype[k] = T;
         sl_kernel_row_bytes(T, KB_N, &rb[k]);
         size_t mat = rb[k] * KB_N;
         w[k] = sl_malloc(mat * KB_COLD);
@@ -148,6 +154,15 @@ int main(int argc, char **argv)
             else
                 sl_kernel_quantize_row(T, row, w[k] + (size_t)r * rb[k], KB_N);
         }
+        if (types[k].r16) {
+            void *rp = NULL;
+            if (sl_kernel_repack(T, w[k], KB_N, KB_N, &rp, &mtype[k]) == 0) {
+                memcpy(w[k], rp, mat); /* 16 rows of blocks = 16 blocks' bytes */
+                sl_free(rp);
+            } else {
+                mtype[k] = -1;
+            }
+        }
         for (int m = 1; m < KB_COLD; m++)
             memcpy(w[k] + (size_t)m * mat, w[k], mat);
     }
@@ -156,10 +171,12 @@ int main(int argc, char **argv)
         double tr = triad_gbs(pool);
         best_triad = SL_MAX(best_triad, tr);
         for (int k = 0; k < NT; k++) {
+            if (mtype[k] < 0)
+                continue;
             int calls = KB_COLD * 2;
-            double v0 = run(0, types[k].type, w[k], rb[k], calls, x, 1, y, xa, pool);
-            double v1 = run(1, types[k].type, w[k], rb[k], calls, x, 1, y, xa, pool);
-            double v16 = run(1, types[k].type, w[k], rb[k], calls / 8, x, 16, y, xa, pool);
+            double v0 = types[k].r16 ? 0 : run(0, mtype[k], w[k], rb[k], calls, x, 1, y, xa, pool);
+            double v1 = run(1, mtype[k], w[k], rb[k], calls, x, 1, y, xa, pool);
+            double v16 = run(1, mtype[k], w[k], rb[k], calls / 8, x, 16, y, xa, pool);
             best[k][0] = SL_MAX(best[k][0], v0);
             best[k][1] = SL_MAX(best[k][1], v1);
             best[k][2] = SL_MAX(best[k][2], v16);
@@ -167,7 +184,8 @@ int main(int argc, char **argv)
     }
     printf("kern_bw threads=%d rounds=%d triad_GB/s=%.2f\n", threads, rounds, best_triad);
     for (int k = 0; k < NT; k++)
-        printf("kern %s threads=%d dot1_GB/s=%.2f (%.0f%%) mm1_GB/s=%.2f (%.0f%%) "
+        if (mtype[k] >= 0)
+            printf("kern %s threads=%d dot1_GB/s=%.2f (%.0f%%) mm1_GB/s=%.2f (%.0f%%) "
                "mm16_GB/s=%.2f (x16 equivalent %.1f GB/s, %.1fx mm1 per token-row)\n",
                types[k].name, threads, best[k][0], 100 * best[k][0] / best_triad, best[k][1],
                100 * best[k][1] / best_triad, best[k][2], 16 * best[k][2],
