@@ -714,6 +714,43 @@ TARGET static void attn_accum(float *o, const float *a, const float *v, size_t v
     }
 }
 
+/* sl_kernel_exp_step on 8 lanes, operation for operation. */
+TARGET static inline __m256 exp8(__m256 x)
+{
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 lo = _mm256_set1_ps(SL_EXP_LO), hi = _mm256_set1_ps(SL_EXP_HI);
+    /* as the scalar compares: a NaN lane is left alone (and restored below) */
+    x = _mm256_blendv_ps(x, lo, _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+    x = _mm256_blendv_ps(x, hi, _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    __m256 rnd = _mm256_set1_ps(SL_EXP_ROUND);
+    __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(SL_EXP_LOG2E), rnd), rnd);
+    __m256 neg = _mm256_sub_ps(_mm256_setzero_ps(), n);
+    __m256 r = _mm256_fmadd_ps(neg, _mm256_set1_ps(SL_EXP_LN2_HI), x);
+    r = _mm256_fmadd_ps(neg, _mm256_set1_ps(SL_EXP_LN2_LO), r);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 720), r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_blendv_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(bits)), x, nan);
+}
+
+TARGET static void swiglu(float *out, const float *gate, const float *up, int64_t n)
+{
+    int64_t i = 0;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)),
+                                                _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++)
+        out[i] = gate[i] / (1.0f + sl_kernel_exp_step(-gate[i])) * up[i];
+}
+
 const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
@@ -735,5 +772,6 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .f32_to_fp16_row = f32_to_fp16_row,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
+    .swiglu = swiglu,
 };
 #endif

@@ -177,6 +177,12 @@ static void attn_accum(float *o, const float *a, const float *v, size_t v_stride
             o[i] = fmaf(a[j], v[(size_t)j * v_stride + i], o[i]);
 }
 
+static void swiglu(float *out, const float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = gate[i] / (1.0f + sl_kernel_exp_step(-gate[i])) * up[i];
+}
+
 const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
@@ -198,4 +204,5 @@ const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .f32_to_fp16_row = f32_to_fp16_row,
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
+    .swiglu = swiglu,
 };

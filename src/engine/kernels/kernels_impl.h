@@ -7,6 +7,9 @@
 
 #include "engine/kernels/kernels.h"
 
+#include <math.h>
+#include <string.h>
+
 typedef struct {
     uint16_t d;     /* fp16 scale */
     int8_t qs[32];  /* value = qs[i] * d */
@@ -87,6 +90,8 @@ typedef struct {
     void (*quant_q8_K)(const float *x, void *dst, int64_t nb);
     void (*fp16_to_f32_row)(const uint16_t *src, float *dst, size_t n);
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
+    /* out = silu(gate) * up with sl_kernel_exp_step's exp (kernels.h) */
+    void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
     /* attention over one head (kernels.h: sl_kernel_attn_scores/_accum) */
     void (*attn_scores)(float *out, const float *q, const float *k, size_t k_stride, int n,
                         int hd, float scale);
@@ -155,6 +160,40 @@ static inline void sl_kernel_q4k_scale_min(const uint8_t *q, int j, int *sc, int
         *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+
+/* exp(x) for the SwiGLU gate, in an order both ISAs follow (fmaf here, FMA
+ * there), so the two are bitwise equal: x clamped to [-87.3, 88.3] (a NaN
+ * stays NaN), n = round(x / ln 2) by the 1.5 * 2^23 trick, r = x - n ln 2 in
+ * two fused steps (ln 2 split in a high part exact in float and the rest),
+ * exp(r) by its degree-6 Taylor polynomial (|r| <= 0.347: truncation below
+ * 1.2e-7 relative), times 2^n built in the exponent bits. Within 2 ulp of
+ * expf over the range. */
+#define SL_EXP_LO (-87.3f)
+#define SL_EXP_HI 88.3f
+#define SL_EXP_LOG2E 1.44269504f
+#define SL_EXP_LN2_HI 0.693145752f
+#define SL_EXP_LN2_LO 1.42860677e-6f
+#define SL_EXP_ROUND 12582912.0f /* 1.5 * 2^23 */
+static inline float sl_kernel_exp_step(float x)
+{
+    if (x != x)
+        return x;
+    x = x < SL_EXP_LO ? SL_EXP_LO : x;
+    x = x > SL_EXP_HI ? SL_EXP_HI : x;
+    float n = fmaf(x, SL_EXP_LOG2E, SL_EXP_ROUND) - SL_EXP_ROUND;
+    float r = fmaf(-n, SL_EXP_LN2_HI, x);
+    r = fmaf(-n, SL_EXP_LN2_LO, r);
+    float p = fmaf(1.0f / 720, r, 1.0f / 120);
+    p = fmaf(p, r, 1.0f / 24);
+    p = fmaf(p, r, 1.0f / 6);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
 }
 
 /* Fixed horizontal sum of 8 lanes; the AVX2 hsum does the same adds. */

@@ -48,8 +48,7 @@ void sl_kernel_silu(float *out, const float *x, int64_t n)
 
 void sl_kernel_swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
-    for (int64_t i = 0; i < n; i++)
-        out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    sl_kernel_vtab_get()->swiglu(out, gate, up, n);
 }
 
 void sl_kernel_mul(float *out, const float *a, const float *b, int64_t n)
