@@ -54,6 +54,9 @@ enum {
 
 /* Returns a static string describing an SL_E* code. */
 const char *sl_strerror(int code);
+/* Formats a message into err (errlen bytes, may be NULL/0) and returns rc:
+ * `return sl_errf(err, errlen, SL_EINVAL, "tensor %s: ...", name);`. */
+int sl_errf(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
 
 /* ---- counted allocator ----
  * All Sluice allocations go through these so that bytes can be counted and

@@ -1,5 +1,8 @@
 #include "core.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *sl_strerror(int code)
 {
     switch (code) {
@@ -22,4 +25,15 @@ const char *sl_strerror(int code)
     case SL_ESTATE: return "invalid state";
     default: return "unknown error";
     }
+}
+
+int sl_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return rc;
 }

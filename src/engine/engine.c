@@ -9,7 +9,6 @@
 #include "engine/sample/sample.h"
 #include "engine/tokenizer/tokenizer.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,18 +32,6 @@ struct sl_engine {
     float *logits;          /* (n_vocab) of the last computed token */
     double load_ms;
 };
-
-static int efail(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
-static int efail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 void sl_engine_params_default(sl_engine_params *p)
 {
@@ -114,12 +101,12 @@ int sl_engine_load(const char *path, const sl_engine_params *p, sl_engine **out,
     char msg[512] = "";
     int rc = sl_gguf_open(path, &e->g, msg, sizeof msg);
     if (rc) {
-        efail(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
+        sl_errf(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
         goto fail;
     }
     if ((rc = sl_model_load(e->g, &e->m, msg, sizeof msg)) ||
         (rc = sl_model_tokenizer_load(e->g, &e->tok, msg, sizeof msg))) {
-        efail(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
+        sl_errf(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
         goto fail;
     }
     const sl_model_hparams *hp = sl_model_get_hparams(e->m);
@@ -129,14 +116,14 @@ int sl_engine_load(const char *path, const sl_engine_params *p, sl_engine **out,
     e->n_batch = SL_MIN(p->n_batch > 0 ? p->n_batch : 64, e->n_ctx);
     int threads = p->n_threads > 0 ? SL_MIN(p->n_threads, ENGINE_MAX_THREADS) : sl_cpu_count();
     if (threads > 1 && (rc = sl_pool_create(threads, &e->pool))) {
-        efail(err, errlen, rc, "cannot start %d threads: %s", threads, sl_strerror(rc));
+        sl_errf(err, errlen, rc, "cannot start %d threads: %s", threads, sl_strerror(rc));
         goto fail;
     }
     rc = sl_model_ctx_create(e->m, e->n_ctx, e->n_batch, threads, &e->ctx);
     e->history = sl_malloc(sizeof(int32_t) * (size_t)e->n_ctx);
     e->logits = sl_malloc(sizeof(float) * (size_t)e->n_vocab);
     if (rc || !e->history || !e->logits) {
-        efail(err, errlen, rc ? rc : SL_ENOMEM,
+        sl_errf(err, errlen, rc ? rc : SL_ENOMEM,
               "cannot allocate a context of %d positions: %s", e->n_ctx,
               sl_strerror(rc ? rc : SL_ENOMEM));
         rc = rc ? rc : SL_ENOMEM;
@@ -209,7 +196,7 @@ int sl_engine_chat_prompt(const sl_engine *e, const sl_engine_message *msgs, siz
 {
     *prompt = NULL;
     if (!e->has_chat)
-        return efail(err, errlen, SL_EUNSUPPORTED,
+        return sl_errf(err, errlen, SL_EUNSUPPORTED,
                      "the model has no chat template the engine recognises (%s)",
                      sl_chat_template_help());
     sl_chat_msg *cm = sl_calloc(n ? n : 1, sizeof *cm);
@@ -228,7 +215,7 @@ int sl_engine_chat_prompt(const sl_engine *e, const sl_engine_message *msgs, siz
     sl_free(cm);
     if (rc) {
         sl_buf_free(&b);
-        return efail(err, errlen, rc, "rendering the chat prompt: %s", sl_strerror(rc));
+        return sl_errf(err, errlen, rc, "rendering the chat prompt: %s", sl_strerror(rc));
     }
     size_t len;
     *prompt = b.len ? sl_buf_take(&b, &len) : sl_strdup("");
@@ -265,7 +252,7 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
     char msg[256] = "";
     int rc = sl_sample_params_check(&sp, msg, sizeof msg);
     if (rc)
-        return efail(err, errlen, rc, "%s", msg);
+        return sl_errf(err, errlen, rc, "%s", msg);
     sl_stop_spec spec;
     memset(&spec, 0, sizeof spec);
     for (int i = 0; i < SL_ENGINE_MAX_STOP; i++)
@@ -282,29 +269,29 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
     size_t n_ids = 0;
     rc = sl_tok_encode(e->tok, prompt, strlen(prompt), add_bos, p->chat, &ids, &n_ids);
     if (rc)
-        return efail(err, errlen, rc, "tokenizing the prompt: %s", sl_strerror(rc));
+        return sl_errf(err, errlen, rc, "tokenizing the prompt: %s", sl_strerror(rc));
     sl_sampler *smp = NULL;
     sl_stop_matcher *stop = NULL;
     sl_buf text;
     sl_buf_init(&text, 4 * ENGINE_MAX_PIECE);
     if (n_ids == 0) {
-        rc = efail(err, errlen, SL_EINVAL, "the prompt is empty and the model adds no BOS token");
+        rc = sl_errf(err, errlen, SL_EINVAL, "the prompt is empty and the model adds no BOS token");
         goto done;
     }
     if (n_ids >= (size_t)e->n_ctx) {
-        rc = efail(err, errlen, SL_ETOOBIG,
+        rc = sl_errf(err, errlen, SL_ETOOBIG,
                    "the prompt is %zu tokens; the context holds %d (raise the context size)",
                    n_ids, e->n_ctx);
         goto done;
     }
     if ((rc = sl_sampler_create(&sp, e->n_tok_vocab, &smp)) ||
         (rc = sl_stop_create(&spec, &stop, msg, sizeof msg))) {
-        efail(err, errlen, rc, "%s", msg[0] ? msg : sl_strerror(rc));
+        sl_errf(err, errlen, rc, "%s", msg[0] ? msg : sl_strerror(rc));
         goto done;
     }
     for (size_t i = 0; i < n_ids; i++)
         if (ids[i] >= e->n_tok_vocab) {
-            rc = efail(err, errlen, SL_ERANGE, "prompt token %d is outside the vocabulary", ids[i]);
+            rc = sl_errf(err, errlen, SL_ERANGE, "prompt token %d is outside the vocabulary", ids[i]);
             goto done;
         }
     if ((rc = sl_sampler_accept_prompt(smp, ids, n_ids)))
@@ -320,7 +307,7 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
     for (int at = reuse; at < n; at += e->n_batch) {
         int chunk = SL_MIN(e->n_batch, n - at);
         if ((rc = sl_model_forward(e->ctx, ids + at, chunk, at, e->logits, false, e->pool))) {
-            efail(err, errlen, rc, "forward pass: %s", sl_strerror(rc));
+            sl_errf(err, errlen, rc, "forward pass: %s", sl_strerror(rc));
             goto done;
         }
         memcpy(e->history + at, ids + at, sizeof(int32_t) * (size_t)chunk);
@@ -336,7 +323,7 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
     for (;;) {
         sl_sample_result r;
         if ((rc = sl_sampler_sample(smp, e->logits, &r))) {
-            efail(err, errlen, rc, "sampling: %s", sl_strerror(rc));
+            sl_errf(err, errlen, rc, "sampling: %s", sl_strerror(rc));
             goto done;
         }
         n_gen++;
@@ -348,7 +335,7 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
         sl_buf_reset(&text);
         if ((rc = sl_tok_decoder_feed(&dec, r.token, &text)) ||
             (rc = sl_stop_feed(stop, text.data ? text.data : "", text.len, &so))) {
-            efail(err, errlen, rc, "decoding token %d: %s", r.token, sl_strerror(rc));
+            sl_errf(err, errlen, rc, "decoding token %d: %s", r.token, sl_strerror(rc));
             goto done;
         }
         if (emit(on_text, user, &so)) {
@@ -363,7 +350,7 @@ int sl_engine_generate(sl_engine *e, const char *prompt, const sl_engine_gen_par
             break;
         if ((rc = sl_model_forward(e->ctx, &r.token, 1, e->n_history, e->logits, false,
                                    e->pool))) {
-            efail(err, errlen, rc, "forward pass: %s", sl_strerror(rc));
+            sl_errf(err, errlen, rc, "forward pass: %s", sl_strerror(rc));
             goto done;
         }
         e->history[e->n_history++] = r.token;

@@ -5,7 +5,6 @@
 #include "engine/kernels/kernels.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,18 +70,6 @@ const char *sl_model_arch_name(sl_model_arch a)
     return a == SL_ARCH_QWEN2 ? "qwen2" : "llama";
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 /* ---- hyperparameters ---- */
 
 /* Reads <arch>.<name> as a positive int <= max; def < 0 means required. */
@@ -95,15 +82,15 @@ static int get_hp_int(const sl_gguf *g, const char *arch, const char *name, long
     int rc = sl_gguf_get_u64(g, key, &v);
     if (rc == SL_ENOTFOUND) {
         if (def < 0)
-            return fail(err, errlen, SL_EINVAL, "missing metadata key %s", key);
+            return sl_errf(err, errlen, SL_EINVAL, "missing metadata key %s", key);
         *out = (int)def;
         return 0;
     }
     if (rc)
-        return fail(err, errlen, SL_EINVAL, "metadata key %s: expected a non-negative integer",
+        return sl_errf(err, errlen, SL_EINVAL, "metadata key %s: expected a non-negative integer",
                     key);
     if (v == 0 || v > (uint64_t)max)
-        return fail(err, errlen, SL_EINVAL, "metadata key %s = %llu: expected 1..%ld", key,
+        return sl_errf(err, errlen, SL_EINVAL, "metadata key %s = %llu: expected 1..%ld", key,
                     (unsigned long long)v, max);
     *out = (int)v;
     return 0;
@@ -122,7 +109,7 @@ static int get_hp_float(const sl_gguf *g, const char *arch, const char *name, fl
         return 0;
     }
     if (rc || !isfinite(v) || v <= 0)
-        return fail(err, errlen, SL_EINVAL, "metadata key %s: expected a positive finite number",
+        return sl_errf(err, errlen, SL_EINVAL, "metadata key %s: expected a positive finite number",
                     key);
     *out = v;
     return 0;
@@ -132,7 +119,7 @@ static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_
 {
     sl_str archs;
     if (sl_gguf_get_str(g, "general.architecture", &archs))
-        return fail(err, errlen, SL_EINVAL,
+        return sl_errf(err, errlen, SL_EINVAL,
                     "missing metadata key general.architecture (a string); supported: llama, qwen2");
     char arch[64];
     if (sl_str_eq_c(archs, "llama")) {
@@ -147,7 +134,7 @@ static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_
             shown[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
         }
         shown[n] = 0;
-        return fail(err, errlen, SL_EUNSUPPORTED,
+        return sl_errf(err, errlen, SL_EUNSUPPORTED,
                     "unsupported architecture %s; supported: llama, qwen2", shown);
     }
     snprintf(arch, sizeof arch, "%s", sl_model_arch_name(hp->arch));
@@ -166,7 +153,7 @@ static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_
                          &hp->n_head_kv, err, errlen)))
         return rc;
     if (hp->n_head % hp->n_head_kv)
-        return fail(err, errlen, SL_EINVAL,
+        return sl_errf(err, errlen, SL_EINVAL,
                     "%s.attention.head_count (%d) is not a multiple of head_count_kv (%d)", arch,
                     hp->n_head, hp->n_head_kv);
     long def_hd = hp->dim % hp->n_head ? -1 : hp->dim / hp->n_head;
@@ -178,14 +165,14 @@ static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_
                          err, errlen)))
         return rc;
     if (vlen != hp->head_dim)
-        return fail(err, errlen, SL_EUNSUPPORTED,
+        return sl_errf(err, errlen, SL_EUNSUPPORTED,
                     "%s.attention.value_length (%d) differs from key_length (%d)", arch, vlen,
                     hp->head_dim);
     if ((rc = get_hp_int(g, arch, "rope.dimension_count", hp->head_dim, SL_MODEL_MAX_DIM,
                          &hp->rot_dim, err, errlen)))
         return rc;
     if (hp->rot_dim % 2 || hp->rot_dim > hp->head_dim)
-        return fail(err, errlen, SL_EINVAL,
+        return sl_errf(err, errlen, SL_EINVAL,
                     "%s.rope.dimension_count (%d) must be even and at most the head size (%d)",
                     arch, hp->rot_dim, hp->head_dim);
     if ((rc = get_hp_float(g, arch, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps, err,
@@ -203,7 +190,7 @@ static int read_hparams(const sl_gguf *g, sl_model_hparams *hp, char *err, size_
         if (sl_str_eq_c(st, "linear"))
             linear = true;
         else if (!sl_str_eq_c(st, "none") && !sl_str_eq_c(st, "llama3"))
-            return fail(err, errlen, SL_EUNSUPPORTED,
+            return sl_errf(err, errlen, SL_EUNSUPPORTED,
                         "%s = \"%.*s\" is not supported; supported: none, linear", key,
                         (int)SL_MIN(st.n, 40), st.p);
     }
@@ -229,7 +216,7 @@ static int get_tensor(const sl_gguf *g, const char *name, uint32_t n_dims, const
 {
     const sl_gguf_tensor *t = sl_gguf_find_tensor(g, name);
     if (!t)
-        return fail(err, errlen, SL_EINVAL, "missing tensor %s", name);
+        return sl_errf(err, errlen, SL_EINVAL, "missing tensor %s", name);
     char want[96], got[96];
     int wn = 0, gn = 0;
     for (uint32_t i = 0; i < n_dims; i++)
@@ -242,20 +229,20 @@ static int get_tensor(const sl_gguf *g, const char *name, uint32_t n_dims, const
     for (uint32_t i = 0; ok && i < n_dims; i++)
         ok = t->dims[i] == (uint64_t)dims[i];
     if (!ok)
-        return fail(err, errlen, SL_EINVAL, "tensor %s has shape [%s], expected [%s]", name, got,
+        return sl_errf(err, errlen, SL_EINVAL, "tensor %s has shape [%s], expected [%s]", name, got,
                     want);
     if (f32_only ? t->type != SL_GGML_F32 : !sl_kernel_type_known((int)t->type))
-        return fail(err, errlen, SL_EUNSUPPORTED,
+        return sl_errf(err, errlen, SL_EUNSUPPORTED,
                     "tensor %s has type %s; supported: %s", name, sl_ggml_type_name(t->type),
                     f32_only ? "F32" : "F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K");
     size_t rb;
     if (sl_kernel_row_bytes((int)t->type, (int64_t)t->dims[0], &rb))
-        return fail(err, errlen, SL_EINVAL,
+        return sl_errf(err, errlen, SL_EINVAL,
                     "tensor %s: row length %llu is not a multiple of the %s block size", name,
                     (unsigned long long)t->dims[0], sl_ggml_type_name(t->type));
     /* float pointers and the kernels' half loads need natural alignment */
     if ((uintptr_t)t->data % 4)
-        return fail(err, errlen, SL_EINVAL, "tensor %s: data is not 4-byte aligned", name);
+        return sl_errf(err, errlen, SL_EINVAL, "tensor %s: data is not 4-byte aligned", name);
     *out = t;
     return 0;
 }
@@ -297,7 +284,7 @@ static int repack_weight(sl_weight *w, const char *what, char *err, size_t errle
     if (rc == SL_EUNSUPPORTED)
         return 0;
     if (rc)
-        return fail(err, errlen, rc, "%s: cannot repack for the kernels (%s)", what,
+        return sl_errf(err, errlen, rc, "%s: cannot repack for the kernels (%s)", what,
                     rc == SL_ENOMEM ? "out of memory" : "bad shape");
     w->owned = p;
     w->data = p;
@@ -333,11 +320,11 @@ int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
     /* the vocabulary size comes from the embedding; keys must agree */
     const sl_gguf_tensor *te = sl_gguf_find_tensor(g, "token_embd.weight");
     if (!te) {
-        rc = fail(err, errlen, SL_EINVAL, "missing tensor token_embd.weight");
+        rc = sl_errf(err, errlen, SL_EINVAL, "missing tensor token_embd.weight");
         goto fail;
     }
     if (te->n_dims != 2 || te->dims[1] == 0 || te->dims[1] > SL_MODEL_MAX_VOCAB) {
-        rc = fail(err, errlen, SL_EINVAL,
+        rc = sl_errf(err, errlen, SL_EINVAL,
                   "tensor token_embd.weight: expected 2 dims [%d, n_vocab] with n_vocab in 1..%d",
                   hp->dim, SL_MODEL_MAX_VOCAB);
         goto fail;
@@ -347,13 +334,13 @@ int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
     snprintf(key, sizeof key, "%s.vocab_size", sl_model_arch_name(hp->arch));
     uint64_t vs;
     if (!sl_gguf_get_u64(g, key, &vs) && vs != (uint64_t)hp->n_vocab) {
-        rc = fail(err, errlen, SL_EINVAL, "%s = %llu but token_embd.weight has %d rows", key,
+        rc = sl_errf(err, errlen, SL_EINVAL, "%s = %llu but token_embd.weight has %d rows", key,
                   (unsigned long long)vs, hp->n_vocab);
         goto fail;
     }
     sl_gguf_arr toks;
     if (!sl_gguf_get_arr(g, "tokenizer.ggml.tokens", &toks) && toks.count > (uint64_t)hp->n_vocab) {
-        rc = fail(err, errlen, SL_EINVAL,
+        rc = sl_errf(err, errlen, SL_EINVAL,
                   "tokenizer.ggml.tokens has %llu tokens but token_embd.weight only %d rows",
                   (unsigned long long)toks.count, hp->n_vocab);
         goto fail;
@@ -404,7 +391,7 @@ int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
             goto fail;
         for (int i = 0; i < half; i++)
             if (!isfinite(m->rope_freqs[i]) || m->rope_freqs[i] <= 0) {
-                rc = fail(err, errlen, SL_EINVAL,
+                rc = sl_errf(err, errlen, SL_EINVAL,
                           "tensor rope_freqs.weight: element %d is not a positive number", i);
                 goto fail;
             }

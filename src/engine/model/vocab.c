@@ -2,27 +2,14 @@
 #include "engine/model/model.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static int vfail(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
-static int vfail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
 
 /* Copies a string array into NUL-terminated strings (*out, count entries). */
 static int copy_strs(sl_gguf_arr a, const char *key, char ***out, char *err, size_t errlen)
 {
     if (a.type != SL_GGUF_STRING)
-        return vfail(err, errlen, SL_EINVAL, "%s: expected an array of strings", key);
+        return sl_errf(err, errlen, SL_EINVAL, "%s: expected an array of strings", key);
     char **s = sl_calloc(a.count ? a.count : 1, sizeof *s);
     if (!s)
         return SL_ENOMEM;
@@ -61,7 +48,7 @@ static int get_id(const sl_gguf *g, const char *key, size_t n_tokens, int32_t *o
         return 0;
     }
     if (rc || v >= n_tokens)
-        return vfail(err, errlen, SL_EINVAL, "%s: expected a token id below %zu", key, n_tokens);
+        return sl_errf(err, errlen, SL_EINVAL, "%s: expected a token id below %zu", key, n_tokens);
     *out = (int32_t)v;
     return 0;
 }
@@ -73,20 +60,20 @@ int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, siz
     memset(&v, 0, sizeof v);
     sl_str model;
     if (sl_gguf_get_str(g, "tokenizer.ggml.model", &model))
-        return vfail(err, errlen, SL_EINVAL, "missing metadata key tokenizer.ggml.model");
+        return sl_errf(err, errlen, SL_EINVAL, "missing metadata key tokenizer.ggml.model");
     if (sl_str_eq_c(model, "llama"))
         v.kind = SL_TOK_SPM;
     else if (sl_str_eq_c(model, "gpt2"))
         v.kind = SL_TOK_BPE;
     else
-        return vfail(err, errlen, SL_EUNSUPPORTED,
+        return sl_errf(err, errlen, SL_EUNSUPPORTED,
                      "tokenizer.ggml.model \"%.*s\" is not supported; supported: llama, gpt2",
                      (int)SL_MIN(model.n, 40), model.p);
     sl_gguf_arr toks, arr;
     if (sl_gguf_get_arr(g, "tokenizer.ggml.tokens", &toks))
-        return vfail(err, errlen, SL_EINVAL, "missing metadata key tokenizer.ggml.tokens");
+        return sl_errf(err, errlen, SL_EINVAL, "missing metadata key tokenizer.ggml.tokens");
     if (toks.count == 0 || toks.count > SL_MODEL_MAX_VOCAB)
-        return vfail(err, errlen, SL_EINVAL, "tokenizer.ggml.tokens: expected 1..%d tokens",
+        return sl_errf(err, errlen, SL_EINVAL, "tokenizer.ggml.tokens: expected 1..%d tokens",
                      SL_MODEL_MAX_VOCAB);
     v.n_tokens = (size_t)toks.count;
 
@@ -99,7 +86,7 @@ int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, siz
         return rc;
     if (!sl_gguf_get_arr(g, "tokenizer.ggml.scores", &arr)) {
         if (arr.count != toks.count) {
-            rc = vfail(err, errlen, SL_EINVAL,
+            rc = sl_errf(err, errlen, SL_EINVAL,
                        "tokenizer.ggml.scores has %llu entries, expected %llu",
                        (unsigned long long)arr.count, (unsigned long long)toks.count);
             goto done;
@@ -112,7 +99,7 @@ int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, siz
         for (size_t i = 0; i < v.n_tokens; i++) {
             double d;
             if (sl_gguf_arr_get_f64(arr, i, &d)) {
-                rc = vfail(err, errlen, SL_EINVAL, "tokenizer.ggml.scores[%zu]: not a number", i);
+                rc = sl_errf(err, errlen, SL_EINVAL, "tokenizer.ggml.scores[%zu]: not a number", i);
                 goto done;
             }
             scores[i] = (float)d;
@@ -120,7 +107,7 @@ int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, siz
     }
     if (!sl_gguf_get_arr(g, "tokenizer.ggml.token_type", &arr)) {
         if (arr.count != toks.count) {
-            rc = vfail(err, errlen, SL_EINVAL,
+            rc = sl_errf(err, errlen, SL_EINVAL,
                        "tokenizer.ggml.token_type has %llu entries, expected %llu",
                        (unsigned long long)arr.count, (unsigned long long)toks.count);
             goto done;
@@ -133,7 +120,7 @@ int sl_model_tokenizer_load(const sl_gguf *g, sl_tokenizer **out, char *err, siz
         for (size_t i = 0; i < v.n_tokens; i++) {
             int64_t d;
             if (sl_gguf_arr_get_i64(arr, i, &d) || d < 0 || d > 6) {
-                rc = vfail(err, errlen, SL_EINVAL,
+                rc = sl_errf(err, errlen, SL_EINVAL,
                            "tokenizer.ggml.token_type[%zu]: expected an integer 0..6", i);
                 goto done;
             }

@@ -15,7 +15,6 @@
 
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,18 +86,6 @@ struct sl_sched {
     sl_sched_stats counters;   /* cumulative fields only */
 };
 
-static int sfail(char *err, size_t errlen, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
-static int sfail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 void sl_sched_opts_default(sl_sched_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -142,7 +129,7 @@ static int load(sl_sched *s, char *err, size_t errlen)
     int rc = sl_gguf_open(path, &s->g, msg, sizeof msg);
     if (rc || (rc = sl_model_load(s->g, &s->m, msg, sizeof msg)) ||
         (rc = sl_model_tokenizer_load(s->g, &s->tok, msg, sizeof msg)))
-        return sfail(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
+        return sl_errf(err, errlen, rc, "%s: %s", path, msg[0] ? msg : sl_strerror(rc));
     const sl_model_hparams *hp = sl_model_get_hparams(s->m);
     s->n_vocab = hp->n_vocab;
     s->n_embd = hp->dim;
@@ -164,7 +151,7 @@ static int load(sl_sched *s, char *err, size_t errlen)
         budget = SL_MAX(budget, per_token * (s->n_ctx + s->bt));
     }
     if ((rc = sl_kv_create(hp->n_layer, kv_dim, s->bt, budget, &s->kv)))
-        return sfail(err, errlen, rc,
+        return sl_errf(err, errlen, rc,
                      "cannot create a KV cache of %lld bytes (one block of %d positions takes "
                      "%lld bytes): %s",
                      (long long)budget, s->bt, (long long)(per_token * s->bt), sl_strerror(rc));
@@ -172,19 +159,19 @@ static int load(sl_sched *s, char *err, size_t errlen)
     s->ctx_eff = (int)SL_MIN((int64_t)s->n_ctx, (int64_t)sl_kv_n_blocks(s->kv) * s->bt);
     s->max_batch = max_seqs + chunk;
     if (threads > 1 && (rc = sl_pool_create(threads, &s->pool)))
-        return sfail(err, errlen, rc, "cannot start %d threads: %s", threads, sl_strerror(rc));
+        return sl_errf(err, errlen, rc, "cannot start %d threads: %s", threads, sl_strerror(rc));
     if ((rc = sl_model_batch_ctx_create(s->m, s->ctx_eff, s->max_batch, threads, &s->ctx)))
-        return sfail(err, errlen, rc, "cannot allocate the activations: %s", sl_strerror(rc));
+        return sl_errf(err, errlen, rc, "cannot allocate the activations: %s", sl_strerror(rc));
     s->running = sl_calloc((size_t)max_seqs, sizeof *s->running);
     s->logits = sl_malloc(sizeof(float) * (size_t)max_seqs * (size_t)s->n_vocab);
     s->hidden = sl_malloc(sizeof(float) * (size_t)s->max_batch * (size_t)s->n_embd);
     s->step = sl_calloc((size_t)max_seqs, sizeof *s->step);
     s->step_seq = sl_calloc((size_t)max_seqs, sizeof *s->step_seq);
     if (!s->running || !s->logits || !s->hidden || !s->step || !s->step_seq)
-        return sfail(err, errlen, SL_ENOMEM, "out of memory");
+        return sl_errf(err, errlen, SL_ENOMEM, "out of memory");
     if (s->tmpl_name) {
         if (sl_chat_template_by_name(s->tmpl_name, &s->tmpl))
-            return sfail(err, errlen, SL_EINVAL, "chat template \"%s\": %s", s->tmpl_name,
+            return sl_errf(err, errlen, SL_EINVAL, "chat template \"%s\": %s", s->tmpl_name,
                          sl_chat_template_help());
         s->has_chat = true;
     } else {
@@ -229,11 +216,11 @@ static void seq_free(seq *q)
 static int render_chat(sl_sched *s, const sl_sched_req *r, char **out, char *err, size_t errlen)
 {
     if (!s->has_chat)
-        return sfail(err, errlen, SL_EINVAL,
+        return sl_errf(err, errlen, SL_EINVAL,
                      "the model has no chat template the engine recognises (%s)",
                      sl_chat_template_help());
     if (!r->msgs && r->n_msgs)
-        return sfail(err, errlen, SL_EINVAL, "messages: missing");
+        return sl_errf(err, errlen, SL_EINVAL, "messages: missing");
     sl_chat_msg *cm = sl_calloc(r->n_msgs ? r->n_msgs : 1, sizeof *cm);
     if (!cm)
         return SL_ENOMEM;
@@ -241,7 +228,7 @@ static int render_chat(sl_sched *s, const sl_sched_req *r, char **out, char *err
         int role = r->msgs[i].role;
         if (role < 0 || role > 2) {
             sl_free(cm);
-            return sfail(err, errlen, SL_EINVAL, "messages[%zu].role: %d is not 0, 1 or 2", i,
+            return sl_errf(err, errlen, SL_EINVAL, "messages[%zu].role: %d is not 0, 1 or 2", i,
                          role);
         }
         cm[i].role = role == 0 ? SL_CHAT_ROLE_SYSTEM
@@ -256,7 +243,7 @@ static int render_chat(sl_sched *s, const sl_sched_req *r, char **out, char *err
     sl_free(cm);
     if (rc) {
         sl_buf_free(&b);
-        return sfail(err, errlen, rc == SL_ETOOBIG ? SL_EINVAL : rc,
+        return sl_errf(err, errlen, rc == SL_ETOOBIG ? SL_EINVAL : rc,
                      "rendering the chat prompt: %s", sl_strerror(rc));
     }
     size_t len;
@@ -271,7 +258,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
 {
     *out = NULL;
     if (r->kind != SL_SCHED_COMPLETE && r->kind != SL_SCHED_CHAT && r->kind != SL_SCHED_EMBED)
-        return sfail(err, errlen, SL_EINVAL, "unknown request kind %d", (int)r->kind);
+        return sl_errf(err, errlen, SL_EINVAL, "unknown request kind %d", (int)r->kind);
     char *chat = NULL;
     const char *text = r->prompt;
     int rc;
@@ -280,7 +267,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
             return rc;
         text = chat;
     } else if (!text) {
-        return sfail(err, errlen, SL_EINVAL, "prompt: missing");
+        return sl_errf(err, errlen, SL_EINVAL, "prompt: missing");
     }
     bool is_chat = r->kind == SL_SCHED_CHAT;
     bool add_bos = is_chat ? !sl_chat_template_has_bos(s->tmpl) : true;
@@ -289,7 +276,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
     rc = sl_tok_encode(s->tok, text, strlen(text), add_bos, is_chat, &ids, &n_ids);
     sl_free(chat);
     if (rc)
-        return sfail(err, errlen, rc == SL_ENOMEM ? rc : SL_EINVAL,
+        return sl_errf(err, errlen, rc == SL_ENOMEM ? rc : SL_EINVAL,
                      "tokenizing the prompt: %s", sl_strerror(rc));
     seq *q = NULL;
     bool embed = r->kind == SL_SCHED_EMBED;
@@ -297,11 +284,11 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
      * prompt's; an embedding needs only the prompt's */
     size_t limit = embed ? (size_t)s->ctx_eff : (size_t)s->ctx_eff - 1;
     if (n_ids == 0) {
-        rc = sfail(err, errlen, SL_EINVAL, "the prompt is empty and the model adds no BOS token");
+        rc = sl_errf(err, errlen, SL_EINVAL, "the prompt is empty and the model adds no BOS token");
         goto fail;
     }
     if (n_ids > limit) {
-        rc = sfail(err, errlen, SL_EINVAL,
+        rc = sl_errf(err, errlen, SL_EINVAL,
                    "the prompt is %zu tokens; the context holds %d%s (shorten the prompt or "
                    "raise the context size)",
                    n_ids, s->ctx_eff, embed ? "" : " including at least one generated token");
@@ -309,7 +296,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
     }
     for (size_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= s->n_tok_vocab) {
-            rc = sfail(err, errlen, SL_EINVAL, "prompt token %d is outside the vocabulary",
+            rc = sl_errf(err, errlen, SL_EINVAL, "prompt token %d is outside the vocabulary",
                        ids[i]);
             goto fail;
         }
@@ -354,7 +341,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
     sp.has_seed = r->has_seed;
     char msg[256] = "";
     if ((rc = sl_sample_params_check(&sp, msg, sizeof msg))) {
-        rc = sfail(err, errlen, SL_EINVAL, "%s", msg);
+        rc = sl_errf(err, errlen, SL_EINVAL, "%s", msg);
         goto fail;
     }
     sl_stop_spec spec;
@@ -367,7 +354,7 @@ static int seq_build(sl_sched *s, const sl_sched_req *r, seq **out, char *err, s
     spec.max_tokens = r->max_tokens > 0 ? r->max_tokens : 0;
     if ((rc = sl_sampler_create(&sp, s->n_tok_vocab, &q->smp)) ||
         (rc = sl_stop_create(&spec, &q->stop, msg, sizeof msg))) {
-        rc = sfail(err, errlen, rc == SL_ENOMEM ? rc : SL_EINVAL, "%s",
+        rc = sl_errf(err, errlen, rc == SL_ENOMEM ? rc : SL_EINVAL, "%s",
                    msg[0] ? msg : sl_strerror(rc));
         goto fail;
     }
@@ -388,17 +375,17 @@ int sl_sched_submit(sl_sched *s, const sl_sched_req *r, sl_sched_fn fn, void *us
     if (err && errlen)
         err[0] = 0;
     if (!fn)
-        return sfail(err, errlen, SL_EINVAL, "no event callback");
+        return sl_errf(err, errlen, SL_EINVAL, "no event callback");
     pthread_mutex_lock(&s->mu);
     int state = s->state;
     bool closing = s->closing;
     pthread_mutex_unlock(&s->mu);
     if (closing)
-        return sfail(err, errlen, SL_ESTATE, "the engine is shutting down");
+        return sl_errf(err, errlen, SL_ESTATE, "the engine is shutting down");
     if (state == SL_EAGAIN)
-        return sfail(err, errlen, SL_EAGAIN, "the model is still loading");
+        return sl_errf(err, errlen, SL_EAGAIN, "the model is still loading");
     if (state < 0)
-        return sfail(err, errlen, SL_ESTATE, "the model failed to load: %s", s->load_err);
+        return sl_errf(err, errlen, SL_ESTATE, "the model failed to load: %s", s->load_err);
     seq *q;
     int rc = seq_build(s, r, &q, err, errlen);
     if (rc)
@@ -409,7 +396,7 @@ int sl_sched_submit(sl_sched *s, const sl_sched_req *r, sl_sched_fn fn, void *us
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
         seq_free(q);
-        return sfail(err, errlen, SL_ESTATE, "the engine is shutting down");
+        return sl_errf(err, errlen, SL_ESTATE, "the engine is shutting down");
     }
     q->id = ++s->next_id;
     if (s->in_tail)
@@ -914,7 +901,7 @@ int sl_sched_create(const sl_sched_opts *o, sl_sched **out, char *err, size_t er
     if (err && errlen)
         err[0] = 0;
     if (!o || !o->model_path || !o->model_path[0])
-        return sfail(err, errlen, SL_EINVAL, "model_path: missing");
+        return sl_errf(err, errlen, SL_EINVAL, "model_path: missing");
     sl_sched *s = sl_calloc(1, sizeof *s);
     if (!s)
         return SL_ENOMEM;
@@ -938,7 +925,7 @@ int sl_sched_create(const sl_sched_opts *o, sl_sched **out, char *err, size_t er
         sl_free(s->model_path);
         sl_free(s->tmpl_name);
         sl_free(s);
-        return sfail(err, errlen, SL_EIO, "cannot start the engine thread");
+        return sl_errf(err, errlen, SL_EIO, "cannot start the engine thread");
     }
     *out = s;
     return 0;
