@@ -1,7 +1,6 @@
 /* The stop matcher: stop strings with hold-back, end token ids, max_tokens. */
 #include "sample.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,40 +19,27 @@ struct sl_stop_matcher {
     bool stopped;
 };
 
-static int spec_err(char *err, size_t err_size, int rc, const char *fmt, ...) SL_PRINTF(4, 5);
-
-static int spec_err(char *err, size_t err_size, int rc, const char *fmt, ...)
-{
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return rc;
-}
-
 int sl_stop_create(const sl_stop_spec *spec, sl_stop_matcher **out, char *err, size_t err_size)
 {
     *out = NULL;
     if (spec->n_strings > SL_STOP_MAX_STRINGS)
-        return spec_err(err, err_size, SL_ERANGE, "stop has %zu strings; at most %d are allowed",
+        return sl_errf(err, err_size, SL_ERANGE, "stop has %zu strings; at most %d are allowed",
                         spec->n_strings, SL_STOP_MAX_STRINGS);
     for (size_t i = 0; i < spec->n_strings; i++) {
         const char *s = spec->strings[i];
         size_t len = s ? strlen(s) : 0;
         if (len == 0)
-            return spec_err(err, err_size, SL_EINVAL, "stop[%zu] is empty", i);
+            return sl_errf(err, err_size, SL_EINVAL, "stop[%zu] is empty", i);
         if (len > SL_STOP_MAX_STRING_LEN)
-            return spec_err(err, err_size, SL_ERANGE,
+            return sl_errf(err, err_size, SL_ERANGE,
                             "stop[%zu] is %zu bytes long; the limit is %d bytes", i, len,
                             SL_STOP_MAX_STRING_LEN);
     }
     if (spec->n_end_ids > SL_STOP_MAX_END_IDS)
-        return spec_err(err, err_size, SL_ERANGE, "%zu end token ids given; at most %d are allowed",
+        return sl_errf(err, err_size, SL_ERANGE, "%zu end token ids given; at most %d are allowed",
                         spec->n_end_ids, SL_STOP_MAX_END_IDS);
     if (spec->max_tokens < 0)
-        return spec_err(err, err_size, SL_ERANGE, "max_tokens must be >= 0, got %lld",
+        return sl_errf(err, err_size, SL_ERANGE, "max_tokens must be >= 0, got %lld",
                         (long long)spec->max_tokens);
 
     sl_stop_matcher *m = sl_calloc(1, sizeof *m);
