@@ -41,11 +41,18 @@ typedef struct result {
 } result;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+/* While set, the scheduler thread waits in any callback: run_all holds
+ * it so that every request is queued before the first step's tokens go out,
+ * however the OS schedules the submitting thread against the engine's. */
+static bool g_hold;
 
 static void on_event(void *user, const sl_sched_event *ev)
 {
     result *r = user;
     pthread_mutex_lock(&g_mu);
+    while (g_hold)
+        pthread_cond_wait(&g_cv, &g_mu);
     if (r->done)
         r->after_terminal = true;
     if (ev->kind == SL_SCHED_EV_TEXT) {
@@ -152,6 +159,9 @@ static void run_all(sl_sched *s, result *res, int n, bool seeded)
 {
     char prompts[64][128];
     memset(res, 0, sizeof *res * n);
+    pthread_mutex_lock(&g_mu);
+    g_hold = true;
+    pthread_mutex_unlock(&g_mu);
     for (int i = 0; i < n; i++) {
         prompt_of(i, prompts[i], sizeof prompts[i]);
         sl_sched_req r;
@@ -161,6 +171,10 @@ static void run_all(sl_sched *s, result *res, int n, bool seeded)
         if (sl_sched_submit(s, &r, on_event, &res[i], &id, err, sizeof err))
             T_FAIL_AT("submit %d: %s", i, err);
     }
+    pthread_mutex_lock(&g_mu);
+    g_hold = false;
+    pthread_cond_broadcast(&g_cv);
+    pthread_mutex_unlock(&g_mu);
     wait_all(res, n, 120);
 }
 
