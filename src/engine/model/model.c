@@ -585,10 +585,13 @@ typedef struct attn_job {
     int layer, n, n_parts;
 } attn_job;
 
-/* Causal attention for the (token, head) pairs idx, idx + n_parts, ...: each
- * pair is computed alone with a fixed order (scores over positions 0..pos in
- * order, then the weighted sum of values in order), so its result depends
- * neither on the batch, nor on the block size, nor on which worker runs it. */
+/* Causal attention for the (token, KV head) pairs idx, idx + n_parts, ...,
+ * each with all the query heads of its group in turn, so that a KV head's
+ * keys and values come from DRAM once per token and from cache for the rest
+ * of the group. Each (token, query head) is computed alone with a fixed
+ * order (scores over positions 0..pos in order, then the weighted sum of
+ * values in order), so its result depends neither on the batch, nor on the
+ * block size, nor on which worker runs it. */
 static void attn_part(void *ctx, int idx, int n_parts)
 {
     attn_job *j = ctx;
@@ -598,25 +601,28 @@ static void attn_part(void *ctx, int idx, int n_parts)
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, bt = kv->block_tokens;
     const float scale = 1.0f / sqrtf((float)hd);
     float *sc = c->scores + (size_t)idx * c->n_ctx;
-    int total = j->n * hp->n_head;
+    int total = j->n * hp->n_head_kv;
     for (int w = idx; w < total; w += n_parts) {
-        int t = w / hp->n_head, h = w % hp->n_head, kvh = h / group;
+        int t = w / hp->n_head_kv, kvh = w % hp->n_head_kv;
         const int32_t *table = j->seqs[c->tok_seq[t]].blocks;
         int n_pos = c->tok_pos[t] + 1; /* causal: positions 0..pos */
-        const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
-        for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-            const float *kb = kv_row(kv->kbase, kv, table[bi], j->layer, 0, c->kv_dim) +
-                              (size_t)kvh * hd;
-            sl_kernel_attn_scores(sc + p0, q, kb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0), hd,
-                                  scale);
-        }
-        sl_kernel_softmax(sc, n_pos);
-        float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
-        memset(o, 0, sizeof(float) * (size_t)hd);
-        for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-            const float *vb = kv_row(kv->vbase, kv, table[bi], j->layer, 0, c->kv_dim) +
-                              (size_t)kvh * hd;
-            sl_kernel_attn_accum(o, sc + p0, vb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0), hd);
+        for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+            const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
+            for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
+                const float *kb = kv_row(kv->kbase, kv, table[bi], j->layer, 0, c->kv_dim) +
+                                  (size_t)kvh * hd;
+                sl_kernel_attn_scores(sc + p0, q, kb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0),
+                                      hd, scale);
+            }
+            sl_kernel_softmax(sc, n_pos);
+            float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
+            memset(o, 0, sizeof(float) * (size_t)hd);
+            for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
+                const float *vb = kv_row(kv->vbase, kv, table[bi], j->layer, 0, c->kv_dim) +
+                                  (size_t)kvh * hd;
+                sl_kernel_attn_accum(o, sc + p0, vb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0),
+                                     hd);
+            }
         }
     }
 }
@@ -675,7 +681,7 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
             c->rope_sin[(size_t)t * half + i] = (float)sin(theta);
         }
     }
-    int n_parts = SL_MIN(sl_pool_threads(pool), n * hp->n_head);
+    int n_parts = SL_MIN(sl_pool_threads(pool), n * hp->n_head_kv);
 
     /* ---- the hot loop: every layer, every token of the batch; each weight
      * matrix is read once per layer for all the batch's tokens ---- */
