@@ -133,7 +133,8 @@ int sl_kernel_dot(int wtype, const void *w, const void *x, int64_t n, float *out
  * comment) unless SL_MATMUL_ALLOW_BLAS is passed: then F32/F16/BF16 weights
  * with n_tok >= SL_MATMUL_BLAS_MIN_TOK go through cblas_sgemm, which is
  * faster for prompts but whose summation order depends on the shapes and
- * on OpenBLAS's own threads.
+ * on the pool's thread count (the rows are split across the pool, one
+ * single-threaded sgemm per part).
  * Returns 0, SL_EINVAL, SL_EUNSUPPORTED or SL_ENOMEM (scratch is sl_malloc'd
  * and freed inside). */
 #define SL_MATMUL_ALLOW_BLAS 1u

@@ -204,24 +204,40 @@ static void dot_task(void *vctx, int idx, int n)
     }
 }
 
-static void tile_convert_task(void *vctx, int idx, int n)
+/* Rows [r0, r1) of the current tile, task idx of n: converted to f32 (when
+ * the weights are not f32 already) and multiplied by one single-threaded
+ * sgemm on this pool thread. The process runs OpenBLAS on the calling
+ * thread (main.c), so the pool is the only set of threads. */
+static void blas_task(void *vctx, int idx, int n)
 {
     mm_ctx *c = vctx;
     int64_t r0 = c->tile_rows * idx / n, r1 = c->tile_rows * (idx + 1) / n;
-    for (int64_t r = r0; r < r1; r++)
-        sl_kernel_dequantize_row(c->wtype, c->w + (size_t)(c->tile_r0 + r) * c->w_row,
-                                 c->tile + r * c->cols, c->cols);
+    if (r1 <= r0)
+        return;
+    const float *wt;
+    if (c->wtype == SL_KT_F32) {
+        wt = (const float *)(c->w + (size_t)(c->tile_r0 + r0) * c->w_row);
+    } else {
+        for (int64_t r = r0; r < r1; r++)
+            sl_kernel_dequantize_row(c->wtype, c->w + (size_t)(c->tile_r0 + r) * c->w_row,
+                                     c->tile + r * c->cols, c->cols);
+        wt = c->tile + r0 * c->cols;
+    }
+    const int M = (int)c->n_tok, K = (int)c->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)(r1 - r0), K, 1.0f, c->x, K, wt,
+                K, 0.0f, c->out + c->tile_r0 + r0, (int)c->rows);
 }
 
-/* Weight rows converted per sgemm call: about 4 MiB of f32. */
+/* Weight rows converted per tile: about 4 MiB of f32. */
 #define BLAS_TILE_FLOATS (1 << 20)
 
 static int matmul_blas(mm_ctx *c, sl_pool *pool)
 {
-    const int M = (int)c->n_tok, K = (int)c->cols, ldc = (int)c->rows;
+    int tasks = sl_pool_threads(pool);
     if (c->wtype == SL_KT_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)c->rows, K, 1.0f, c->x, K,
-                    (const float *)c->w, K, 0.0f, c->out, ldc);
+        c->tile_r0 = 0;
+        c->tile_rows = c->rows;
+        sl_pool_run(pool, blas_task, c, (int)SL_MIN(c->rows, (int64_t)tasks));
         return 0;
     }
     int64_t tr = SL_MAX((int64_t)1, BLAS_TILE_FLOATS / c->cols);
@@ -232,9 +248,7 @@ static int matmul_blas(mm_ctx *c, sl_pool *pool)
     for (int64_t r0 = 0; r0 < c->rows; r0 += tr) {
         c->tile_r0 = r0;
         c->tile_rows = SL_MIN(tr, c->rows - r0);
-        sl_pool_run(pool, tile_convert_task, c, (int)SL_MIN(c->tile_rows, 4 * sl_pool_threads(pool)));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)c->tile_rows, K, 1.0f, c->x,
-                    K, c->tile, K, 0.0f, c->out + r0, ldc);
+        sl_pool_run(pool, blas_task, c, (int)SL_MIN(c->tile_rows, (int64_t)tasks));
     }
     sl_free(c->tile);
     c->tile = NULL;
