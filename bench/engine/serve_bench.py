@@ -2,19 +2,21 @@
 """Serving benchmark of the local engine: `sluice bench` and streaming
 clients against `sluice serve` with `provider: local`.
 
-usage: bench/engine/serve_bench.py MODEL.gguf [--threads N] [--quick]
+usage: bench/engine/serve_bench.py MODEL.gguf [--threads N] [--rounds R] [--quick]
+                                    [--only throughput|itl]
 
 MODEL is a GGUF with a byte-level vocabulary (bench_engine_make_model
 writes one: every prompt byte is one token and there is no end token, so
 every request generates exactly max_tokens). Prints three tables:
 
 1. aggregate decode tokens/s at 1, 4, 16 and 64 concurrent streams
-   (closed loop, `sluice bench --stream`, 32-byte prompts), and the ratio
-   to one stream;
+   (closed loop, `sluice bench --stream`, 32-byte prompts), as the median
+   over --rounds rounds that alternate the levels, and the ratio of the
+   medians to one stream's;
 2. time to first token for a request whose 1000-token prefix is cached,
    against the same request cold (a fresh prefix each time);
 3. inter-token latency p50/p99 of 4 running streams while 1000-token
-   prompts keep arriving, with prefill_chunk 256 (chunked) and 4096 (a
+   prompts keep arriving, with prefill_chunk 64 and 256 (chunked) and 4096 (a
    whole prompt in one step).
 Everything runs in one process tree on this machine; the numbers are as
 noisy as the machine is.
@@ -97,6 +99,8 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="rounds over all concurrency levels; the table gives medians")
     ap.add_argument("--only", choices=("throughput", "itl"),
                     help="run only the throughput + cached-prefix part, or only the ITL part")
     a = ap.parse_args()
@@ -114,17 +118,28 @@ def throughput_and_ttft(a, rnd):
     with harness.Sluice(config(a.model, a.threads, 256)) as s:
         wait_ready(s)
         bench(s.port, 1, 2, 8)  # warm the page cache and the pool
-        rows = []
-        for conc in (1, 4, 16, 64):
-            n = conc * (1 if a.quick else 2)
-            r = bench(s.port, conc, n, 32)
-            rows.append((conc, r["output_tokens_per_s"], r["ttft_ms"]["p50"]))
-            print(f"  {conc:3d} streams: {r['output_tokens_per_s']:.1f} tok/s ({r['output_tokens']} tokens)",
-                  flush=True)
-        base = rows[0][1]
-        print("\n| streams | aggregate tokens/s | x one stream | TTFT p50 ms |\n|---|---|---|---|")
-        for conc, tps, ttft in rows:
-            print(f"| {conc} | {tps:.1f} | {tps / base:.2f} | {ttft:.0f} |")
+        levels = (1, 4, 16, 64)
+        runs = {conc: [] for conc in levels}
+        ttfts = {conc: [] for conc in levels}
+        # Rounds alternate the levels, so a noisy stretch of the machine
+        # lands on every level rather than on one; the table gives medians.
+        for rnd_i in range(a.rounds):
+            for conc in levels:
+                # one stream gets 4 requests (128 tokens): a shorter run is
+                # dominated by the noise of a single slow moment
+                n = max(4, conc * (1 if a.quick else 2))
+                r = bench(s.port, conc, n, 32)
+                runs[conc].append(r["output_tokens_per_s"])
+                ttfts[conc].append(r["ttft_ms"]["p50"])
+                print(f"  round {rnd_i + 1}: {conc:3d} streams: {r['output_tokens_per_s']:.1f} tok/s "
+                      f"({r['output_tokens']} tokens)", flush=True)
+        base = statistics.median(runs[1])
+        print(f"\n| streams | aggregate tokens/s, median of {a.rounds} | range | x one stream (medians) "
+              "| TTFT p50 ms |\n|---|---|---|---|---|")
+        for conc in levels:
+            m = statistics.median(runs[conc])
+            print(f"| {conc} | {m:.1f} | {min(runs[conc]):.1f}-{max(runs[conc]):.1f} | {m / base:.2f} "
+                  f"| {statistics.median(ttfts[conc]):.0f} |")
 
         # 2. TTFT with a cached 1000-token prefix against cold
         prefix = "".join(rnd.choice("abcdefghij ") for _ in range(1000))
