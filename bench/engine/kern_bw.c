@@ -111,9 +111,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "kern_bw: cannot create the pool\n");
         return 1;
     }
-    ta = sl_malloc(sizeof(double) * KB_TRIAD_N);
-    tb = sl_malloc(sizeof(double) * KB_TRIAD_N);
-    tc = sl_malloc(sizeof(double) * KB_TRIAD_N);
+    ta = sl_huge_alloc(sizeof(double) * KB_TRIAD_N);
+    tb = sl_huge_alloc(sizeof(double) * KB_TRIAD_N);
+    tc = sl_huge_alloc(sizeof(double) * KB_TRIAD_N);
     float *row = sl_malloc(sizeof(float) * KB_N), *x = sl_malloc(sizeof(float) * KB_N * 16),
           *y = sl_malloc(sizeof(float) * KB_N * 16);
     void *xa = sl_malloc(2 * 292 * KB_N / 256 + 34 * KB_N / 32);
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         mtype[k] = T;
         sl_kernel_row_bytes(T, KB_N, &rb[k]);
         size_t mat = rb[k] * KB_N;
-        w[k] = sl_malloc(mat * KB_COLD);
+        w[k] = sl_huge_alloc(mat * KB_COLD); /* as the engine keeps repacked weights */
         if (!w[k]) {
             fprintf(stderr, "kern_bw: out of memory\n");
             return 1;
@@ -191,10 +191,10 @@ int main(int argc, char **argv)
                100 * best[k][1] / best_triad, best[k][2], 16 * best[k][2],
                16 * best[k][2] / best[k][1]);
     for (int k = 0; k < NT; k++)
-        sl_free(w[k]);
-    sl_free(ta);
-    sl_free(tb);
-    sl_free(tc);
+        sl_huge_free(w[k], rb[k] * KB_N * KB_COLD);
+    sl_huge_free(ta, sizeof(double) * KB_TRIAD_N);
+    sl_huge_free(tb, sizeof(double) * KB_TRIAD_N);
+    sl_huge_free(tc, sizeof(double) * KB_TRIAD_N);
     sl_free(row);
     sl_free(x);
     sl_free(y);

@@ -85,8 +85,9 @@ int main(int argc, char **argv)
     int rc = 0;
     for (int nt = 1; nt <= maxt && !rc; nt++) {
         /* fresh arrays per thread count so that first touch matches the slices */
-        double *a = sl_malloc(n * sizeof(double)), *b = sl_malloc(n * sizeof(double)),
-               *c = sl_malloc(n * sizeof(double));
+        /* huge pages, as the engine keeps its repacked weights */
+        double *a = sl_huge_alloc(n * sizeof(double)), *b = sl_huge_alloc(n * sizeof(double)),
+               *c = sl_huge_alloc(n * sizeof(double));
         if (!a || !b || !c) {
             fprintf(stderr, "triad: cannot allocate 3 x %ld MiB\n", mib);
             rc = 1;
@@ -109,9 +110,9 @@ int main(int argc, char **argv)
                 printf("triad threads=%d array_MiB=%ld runs=%ld best_s=%.6f GB/s=%.2f\n", nt, mib,
                        runs, best, bytes / best / 1e9);
         }
-        sl_free(a);
-        sl_free(b);
-        sl_free(c);
+        sl_huge_free(a, n * sizeof(double));
+        sl_huge_free(b, n * sizeof(double));
+        sl_huge_free(c, n * sizeof(double));
     }
     return rc;
 }

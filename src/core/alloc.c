@@ -3,6 +3,8 @@
 #include "core.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,4 +96,36 @@ char *sl_strndup(const char *s, size_t n)
     memcpy(d, s, len);
     d[len] = 0;
     return d;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *sl_huge_alloc(size_t n)
+{
+    if (should_fail() || n == 0 || n > SIZE_MAX - 2 * HUGE_PAGE)
+        return NULL;
+    size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    /* map one huge page more and trim both ends to an aligned start */
+    uint8_t *raw = mmap(NULL, len + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    if (raw + HUGE_PAGE > p)
+        munmap(p + len, (size_t)(raw + HUGE_PAGE - p));
+    /* advice only: without transparent huge pages the memory still works */
+    madvise(p, len, MADV_HUGEPAGE);
+    atomic_fetch_add_explicit(&live_bytes, n, memory_order_relaxed);
+    return p;
+}
+
+void sl_huge_free(void *p, size_t n)
+{
+    if (!p)
+        return;
+    size_t len = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    atomic_fetch_sub_explicit(&live_bytes, n, memory_order_relaxed);
+    munmap(p, len);
 }

@@ -69,6 +69,13 @@ char *sl_strdup(const char *s);             /* NULL in, NULL out */
 char *sl_strndup(const char *s, size_t n);  /* always NUL-terminated */
 /* Bytes currently allocated through the sl_malloc family (all threads). */
 size_t sl_alloc_live_bytes(void);
+/* n bytes of zeroed anonymous memory, 2 MiB-aligned and advised for huge
+ * pages, for large buffers that are streamed end to end (repacked weights):
+ * on 4 KiB pages their reads stall on page walks. Counted like sl_malloc,
+ * subject to injected failures. Returns NULL on failure; free with
+ * sl_huge_free(p, n), the same n. */
+void *sl_huge_alloc(size_t n);
+void sl_huge_free(void *p, size_t n);
 /* Test hook: the Nth allocation from now (1 = next) and every later one fail
  * until reset with 0. Not thread-safe in intent; for single-threaded tests. */
 void sl_alloc_fail_after(long n);

@@ -147,11 +147,16 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 
 /* ---- load-time repacking ----
  * For Q8_0 and Q4_0 weights with rows % 16 == 0 on a CPU with the AVX512
- * kernels: allocates (sl_malloc, caller frees) the SL_KT_Q8_0_R16 or
- * SL_KT_Q4_0_R16 form of W into *out and its type into *out_type.
- * sl_kernel_matmul on it gives bitwise the results of the original under
- * every ISA (the scalar reference reads the repacked form too). Returns 0, SL_EUNSUPPORTED when this type/shape/CPU
- * gains nothing from repacking (use W as it is), SL_EINVAL or SL_ENOMEM. */
+ * kernels: the SL_KT_Q8_0_R16 or SL_KT_Q4_0_R16 form of W. sl_kernel_matmul
+ * on it gives bitwise the results of the original under every ISA (the
+ * scalar reference reads the repacked form too).
+ * sl_kernel_repack_size gives the repacked form's bytes and type. Returns 0,
+ * SL_EUNSUPPORTED when this type/shape/CPU gains nothing from repacking (use
+ * W as it is) or SL_EINVAL. sl_kernel_repack_into writes that form into dst
+ * (bytes from repack_size; only after it returned 0). sl_kernel_repack does
+ * both into an sl_malloc'd *out (caller frees); it also returns SL_ENOMEM. */
+int sl_kernel_repack_size(int type, int64_t rows, int64_t cols, size_t *bytes, int *out_type);
+void sl_kernel_repack_into(int type, const void *w, int64_t rows, int64_t cols, void *dst);
 int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
                      int *out_type);
 

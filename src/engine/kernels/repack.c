@@ -16,10 +16,8 @@
 
 #define R16 16
 
-int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
-                     int *out_type)
+int sl_kernel_repack_size(int type, int64_t rows, int64_t cols, size_t *bytes, int *out_type)
 {
-    *out = NULL;
     if ((type != SL_KT_Q8_0 && type != SL_KT_Q4_0) || rows <= 0 || rows % R16 || cols <= 0 ||
         cols % 32 || sl_kernel_get_isa() != SL_KISA_AVX512)
         return SL_EUNSUPPORTED;
@@ -28,9 +26,15 @@ int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void *
     int64_t nb = cols / 32, groups = rows / R16;
     if ((uint64_t)groups > SIZE_MAX / gb / (uint64_t)nb)
         return SL_EINVAL;
-    uint8_t *dst = sl_malloc((size_t)(groups * nb) * gb);
-    if (!dst)
-        return SL_ENOMEM;
+    *bytes = (size_t)(groups * nb) * gb;
+    *out_type = q4 ? SL_KT_Q4_0_R16 : SL_KT_Q8_0_R16;
+    return 0;
+}
+
+void sl_kernel_repack_into(int type, const void *w, int64_t rows, int64_t cols, void *dst)
+{
+    bool q4 = type == SL_KT_Q4_0;
+    int64_t nb = cols / 32, groups = rows / R16;
     for (int64_t g = 0; g < groups; g++)
         for (int64_t b = 0; b < nb; b++) {
             if (q4) {
@@ -52,8 +56,21 @@ int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void *
                 }
             }
         }
+}
+
+int sl_kernel_repack(int type, const void *w, int64_t rows, int64_t cols, void **out,
+                     int *out_type)
+{
+    *out = NULL;
+    size_t bytes;
+    int rc = sl_kernel_repack_size(type, rows, cols, &bytes, out_type);
+    if (rc)
+        return rc;
+    void *dst = sl_malloc(bytes);
+    if (!dst)
+        return SL_ENOMEM;
+    sl_kernel_repack_into(type, w, rows, cols, dst);
     *out = dst;
-    *out_type = q4 ? SL_KT_Q4_0_R16 : SL_KT_Q8_0_R16;
     return 0;
 }
 

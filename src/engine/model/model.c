@@ -15,7 +15,6 @@ typedef struct sl_weight {
     int type;
     int64_t rows, cols;
     size_t row_bytes;
-    void *owned; /* a load-time repacked copy that data points into, or NULL */
 } sl_weight;
 
 typedef struct sl_layer {
@@ -41,6 +40,10 @@ struct sl_model {
     sl_weight output;         /* (n_vocab, dim); a copy of tok_embd when tied */
     const float *rope_freqs;  /* (rot_dim / 2) frequency divisors, or NULL */
     double *inv_freq;         /* (rot_dim / 2) base^(-2i/rot_dim) / rope_freqs[i] */
+    /* the load-time repacked weights, one after the other (sl_huge_alloc);
+     * repacked sl_weight.data point into it */
+    uint8_t *repacked;
+    size_t repacked_bytes;
 };
 
 struct sl_model_ctx {
@@ -273,35 +276,56 @@ static int get_vec(const sl_gguf *g, const char *name, int64_t n, const float **
     return rc;
 }
 
-/* Repacks a matmul weight into the kernels' faster layout when they have one
- * for its type and shape on this CPU (same results; see sl_kernel_repack).
- * The mapping stays the source of truth for row lookups (tok_embd). */
-static int repack_weight(sl_weight *w, const char *what, char *err, size_t errlen)
+/* Repacks the matmul weights into the kernels' faster layout where they have
+ * one for the type and shape on this CPU (same results; see
+ * sl_kernel_repack_size). All of them share one huge-page buffer: decode
+ * streams them end to end every token. The mapping stays the source of truth
+ * for row lookups (tok_embd). */
+static int repack_weights(sl_model *m, char *err, size_t errlen)
 {
-    void *p;
-    int type;
-    int rc = sl_kernel_repack(w->type, w->data, w->rows, w->cols, &p, &type);
-    if (rc == SL_EUNSUPPORTED)
-        return 0;
-    if (rc)
-        return sl_errf(err, errlen, rc, "%s: cannot repack for the kernels (%s)", what,
-                    rc == SL_ENOMEM ? "out of memory" : "bad shape");
-    w->owned = p;
-    w->data = p;
-    w->type = type;
-    return 0;
-}
-
-static void weights_free(sl_model *m)
-{
-    if (m->layers)
-        for (int l = 0; l < m->hp.n_layer; l++) {
-            sl_layer *L = &m->layers[l];
-            sl_weight *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-            for (size_t i = 0; i < SL_ARRAY_LEN(ws); i++)
-                sl_free(ws[i]->owned);
+    enum { PER_LAYER = 7 };
+    size_t n_w = (size_t)m->hp.n_layer * PER_LAYER + 1;
+    static const char *const names[PER_LAYER] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                 "ffn_gate", "ffn_up", "ffn_down"};
+    for (int pass = 0; pass < 2; pass++) {
+        size_t at = 0;
+        for (size_t i = 0; i < n_w; i++) {
+            sl_weight *w;
+            if (i + 1 == n_w) {
+                w = &m->output;
+            } else {
+                sl_layer *L = &m->layers[i / PER_LAYER];
+                sl_weight *ws[PER_LAYER] = {&L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                            &L->w_gate, &L->w_up, &L->w_down};
+                w = ws[i % PER_LAYER];
+            }
+            size_t bytes;
+            int type;
+            int rc = sl_kernel_repack_size(w->type, w->rows, w->cols, &bytes, &type);
+            if (rc == SL_EUNSUPPORTED)
+                continue;
+            if (rc)
+                return sl_errf(err, errlen, rc, "%s: cannot repack for the kernels (bad shape)",
+                               i + 1 == n_w ? "output" : names[i % PER_LAYER]);
+            bytes = (bytes + 63) & ~(size_t)63; /* each weight starts on a cache line */
+            if (pass == 1) {
+                sl_kernel_repack_into(w->type, w->data, w->rows, w->cols, m->repacked + at);
+                w->data = m->repacked + at;
+                w->type = type;
+            }
+            at += bytes;
         }
-    sl_free(m->output.owned);
+        if (pass == 0) {
+            if (at == 0)
+                return 0;
+            m->repacked = sl_huge_alloc(at);
+            if (!m->repacked)
+                return sl_errf(err, errlen, SL_ENOMEM,
+                               "out of memory repacking the weights (%zu bytes)", at);
+            m->repacked_bytes = at;
+        }
+    }
+    return 0;
 }
 
 int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
@@ -407,18 +431,7 @@ int sl_model_load(const sl_gguf *g, sl_model **out, char *err, size_t errlen)
         if (m->rope_freqs)
             m->inv_freq[i] /= m->rope_freqs[i];
     }
-    for (int l = 0; l < hp->n_layer; l++) {
-        sl_layer *L = &m->layers[l];
-        if ((rc = repack_weight(&L->wq, "attn_q", err, errlen)) ||
-            (rc = repack_weight(&L->wk, "attn_k", err, errlen)) ||
-            (rc = repack_weight(&L->wv, "attn_v", err, errlen)) ||
-            (rc = repack_weight(&L->wo, "attn_output", err, errlen)) ||
-            (rc = repack_weight(&L->w_gate, "ffn_gate", err, errlen)) ||
-            (rc = repack_weight(&L->w_up, "ffn_up", err, errlen)) ||
-            (rc = repack_weight(&L->w_down, "ffn_down", err, errlen)))
-            goto fail;
-    }
-    if ((rc = repack_weight(&m->output, "output", err, errlen)))
+    if ((rc = repack_weights(m, err, errlen)))
         goto fail;
     *out = m;
     return 0;
@@ -431,7 +444,7 @@ void sl_model_free(sl_model *m)
 {
     if (!m)
         return;
-    weights_free(m);
+    sl_huge_free(m->repacked, m->repacked_bytes);
     sl_free(m->layers);
     sl_free(m->inv_freq);
     sl_free(m);

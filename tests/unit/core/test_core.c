@@ -1,6 +1,9 @@
 #include "core/core.h"
 #include "test.h"
 
+#include <stdint.h>
+#include <string.h>
+
 static void test_buf_bounded(void)
 {
     sl_buf b;
@@ -39,6 +42,31 @@ static void test_alloc_counting_and_injection(void)
     EXPECT(c == NULL);
     sl_free(a);
     EXPECT(sl_calloc(SIZE_MAX / 2, 4) == NULL);
+}
+
+/* Huge-page buffers: 2 MiB-aligned, zeroed, writable end to end, counted,
+ * subject to injected failures. */
+static void test_huge_alloc(void)
+{
+    size_t before = sl_alloc_live_bytes();
+    size_t n = (5u << 20) + 123;
+    unsigned char *p = sl_huge_alloc(n);
+    EXPECT(p != NULL);
+    if (!p)
+        return;
+    EXPECT_EQ_INT((long long)((uintptr_t)p & ((2u << 20) - 1)), 0);
+    EXPECT_EQ_INT(sl_alloc_live_bytes() - before, n);
+    EXPECT_EQ_INT(p[0], 0);
+    EXPECT_EQ_INT(p[n - 1], 0);
+    memset(p, 0xA5, n);
+    EXPECT_EQ_INT(p[n / 2], 0xA5);
+    sl_huge_free(p, n);
+    EXPECT_EQ_INT(sl_alloc_live_bytes(), before);
+    EXPECT(sl_huge_alloc(0) == NULL);
+    sl_alloc_fail_after(1);
+    EXPECT(sl_huge_alloc(4096) == NULL);
+    sl_alloc_fail_after(0);
+    sl_huge_free(NULL, 10);
 }
 
 static void test_arena(void)
@@ -85,6 +113,7 @@ int main(void)
 {
     RUN(test_buf_bounded);
     RUN(test_alloc_counting_and_injection);
+    RUN(test_huge_alloc);
     RUN(test_arena);
     RUN(test_str);
     RUN(test_rand_and_hash);
