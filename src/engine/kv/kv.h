@@ -59,9 +59,10 @@ int sl_kv_block_tokens(const sl_kv *kv);
 int sl_kv_n_blocks(const sl_kv *kv);
 /* Bytes one block takes. */
 size_t sl_kv_block_bytes(const sl_kv *kv);
-/* Fills the layout of the storage: keys of (block b, layer l, row r) are at
- * kbase + b * block_stride + l * layer_stride + r * kv_dim, values at vbase
- * with the same offsets. Strides count floats. */
+/* Fills the layout of the storage: the keys of (block b, layer l) are the
+ * block_tokens x kv_dim floats at kbase + b * block_stride + l * layer_stride,
+ * values at vbase with the same offsets (the model orders them head-major
+ * within that span). Strides count floats. */
 void sl_kv_layout(sl_kv *kv, float **kbase, float **vbase, size_t *block_stride,
                   size_t *layer_stride);
 

@@ -582,13 +582,15 @@ static void rope_apply(float *x, int n_heads, int head_dim, int rot_dim, bool ne
     }
 }
 
-/* Row r of (block b, layer l) in a cache view: keys with base kbase, values
- * with base vbase. */
-static inline float *kv_row(float *base, const sl_model_kv_view *kv, int32_t block, int layer,
-                            int row, int kv_dim)
+/* KV head h of (block b, layer l) in a cache view (keys with base kbase,
+ * values with base vbase): the block's block_tokens rows of head_dim floats,
+ * one after the other. Head-major, so attention streams one head's keys and
+ * values contiguously instead of picking head_dim floats out of every row. */
+static inline float *kv_head(float *base, const sl_model_kv_view *kv, int32_t block, int layer,
+                             int h, int head_dim)
 {
     return base + (size_t)block * kv->block_stride + (size_t)layer * kv->layer_stride +
-           (size_t)row * (size_t)kv_dim;
+           (size_t)h * (size_t)kv->block_tokens * (size_t)head_dim;
 }
 
 typedef struct attn_job {
@@ -622,19 +624,16 @@ static void attn_part(void *ctx, int idx, int n_parts)
         for (int h = kvh * group; h < (kvh + 1) * group; h++) {
             const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
             for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-                const float *kb = kv_row(kv->kbase, kv, table[bi], j->layer, 0, c->kv_dim) +
-                                  (size_t)kvh * hd;
-                sl_kernel_attn_scores(sc + p0, q, kb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0),
-                                      hd, scale);
+                const float *kb = kv_head(kv->kbase, kv, table[bi], j->layer, kvh, hd);
+                sl_kernel_attn_scores(sc + p0, q, kb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd,
+                                      scale);
             }
             sl_kernel_softmax(sc, n_pos);
             float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
             memset(o, 0, sizeof(float) * (size_t)hd);
             for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-                const float *vb = kv_row(kv->vbase, kv, table[bi], j->layer, 0, c->kv_dim) +
-                                  (size_t)kvh * hd;
-                sl_kernel_attn_accum(o, sc + p0, vb, (size_t)c->kv_dim, SL_MIN(bt, n_pos - p0),
-                                     hd);
+                const float *vb = kv_head(kv->vbase, kv, table[bi], j->layer, kvh, hd);
+                sl_kernel_attn_accum(o, sc + p0, vb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd);
             }
         }
     }
@@ -722,11 +721,14 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
             /* the new key and value go to their cache rows before any token
              * of the batch attends */
             const int32_t *table = seqs[c->tok_seq[t]].blocks;
-            int p = c->tok_pos[t];
-            size_t bytes = sizeof(float) * (size_t)c->kv_dim;
-            memcpy(kv_row(kv->kbase, kv, table[p / bt], l, p % bt, c->kv_dim), kt, bytes);
-            memcpy(kv_row(kv->vbase, kv, table[p / bt], l, p % bt, c->kv_dim),
-                   c->v + (size_t)t * c->kv_dim, bytes);
+            int p = c->tok_pos[t], hd = hp->head_dim;
+            size_t bytes = sizeof(float) * (size_t)hd, row = (size_t)(p % bt) * (size_t)hd;
+            for (int h = 0; h < hp->n_head_kv; h++) {
+                memcpy(kv_head(kv->kbase, kv, table[p / bt], l, h, hd) + row, kt + (size_t)h * hd,
+                       bytes);
+                memcpy(kv_head(kv->vbase, kv, table[p / bt], l, h, hd) + row,
+                       c->v + (size_t)t * c->kv_dim + (size_t)h * hd, bytes);
+            }
         }
         attn_job job = {c, kv, seqs, l, n, n_parts};
         sl_pool_run(pool, attn_part, &job, n_parts);

@@ -122,8 +122,9 @@ int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, flo
  *     are bitwise the same whichever step computed them, so reusing cached
  *     blocks (a shared prefix, an earlier chunk) changes nothing. */
 typedef struct sl_model_kv_view {
-    float *kbase, *vbase;  /* keys of (block b, layer l, row r) at kbase + b * block_stride */
-    size_t block_stride;   /*   + l * layer_stride + r * kv_dim (floats); values at vbase */
+    float *kbase, *vbase;  /* keys of (block b, layer l, KV head h, row r) at kbase + */
+    size_t block_stride;   /*   b * block_stride + l * layer_stride + (h * block_tokens + r) *
+                              head_dim (floats); values the same from vbase */
     size_t layer_stride;
     int block_tokens;      /* positions per block */
 } sl_model_kv_view;
