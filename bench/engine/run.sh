@@ -10,7 +10,8 @@
 # --temp 0 --threads T` REPS times per type and thread count, and prints
 # Markdown tables of medians. Decode bound = triad GB/s (2 threads, median of
 # the best-of-10 figures) / bytes a decode step reads (make_model's
-# decode_bytes).
+# decode_bytes). The paired column divides each decode run by the bound from
+# a triad run made just before it, and gives the median of those ratios.
 set -euo pipefail
 BUILD=${BUILD:-build/release}
 OUT=${OUT:-bench/engine/out}
@@ -41,13 +42,16 @@ PROMPT=$(printf 'The quick brown fox jumps over the lazy dog. %.0s' 1 2 3 | cut 
 for t in $TYPES; do
     for th in $THREADS; do
         for r in $(seq "$REPS"); do
+            # the triad right before each decode run: the pair shares the
+            # machine's state, and the paired ratio cancels slow phases
+            tri=$("$BUILD/bench_engine_triad" 128 10 2 | sed -n 's/^triad threads=2 .*GB\/s=\([0-9.]*\)$/\1/p')
             "$SLUICE" run "$OUT/$t.gguf" -p "$PROMPT" -n 64 --temp 0 --threads "$th" \
                 > /dev/null 2> "$OUT/last.err"
             pp=$(sed -n 's/^prompt eval time.*tokens (.*ms per token, *\([0-9.]*\) tokens per second)/\1/p' "$OUT/last.err")
             pn=$(sed -n 's/^prompt eval time.*\/ *\([0-9]*\) tokens.*/\1/p' "$OUT/last.err")
             tg=$(sed -n 's/^eval time.*tokens (.*ms per token, *\([0-9.]*\) tokens per second)/\1/p' "$OUT/last.err")
             gn=$(sed -n 's/^eval time.*\/ *\([0-9]*\) tokens.*/\1/p' "$OUT/last.err")
-            echo "gen $t $th $r prompt_tokens=$pn prompt_tps=$pp gen_tokens=$gn gen_tps=$tg" >> "$RES"
+            echo "gen $t $th $r prompt_tokens=$pn prompt_tps=$pp gen_tokens=$gn gen_tps=$tg triad2=$tri" >> "$RES"
             echo "gen $t threads=$th rep=$r prompt=$pn tok ${pp} tok/s, decode=$gn tok ${tg} tok/s" >&2
         done
     done
@@ -66,19 +70,23 @@ for line in open(sys.argv[1]):
     elif f[0] == 'matmul1':
         mm.setdefault(f[1], []).append((float(kv['hot_GB/s']), float(kv['cold_GB/s'])))
     elif f[0] == 'gen':
-        gen.setdefault((f[1], int(f[2])), []).append((float(kv['prompt_tps']), float(kv['gen_tps'])))
+        gen.setdefault((f[1], int(f[2])), []).append((float(kv['prompt_tps']), float(kv['gen_tps']),
+                                                      float(kv['triad2'])))
 bw = {k: statistics.median(v) for k, v in triad.items() if v}
 print(f"triad (best of 10, median of {len(triad[2])} runs): "
       f"1 thread {bw[1]:.2f} GB/s, 2 threads {bw[2]:.2f} GB/s (bytes = 3 arrays x 8 B x n)\n")
-print("| type | weights read / token (MB) | threads | prefill tok/s | decode tok/s | decode bound tok/s | decode % of bound | effective GB/s |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| type | weights read / token (MB) | threads | prefill tok/s | decode tok/s | decode bound tok/s | decode % of bound | paired % of bound (range) | effective GB/s |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 for (t, th), v in gen.items():
     db = int(models[t]['decode_bytes'])
     pp = statistics.median(x[0] for x in v)
     tg = statistics.median(x[1] for x in v)
     bound = bw[2] * 1e9 / db
+    # each decode run against the 2-thread triad run just before it
+    paired = sorted(100 * x[1] * db / (x[2] * 1e9) for x in v)
     print(f"| {t.upper()} | {db/1e6:.1f} | {th} | {pp:.1f} | {tg:.2f} | {bound:.1f} | "
-          f"{100*tg/bound:.0f} % | {tg*db/1e9:.2f} |")
+          f"{100*tg/bound:.0f} % | {statistics.median(paired):.0f} % ({paired[0]:.0f}-{paired[-1]:.0f}) | "
+          f"{tg*db/1e9:.2f} |")
 print("\nsingle-thread 1024x1024 matmul, one token (matmul_hot, median of runs), weight GB/s:\n")
 print("| type | cache-hot GB/s | DRAM-cold GB/s |")
 print("|---|---:|---:|")
