@@ -751,6 +751,24 @@ TARGET static void swiglu(float *out, const float *gate, const float *up, int64_
         out[i] = gate[i] / (1.0f + sl_kernel_exp_step(-gate[i])) * up[i];
 }
 
+TARGET static float exp_sum(float *x, int64_t n, float max)
+{
+    int64_t i = 0;
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float s = hsum8(acc);
+    for (; i < n; i++) {
+        x[i] = sl_kernel_exp_step(x[i] - max);
+        s += x[i];
+    }
+    return s;
+}
+
 const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .dot_f32 = dot_f32,
     .dot_f16 = dot_f16,
@@ -773,5 +791,6 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
     .swiglu = swiglu,
+    .exp_sum = exp_sum,
 };
 #endif

@@ -177,6 +177,23 @@ static void attn_accum(float *o, const float *a, const float *v, size_t v_stride
             o[i] = fmaf(a[j], v[(size_t)j * v_stride + i], o[i]);
 }
 
+static float exp_sum(float *x, int64_t n, float max)
+{
+    float lane[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            x[i + l] = sl_kernel_exp_step(x[i + l] - max);
+            lane[l] += x[i + l];
+        }
+    float s = sl_kernel_hsum8(lane);
+    for (; i < n; i++) {
+        x[i] = sl_kernel_exp_step(x[i] - max);
+        s += x[i];
+    }
+    return s;
+}
+
 static void swiglu(float *out, const float *gate, const float *up, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
@@ -205,4 +222,5 @@ const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .attn_scores = attn_scores,
     .attn_accum = attn_accum,
     .swiglu = swiglu,
+    .exp_sum = exp_sum,
 };

@@ -192,7 +192,9 @@ void sl_kernel_attn_accum(float *o, const float *a, const float *v, size_t v_str
 /* ---- f32 ops (in place allowed where out == x) ---- */
 /* out = x / sqrt(mean(x^2) + eps) * weight (weight may be NULL: no scaling). */
 void sl_kernel_rmsnorm(float *out, const float *x, const float *weight, int64_t n, float eps);
-/* x = softmax(x), numerically stable (max subtracted). n >= 1. */
+/* x = softmax(x), numerically stable (max subtracted), with
+ * sl_kernel_exp_step's exp and a fixed 8-lane order for the sum, so every ISA
+ * gives the same bits. n >= 1. */
 void sl_kernel_softmax(float *x, int64_t n);
 /* out = x * sigmoid(x). */
 void sl_kernel_silu(float *out, const float *x, int64_t n);

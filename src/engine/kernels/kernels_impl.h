@@ -92,6 +92,11 @@ typedef struct {
     void (*f32_to_fp16_row)(const float *src, uint16_t *dst, size_t n);
     /* out = silu(gate) * up with sl_kernel_exp_step's exp (kernels.h) */
     void (*swiglu)(float *out, const float *gate, const float *up, int64_t n);
+    /* softmax's middle pass: x[i] = exp(x[i] - max) with sl_kernel_exp_step's
+     * exp; returns their sum, added in 8 lanes (element i to lane i % 8 for
+     * the whole groups of 8, in order), the lanes by sl_kernel_hsum8, then
+     * the tail in order */
+    float (*exp_sum)(float *x, int64_t n, float max);
     /* attention over one head (kernels.h: sl_kernel_attn_scores/_accum) */
     void (*attn_scores)(float *out, const float *q, const float *k, size_t k_stride, int n,
                         int hd, float scale);

@@ -30,12 +30,9 @@ void sl_kernel_softmax(float *x, int64_t n)
     for (int64_t i = 1; i < n; i++)
         if (x[i] > max || max != max)
             max = x[i];
-    float sum = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = expf(x[i] - max);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
+    /* the kernels' exp, vectorised, with a fixed lane order for the sum:
+     * the same bits under every ISA */
+    float inv = 1.0f / sl_kernel_vtab_get()->exp_sum(x, n, max);
     for (int64_t i = 0; i < n; i++)
         x[i] *= inv;
 }
