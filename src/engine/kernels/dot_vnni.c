@@ -351,7 +351,7 @@ TARGET static ALWAYS_INLINE void r16q4_group(const sl_blk_q4_0_r16 *g, int64_t n
  * |sumi| <= 8 * 63 * 32 * 15 * 127 and |summ| <= 8 * 63 * 32 * 127: int32,
  * exact in any order. */
 #ifndef R16K_PF
-#define R16K_PF 1 /* super-blocks ahead (2368 bytes each) */
+#define R16K_PF 2 /* super-blocks ahead (2368 bytes each) */
 #endif
 TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb,
                                             const uint8_t *x, size_t x_row, const int32_t *bsp,
