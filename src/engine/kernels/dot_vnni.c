@@ -353,6 +353,9 @@ TARGET static ALWAYS_INLINE void r16q4_group(const sl_blk_q4_0_r16 *g, int64_t n
 #ifndef R16K_PF
 #define R16K_PF 2 /* super-blocks ahead (2368 bytes each) */
 #endif
+#ifndef R16K_PAIRED
+#define R16K_PAIRED 2
+#endif
 TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb,
                                             const uint8_t *x, size_t x_row, const int32_t *bsp,
                                             const float *xd, float *out, size_t os, const int NT)
@@ -366,6 +369,45 @@ TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb
         const sl_blk_q4_K_r16 *gb = g + b;
         const char *pf = (const char *)(gb + R16K_PF);
         __m512i sumi[8], s[8];
+        if (NT <= R16K_PAIRED) {
+            /* few tokens: both nibbles of a pair from one load (registers
+             * for 2 * NT sub-block sums) */
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                UNROLL
+                for (int l = 0; l < 10; l++)
+                    if (10 * k + l < 37)
+                        _mm_prefetch(pf + 64 * (10 * k + l), _MM_HINT_T0);
+                __m512i s1[8];
+                UNROLL
+                for (int t = 0; t < NT; t++)
+                    s[t] = s1[t] = _mm512_setzero_si512();
+                UNROLL
+                for (int q = 0; q < 8; q++) {
+                    __m512i p = _mm512_loadu_si512(gb->p[k][q]);
+                    __m512i lo = _mm512_and_si512(p, m4);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+                    UNROLL
+                    for (int t = 0; t < NT; t++) {
+                        const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                        int32_t q0, q1;
+                        memcpy(&q0, xb->qs + 64 * k + 4 * q, 4);
+                        memcpy(&q1, xb->qs + 64 * k + 32 + 4 * q, 4);
+                        s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(q0));
+                        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, _mm512_set1_epi32(q1));
+                    }
+                }
+                __m512i sc0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[2 * k]));
+                __m512i sc1 =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[2 * k + 1]));
+                UNROLL
+                for (int t = 0; t < NT; t++) {
+                    __m512i v = _mm512_add_epi32(_mm512_mullo_epi32(sc0, s[t]),
+                                                 _mm512_mullo_epi32(sc1, s1[t]));
+                    sumi[t] = k ? _mm512_add_epi32(sumi[t], v) : v;
+                }
+            }
+        } else
         UNROLL
         for (int j = 0; j < 8; j++) {
             /* the next super-block's 37 lines, spread over the sub-blocks */
