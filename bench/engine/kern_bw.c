@@ -10,7 +10,8 @@
  *   mm1:    sl_kernel_matmul, one token (decode);
  *   mm16:   sl_kernel_matmul, 16 tokens (a batched step of 16 streams);
  * all with `threads` threads (a pool; 1 = the calling thread only). Prints
- * weight GB/s (weight bytes / time; for mm16 also token-rows x weights / s as
+ * weight GB/s (weight bytes / time, counted in the type's row bytes even for
+ * Q4_K_R16, whose matrices are 64 / 2304 larger; for mm16 also token-rows x weights / s as
  * "x16 GB/s equivalent") and the ratio to the triad GB/s (3 x 8 B per element,
  * STREAM counting) of the same thread count.
  *
@@ -59,7 +60,7 @@ static double triad_gbs(sl_pool *pool)
 typedef struct {
     int type;
     const uint8_t *w;
-    size_t rb;
+    size_t rb, stride;
     const void *xa;
     float *y;
     int mat;
@@ -69,7 +70,7 @@ static void dot_task(void *vctx, int idx, int n)
 {
     dot_ctx *c = vctx;
     int r0 = KB_N * idx / n, r1 = KB_N * (idx + 1) / n;
-    const uint8_t *w = c->w + (size_t)c->mat * c->rb * KB_N;
+    const uint8_t *w = c->w + (size_t)c->mat * c->stride;
     for (int r = r0; r < r1; r++)
         sl_kernel_dot(c->type, w + (size_t)r * c->rb, c->xa, KB_N, &c->y[r]);
 }
@@ -77,8 +78,8 @@ static void dot_task(void *vctx, int idx, int n)
 /* Weight GB/s of `calls` products over the cold matrices. mode 0: dot per
  * row (activation quantized once per call, as matmul does); else matmul with
  * `ntok` tokens. */
-static double run(int mode, int type, const uint8_t *w, size_t rb, int calls, const float *x,
-                  int ntok, float *y, void *xa, sl_pool *pool)
+static double run(int mode, int type, const uint8_t *w, size_t rb, size_t stride, int calls,
+                  const float *x, int ntok, float *y, void *xa, sl_pool *pool)
 {
     int vt = sl_kernel_vec_type(type);
     uint64_t t0 = sl_now_ns();
@@ -87,9 +88,9 @@ static double run(int mode, int type, const uint8_t *w, size_t rb, int calls, co
         if (mode == 0) {
             if (vt != SL_KT_F32)
                 sl_kernel_quantize_row(vt, x, xa, KB_N);
-            dot_ctx c = {type, w, rb, vt == SL_KT_F32 ? (const void *)x : xa, y, m};
+            dot_ctx c = {type, w, rb, stride, vt == SL_KT_F32 ? (const void *)x : xa, y, m};
             sl_pool_run(pool, dot_task, &c, sl_pool_threads(pool) * 4);
-        } else if (sl_kernel_matmul(y, type, KB_N, KB_N, w + (size_t)m * rb * KB_N, x, ntok,
+        } else if (sl_kernel_matmul(y, type, KB_N, KB_N, w + (size_t)m * stride, x, ntok,
                                     pool, 0)) {
             return -1;
         }
@@ -131,16 +132,21 @@ int main(int argc, char **argv)
      * CPU does not repack. */
     static const struct { const char *name; int type; bool r16; } types[] = {
         {"F16", SL_KT_F16, false}, {"Q8_0", SL_KT_Q8_0, false}, {"Q4_0", SL_KT_Q4_0, false},
-        {"Q4_K", SL_KT_Q4_K, false}, {"Q8_0_R16", SL_KT_Q8_0, true}, {"Q4_0_R16", SL_KT_Q4_0, true}};
-    enum { NT = 6 };
+        {"Q4_K", SL_KT_Q4_K, false}, {"Q8_0_R16", SL_KT_Q8_0, true}, {"Q4_0_R16", SL_KT_Q4_0, true},
+        {"Q4_K_R16", SL_KT_Q4_K, true}};
+    enum { NT = 7 };
     uint8_t *w[NT];
-    size_t rb[NT];
+    size_t rb[NT], mats[NT];
     int mtype[NT];
     for (int k = 0; k < NT; k++) {
         int T = types[k].type;
         mtype[k] = T;
         sl_kernel_row_bytes(T, KB_N, &rb[k]);
-        size_t mat = rb[k] * KB_N;
+        size_t mat = rb[k] * KB_N, rbytes = 0;
+        int rt = 0;
+        if (types[k].r16 && sl_kernel_repack_size(T, KB_N, KB_N, &rbytes, &rt) == 0)
+            mat = SL_MAX(mat, rbytes);
+        mats[k] = mat;
         w[k] = sl_huge_alloc(mat * KB_COLD); /* as the engine keeps repacked weights */
         if (!w[k]) {
             fprintf(stderr, "kern_bw: out of memory\n");
@@ -157,7 +163,7 @@ int main(int argc, char **argv)
         if (types[k].r16) {
             void *rp = NULL;
             if (sl_kernel_repack(T, w[k], KB_N, KB_N, &rp, &mtype[k]) == 0) {
-                memcpy(w[k], rp, mat); /* 16 rows of blocks = 16 blocks' bytes */
+                memcpy(w[k], rp, rbytes);
                 sl_free(rp);
             } else {
                 mtype[k] = -1;
@@ -174,9 +180,11 @@ int main(int argc, char **argv)
             if (mtype[k] < 0)
                 continue;
             int calls = KB_COLD * 2;
-            double v0 = types[k].r16 ? 0 : run(0, mtype[k], w[k], rb[k], calls, x, 1, y, xa, pool);
-            double v1 = run(1, mtype[k], w[k], rb[k], calls, x, 1, y, xa, pool);
-            double v16 = run(1, mtype[k], w[k], rb[k], calls / 8, x, 16, y, xa, pool);
+            double v0 = types[k].r16 ? 0
+                                     : run(0, mtype[k], w[k], rb[k], mats[k], calls, x, 1, y, xa,
+                                           pool);
+            double v1 = run(1, mtype[k], w[k], rb[k], mats[k], calls, x, 1, y, xa, pool);
+            double v16 = run(1, mtype[k], w[k], rb[k], mats[k], calls / 8, x, 16, y, xa, pool);
             best[k][0] = SL_MAX(best[k][0], v0);
             best[k][1] = SL_MAX(best[k][1], v1);
             best[k][2] = SL_MAX(best[k][2], v16);
@@ -191,7 +199,7 @@ int main(int argc, char **argv)
                100 * best[k][1] / best_triad, best[k][2], 16 * best[k][2],
                16 * best[k][2] / best[k][1]);
     for (int k = 0; k < NT; k++)
-        sl_huge_free(w[k], rb[k] * KB_N * KB_COLD);
+        sl_huge_free(w[k], mats[k] * KB_COLD);
     sl_huge_free(ta, sizeof(double) * KB_TRIAD_N);
     sl_huge_free(tb, sizeof(double) * KB_TRIAD_N);
     sl_huge_free(tc, sizeof(double) * KB_TRIAD_N);

@@ -3,8 +3,10 @@
  * not crash, and the scalar and AVX2 dots must agree bitwise (or both be NaN)
  * on any bytes, including inf/NaN scales and codes a quantizer never writes.
  * Where the CPU has AVX-512 VNNI, the matmul (one token, and two tokens,
- * which take the VNNI paths) and Q8_0 repacked in 16-row groups must give
- * the same bits too. */
+ * which take the VNNI paths) and Q8_0, Q4_0 and Q4_K repacked in 16-row
+ * groups must give the same bits too: the row 16 times, and 16 rows that are
+ * the row's blocks rotated (row r starts at block r), against the dots of
+ * those rotations. */
 #include "engine/kernels/kernels.h"
 
 #include <math.h>
@@ -66,24 +68,41 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (memcmp(&r0, &o[t], 4) != 0 && !(isnan(r0) && isnan(o[t])))
                     abort();
         }
-        /* Q8_0/Q4_0 repacked in 16-row groups: the row 16 times, every lane equal */
+        /* repacked in 16-row groups: every lane equals its row's scalar dot,
+         * for one and two tokens */
         void *rp = NULL;
         int rt = 0;
-        uint8_t *w16 = type == SL_KT_Q8_0 || type == SL_KT_Q4_0 ? sl_malloc(16 * nb * bb) : NULL;
-        if (w16) {
-            for (int r = 0; r < 16; r++)
-                memcpy(w16 + (size_t)r * nb * bb, w, nb * bb);
+        bool r16 = type == SL_KT_Q8_0 || type == SL_KT_Q4_0 || type == SL_KT_Q4_K;
+        uint8_t *w16 = r16 ? sl_malloc(16 * nb * bb) : NULL;
+        for (int rot = 0; w16 && rot < 2; rot++) {
+            float ref[16];
+            for (int r = 0; r < 16; r++) {
+                uint8_t *dst = w16 + (size_t)r * nb * bb;
+                size_t sh = rot ? (size_t)r % nb : 0;
+                memcpy(dst, (const uint8_t *)w + sh * bb, (nb - sh) * bb);
+                memcpy(dst + (nb - sh) * bb, w, sh * bb);
+                sl_kernel_set_isa(SL_KISA_SCALAR);
+                if (sl_kernel_dot(type, dst, xa, n, &ref[r]) != 0)
+                    abort();
+            }
+            sl_kernel_set_isa(SL_KISA_AVX512);
             if (sl_kernel_repack(type, w16, 16, n, &rp, &rt) != 0)
                 abort();
-            float o16[16];
-            if (sl_kernel_matmul(o16, rt, 16, n, rp, x2, 1, NULL, 0) != 0)
-                abort();
-            for (int r = 0; r < 16; r++)
-                if (memcmp(&r0, &o16[r], 4) != 0 && !(isnan(r0) && isnan(o16[r])))
+            float o16[32];
+            for (int isa = SL_KISA_SCALAR; isa <= SL_KISA_AVX512; isa++) {
+                if (sl_kernel_set_isa((sl_kernel_isa)isa) != 0)
+                    continue;
+                if (sl_kernel_matmul(o16, rt, 16, n, rp, x2, 2, NULL, 0) != 0)
                     abort();
+                for (int i = 0; i < 32; i++)
+                    if (memcmp(&ref[i % 16], &o16[i], 4) != 0 &&
+                        !(isnan(ref[i % 16]) && isnan(o16[i])))
+                        abort();
+            }
             sl_free(rp);
-            sl_free(w16);
+            rp = NULL;
         }
+        sl_free(w16);
     }
 out:
     sl_free(w);

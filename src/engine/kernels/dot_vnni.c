@@ -1,9 +1,11 @@
 /* AVX-512 VNNI kernels, bit for bit the numbers of the dots (kernels.h):
  *
- * - Q8_0 and Q4_0 repacked in 16-row groups (SL_KT_*_R16, repack.c): lanes
+ * - Q8_0, Q4_0 and Q4_K repacked in 16-row groups (SL_KT_*_R16, repack.c): lanes
  *   are rows, one exact int32 block dot per row and token (vpdpbusd against
  *   the token's 4-byte activation quads broadcast), then the dot's
- *   fma(dw * dx, dot, acc) per block; 8 tokens share each weight load.
+ *   fma(dw * dx, dot, acc) per block (for Q4_K, per super-block the sub-block
+ *   dots and dot_q4_K's two multiply-adds: r16k_group); 8 tokens share each
+ *   weight load.
  * - Q4_K for two or more tokens (batched decode steps, prefill chunks): one
  *   512-bit register holds the lanes of two tokens (tokens 2p and 2p+1 of a
  *   pair in its low and high halves) against one weight row, so a tile of
@@ -339,6 +341,128 @@ TARGET static ALWAYS_INLINE void r16q4_group(const sl_blk_q4_0_r16 *g, int64_t n
         _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
 }
 
+/* Q4_K in 16-row groups (SL_KT_Q4_K_R16): per super-block and token, sub-block
+ * j's 8 quad registers (the low or high nibbles of pair j / 2, unsigned 0..15)
+ * against the token's quads of sub-block j broadcast give s_j for the 16 row
+ * lanes; sumi += sc_j * s_j (the row lanes' scales widened from bytes);
+ * summ = sum_j m_j * bsum_j by 4 vpdpwssd of the rows' int16 min pairs
+ * against the token's int16 bsum pairs; then dot_q4_K's two fused
+ * multiply-adds per row lane. Ranges: |s_j| <= 32 * 15 * 127,
+ * |sumi| <= 8 * 63 * 32 * 15 * 127 and |summ| <= 8 * 63 * 32 * 127: int32,
+ * exact in any order. */
+#ifndef R16K_PF
+#define R16K_PF 2 /* super-blocks ahead (2368 bytes each) */
+#endif
+#ifndef R16K_PAIRED
+#define R16K_PAIRED 2
+#endif
+TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb,
+                                            const uint8_t *x, size_t x_row, const int32_t *bsp,
+                                            const float *xd, float *out, size_t os, const int NT)
+{
+    __m512 acc[8];
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t b = 0; b < nb; b++) {
+        const sl_blk_q4_K_r16 *gb = g + b;
+        const char *pf = (const char *)(gb + R16K_PF);
+        __m512i sumi[8], s[8];
+        if (NT <= R16K_PAIRED) {
+            /* few tokens: both nibbles of a pair from one load (registers
+             * for 2 * NT sub-block sums) */
+            UNROLL
+            for (int k = 0; k < 4; k++) {
+                UNROLL
+                for (int l = 0; l < 10; l++)
+                    if (10 * k + l < 37)
+                        _mm_prefetch(pf + 64 * (10 * k + l), _MM_HINT_T0);
+                __m512i s1[8];
+                UNROLL
+                for (int t = 0; t < NT; t++)
+                    s[t] = s1[t] = _mm512_setzero_si512();
+                UNROLL
+                for (int q = 0; q < 8; q++) {
+                    __m512i p = _mm512_loadu_si512(gb->p[k][q]);
+                    __m512i lo = _mm512_and_si512(p, m4);
+                    __m512i hi = _mm512_and_si512(_mm512_srli_epi16(p, 4), m4);
+                    UNROLL
+                    for (int t = 0; t < NT; t++) {
+                        const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                        int32_t q0, q1;
+                        memcpy(&q0, xb->qs + 64 * k + 4 * q, 4);
+                        memcpy(&q1, xb->qs + 64 * k + 32 + 4 * q, 4);
+                        s[t] = _mm512_dpbusd_epi32(s[t], lo, _mm512_set1_epi32(q0));
+                        s1[t] = _mm512_dpbusd_epi32(s1[t], hi, _mm512_set1_epi32(q1));
+                    }
+                }
+                __m512i sc0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[2 * k]));
+                __m512i sc1 =
+                    _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[2 * k + 1]));
+                UNROLL
+                for (int t = 0; t < NT; t++) {
+                    __m512i v = _mm512_add_epi32(_mm512_mullo_epi32(sc0, s[t]),
+                                                 _mm512_mullo_epi32(sc1, s1[t]));
+                    sumi[t] = k ? _mm512_add_epi32(sumi[t], v) : v;
+                }
+            }
+        } else
+        UNROLL
+        for (int j = 0; j < 8; j++) {
+            /* the next super-block's 37 lines, spread over the sub-blocks */
+            UNROLL
+            for (int l = 0; l < 5; l++)
+                if (5 * j + l < 37)
+                    _mm_prefetch(pf + 64 * (5 * j + l), _MM_HINT_T0);
+            UNROLL
+            for (int t = 0; t < NT; t++)
+                s[t] = _mm512_setzero_si512();
+            UNROLL
+            for (int q = 0; q < 8; q++) {
+                __m512i p = _mm512_loadu_si512(gb->p[j / 2][q]);
+                __m512i w = j & 1 ? _mm512_and_si512(_mm512_srli_epi16(p, 4), m4)
+                                  : _mm512_and_si512(p, m4);
+                UNROLL
+                for (int t = 0; t < NT; t++) {
+                    const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                    int32_t quad;
+                    memcpy(&quad, xb->qs + 32 * j + 4 * q, 4);
+                    s[t] = _mm512_dpbusd_epi32(s[t], w, _mm512_set1_epi32(quad));
+                }
+            }
+            __m512i sc = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[j]));
+            UNROLL
+            for (int t = 0; t < NT; t++)
+                sumi[t] = j ? _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(sc, s[t]))
+                            : _mm512_mullo_epi32(sc, s[t]);
+        }
+        __m512i mn[4];
+        UNROLL
+        for (int i = 0; i < 4; i++)
+            mn[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)gb->m[i]));
+        __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->d));
+        __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)gb->dmin));
+        UNROLL
+        for (int t = 0; t < NT; t++) {
+            const int32_t *bp = bsp + ((size_t)t * (size_t)nb + (size_t)b) * 4;
+            __m512i summ = _mm512_setzero_si512();
+            UNROLL
+            for (int i = 0; i < 4; i++)
+                summ = _mm512_dpwssd_epi32(summ, mn[i], _mm512_set1_epi32(bp[i]));
+            __m512 xdv = _mm512_set1_ps(xd[t * nb + b]);
+            /* dall = x.d * d, dmin = x.d * dmin; sum = fma(dall, sumi, sum),
+             * then fma(-dmin, summ, sum): fnmadd is -(a * b) + c, the same
+             * single rounding */
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(xdv, dw), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(xdv, dm), _mm512_cvtepi32_ps(summ), acc[t]);
+        }
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
+}
+
 #define R16_SHAPE(NT)                                                                          \
     TARGET static void r16_group_##NT(const void *g, int64_t nb, const uint8_t *x,             \
                                       size_t x_row, const int32_t *csum, const float *xd,       \
@@ -351,6 +475,12 @@ TARGET static ALWAYS_INLINE void r16q4_group(const sl_blk_q4_0_r16 *g, int64_t n
                                         float *out, size_t os)                                  \
     {                                                                                          \
         r16q4_group(g, nb, x, x_row, csum, xd, out, os, NT);                                   \
+    }                                                                                          \
+    TARGET static void r16k_group_##NT(const void *g, int64_t nb, const uint8_t *x,            \
+                                       size_t x_row, const int32_t *bsp, const float *xd,      \
+                                       float *out, size_t os)                                  \
+    {                                                                                          \
+        r16k_group(g, nb, x, x_row, bsp, xd, out, os, NT);                                     \
     }
 R16_SHAPE(1)
 R16_SHAPE(2)
@@ -373,6 +503,15 @@ void sl_kernel_r16_group_vnni(int type, const void *g, int64_t nb, const uint8_t
     static const r16_fn q4[8] = {r16q4_group_1, r16q4_group_2, r16q4_group_3, r16q4_group_4,
                                  r16q4_group_5, r16q4_group_6, r16q4_group_7, r16q4_group_8};
     (type == SL_KT_Q4_0_R16 ? q4 : q8)[nt - 1](g, nb, x, x_row, csum, xd, out, os);
+}
+
+void sl_kernel_r16k_group_vnni(const void *g, int64_t nb, const uint8_t *x, size_t x_row,
+                               const int32_t *bsp, const float *xd, int nt, float *out,
+                               size_t os)
+{
+    static const r16_fn k[8] = {r16k_group_1, r16k_group_2, r16k_group_3, r16k_group_4,
+                                r16k_group_5, r16k_group_6, r16k_group_7, r16k_group_8};
+    k[nt - 1](g, nb, x, x_row, bsp, xd, out, os);
 }
 
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,

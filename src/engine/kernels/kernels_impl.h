@@ -67,6 +67,29 @@ typedef struct {
 } sl_blk_q4_0_r16;
 _Static_assert(sizeof(sl_blk_q4_0_r16) == 288, "q4_0_r16 layout");
 
+/* SL_KT_Q4_K_R16: per super-block of a 16-row group (cols / 256 of them per
+ * group, groups one after the other):
+ *   d[row], dmin[row]  the rows' fp16 super-block scales;
+ *   sc[j][row]         the 6-bit scale of sub-block j (0..7), decoded;
+ *   m[i][row][2]       the 6-bit mins of sub-blocks 2i and 2i + 1, decoded
+ *                      (one 32-bit lane per row once widened to int16, for
+ *                      vpdpwssd against the bsum pair of a token);
+ *   p[k][q][row][4]    the bytes qs[32k + 4q .. 32k + 4q + 3] of every row,
+ *                      as in the file: low nibble = element 64k + 4q + i
+ *                      (sub-block 2k), high nibble = element 64k + 32 + 4q + i
+ *                      (sub-block 2k + 1). One 64-byte load gives quad q of
+ *                      a sub-block pair for all 16 rows.
+ * 2368 bytes: 37 cache lines, each field starting on a line boundary; 64
+ * more than the 16 Q4_K blocks (the scales decoded: 256 bytes, not 192). */
+typedef struct {
+    uint16_t d[16];
+    uint16_t dmin[16];
+    uint8_t sc[8][16];
+    uint8_t m[4][16][2];
+    uint8_t p[4][8][16][4];
+} sl_blk_q4_K_r16;
+_Static_assert(sizeof(sl_blk_q4_K_r16) == 2368, "q4_K_r16 layout");
+
 /* Dot of one weight row (w) with one activation row (x), n elements, n a
  * multiple of the block size. */
 typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
@@ -121,6 +144,14 @@ int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, con
                           size_t w_row, const uint8_t *xa, size_t xa_row, int64_t n_tok,
                           sl_pool *pool);
 /* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
+ * of SL_KT_Q4_K_R16 weights (g, nb super-blocks) against Q8_K activation
+ * rows x (x_row apart), with bsp[(t * nb + b) * 4 + i] = the int16 pair
+ * (bsums[4i] + bsums[4i + 1], bsums[4i + 2] + bsums[4i + 3]) of token t's
+ * super-block b (low half first) and xd[t * nb + b] = its scale d. */
+void sl_kernel_r16k_group_vnni(const void *g, int64_t nb, const uint8_t *x, size_t x_row,
+                               const int32_t *bsp, const float *xd, int nt, float *out,
+                               size_t os);
+/* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
  * of SL_KT_Q8_0_R16 or SL_KT_Q4_0_R16 weights (g, nb blocks) against Q8_0
  * activation rows x (x_row apart), with csum[t * nb + b] = -128 (Q8_0) or
  * -8 (Q4_0) times the sum of block b's codes and xd[t * nb + b] = its fp16
@@ -132,7 +163,8 @@ void sl_kernel_r16_group_vnni(int type, const void *g, int64_t nb, const uint8_t
 /* True when the current ISA is SL_KISA_AVX512. */
 bool sl_kernel_wide(void);
 
-/* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 / SL_KT_Q4_0_R16 weights. */
+/* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 / SL_KT_Q4_0_R16 /
+ * SL_KT_Q4_K_R16 weights. */
 int sl_kernel_matmul_r16(float *out, int type, int64_t rows, int64_t cols, const void *w,
                          const float *x, int64_t n_tok, sl_pool *pool);
 

@@ -1,5 +1,5 @@
-/* Load-time weight repacking (SL_KT_Q8_0_R16, SL_KT_Q4_0_R16) and the
- * matmul over it.
+/* Load-time weight repacking (SL_KT_Q8_0_R16, SL_KT_Q4_0_R16,
+ * SL_KT_Q4_K_R16) and the matmul over it.
  *
  * Why: the Q8_0 and Q4_0 dots are, per block, one exact integer dot and one
  * fused multiply-add. In the file's row-major layout a SIMD register holds 32
@@ -8,7 +8,10 @@
  * register are 16 rows, a block costs 8 vpdpbusd per token for 16 rows and
  * one multiply-add per row lane, with no reduction: several times fewer
  * instructions for a batch of tokens, and decode that is bound by memory,
- * not instructions. The numbers are the Q8_0 dot's exactly. */
+ * not instructions. The numbers are the Q8_0 dot's exactly. Q4_K is the same
+ * per super-block: 8 sub-block dots per row lane, their scaled sum and the
+ * mins against the activation's block sums, then the dot's two fused
+ * multiply-adds. */
 #include "engine/kernels/kernels_impl.h"
 
 #include <math.h>
@@ -16,24 +19,69 @@
 
 #define R16 16
 
+/* Elements per block and bytes per repacked block of an R16 type. */
+static int64_t r16_block_elems(int rtype)
+{
+    return rtype == SL_KT_Q4_K_R16 ? 256 : 32;
+}
+
+static size_t r16_block_bytes(int rtype)
+{
+    return rtype == SL_KT_Q4_K_R16   ? sizeof(sl_blk_q4_K_r16)
+           : rtype == SL_KT_Q4_0_R16 ? sizeof(sl_blk_q4_0_r16)
+                                     : sizeof(sl_blk_q8_0_r16);
+}
+
 int sl_kernel_repack_size(int type, int64_t rows, int64_t cols, size_t *bytes, int *out_type)
 {
-    if ((type != SL_KT_Q8_0 && type != SL_KT_Q4_0) || rows <= 0 || rows % R16 || cols <= 0 ||
-        cols % 32 || sl_kernel_get_isa() != SL_KISA_AVX512)
+    int rt = type == SL_KT_Q8_0   ? SL_KT_Q8_0_R16
+             : type == SL_KT_Q4_0 ? SL_KT_Q4_0_R16
+             : type == SL_KT_Q4_K ? SL_KT_Q4_K_R16
+                                  : -1;
+    if (rt < 0 || rows <= 0 || rows % R16 || cols <= 0 || cols % r16_block_elems(rt) ||
+        sl_kernel_get_isa() != SL_KISA_AVX512)
         return SL_EUNSUPPORTED;
-    bool q4 = type == SL_KT_Q4_0;
-    size_t gb = q4 ? sizeof(sl_blk_q4_0_r16) : sizeof(sl_blk_q8_0_r16);
-    int64_t nb = cols / 32, groups = rows / R16;
+    size_t gb = r16_block_bytes(rt);
+    int64_t nb = cols / r16_block_elems(rt), groups = rows / R16;
     if ((uint64_t)groups > SIZE_MAX / gb / (uint64_t)nb)
         return SL_EINVAL;
     *bytes = (size_t)(groups * nb) * gb;
-    *out_type = q4 ? SL_KT_Q4_0_R16 : SL_KT_Q8_0_R16;
+    *out_type = rt;
     return 0;
+}
+
+/* One (group, super-block) of Q4_K: blk[r] is row r's block. */
+static void repack_q4_K(sl_blk_q4_K_r16 *o, const sl_blk_q4_K *const blk[R16])
+{
+    for (int r = 0; r < R16; r++) {
+        o->d[r] = blk[r]->d;
+        o->dmin[r] = blk[r]->dmin;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            sl_kernel_q4k_scale_min(blk[r]->scales, j, &sc, &m);
+            o->sc[j][r] = (uint8_t)sc;
+            o->m[j / 2][r][j % 2] = (uint8_t)m;
+        }
+        for (int k = 0; k < 4; k++)
+            for (int q = 0; q < 8; q++)
+                memcpy(o->p[k][q][r], blk[r]->qs + 32 * k + 4 * q, 4);
+    }
 }
 
 void sl_kernel_repack_into(int type, const void *w, int64_t rows, int64_t cols, void *dst)
 {
     bool q4 = type == SL_KT_Q4_0;
+    if (type == SL_KT_Q4_K) {
+        int64_t nbk = cols / 256;
+        for (int64_t g = 0; g < rows / R16; g++)
+            for (int64_t b = 0; b < nbk; b++) {
+                const sl_blk_q4_K *blk[R16];
+                for (int r = 0; r < R16; r++)
+                    blk[r] = (const sl_blk_q4_K *)w + (g * R16 + r) * nbk + b;
+                repack_q4_K((sl_blk_q4_K_r16 *)dst + g * nbk + b, blk);
+            }
+        return;
+    }
     int64_t nb = cols / 32, groups = rows / R16;
     for (int64_t g = 0; g < groups; g++)
         for (int64_t b = 0; b < nb; b++) {
@@ -87,9 +135,12 @@ typedef struct {
     int n_parts;
     size_t gb;
     int type;
-    uint8_t *xa;    /* Q8_0 activation rows */
+    uint8_t *xa;    /* Q8_0 (Q8_K for Q4_K) activation rows */
     size_t xa_row;
-    int32_t *csum;  /* [n_tok][nb]: -128 (Q8_0) or -8 (Q4_0) * sum of the block's codes */
+    /* [n_tok][nb][cw]: -128 (Q8_0) or -8 (Q4_0) * sum of the block's codes
+     * (cw 1); for Q4_K (cw 4) the 4 int16 pairs of sub-block sums */
+    int32_t *csum;
+    int cw;
     float *xd;      /* [n_tok][nb]: each block's scale */
     int64_t nb, n_tok;
     bool wide;
@@ -127,11 +178,59 @@ static void r16_group_scalar(const uint8_t *g, size_t gbytes, bool q4, int64_t n
     }
 }
 
+/* The Q4_K reference on the repacked form: per row and super-block the
+ * exact sumi and summ of dot_q4_K, then its two fused multiply-adds. */
+static void r16k_group_scalar(const sl_blk_q4_K_r16 *g, int64_t nb, const uint8_t *x,
+                              size_t x_row, int nt, float *out, size_t os)
+{
+    for (int t = 0; t < nt; t++) {
+        const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row);
+        for (int r = 0; r < R16; r++) {
+            float sum = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const sl_blk_q4_K_r16 *gb = g + b;
+                int32_t sumi = 0, summ = 0;
+                for (int j = 0; j < 8; j++) {
+                    int32_t s = 0;
+                    for (int l = 0; l < 32; l++) {
+                        uint8_t byte = gb->p[j / 2][l / 4][r][l % 4];
+                        s += (j & 1 ? byte >> 4 : byte & 0xF) * xb[b].qs[32 * j + l];
+                    }
+                    sumi += gb->sc[j][r] * s;
+                    summ += gb->m[j / 2][r][j % 2] * (xb[b].bsums[2 * j] + xb[b].bsums[2 * j + 1]);
+                }
+                float dall = xb[b].d * sl_kernel_fp16_to_f32(gb->d[r]);
+                float dmin = xb[b].d * sl_kernel_fp16_to_f32(gb->dmin[r]);
+                sum = fmaf(dall, (float)sumi, sum);
+                sum = fmaf(-dmin, (float)summ, sum);
+            }
+            out[(size_t)t * os + (size_t)r] = sum;
+        }
+    }
+}
+
 /* Tokens idx, idx + n, ...: quantized once for every part, with the block
  * sums and scales the kernels start from. */
 static void r16_prep_task(void *vctx, int idx, int n)
 {
     r16_ctx *c = vctx;
+    if (c->type == SL_KT_Q4_K_R16) {
+        for (int64_t t = idx; t < c->n_tok; t += n) {
+            sl_blk_q8_K *xb = (sl_blk_q8_K *)(c->xa + (size_t)t * c->xa_row);
+            sl_kernel_quantize_row(SL_KT_Q8_K, c->x + t * c->cols, xb, c->cols);
+            for (int64_t b = 0; b < c->nb; b++) {
+                for (int i = 0; i < 4; i++) {
+                    /* |bsums| <= 16 * 127: a pair's sum fits int16 */
+                    int16_t lo = (int16_t)(xb[b].bsums[4 * i] + xb[b].bsums[4 * i + 1]);
+                    int16_t hi = (int16_t)(xb[b].bsums[4 * i + 2] + xb[b].bsums[4 * i + 3]);
+                    c->csum[(t * c->nb + b) * 4 + i] =
+                        (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16);
+                }
+                c->xd[t * c->nb + b] = xb[b].d;
+            }
+        }
+        return;
+    }
     int32_t k = c->type == SL_KT_Q4_0_R16 ? -8 : -128;
     for (int64_t t = idx; t < c->n_tok; t += n) {
         sl_blk_q8_0 *xb = (sl_blk_q8_0 *)(c->xa + (size_t)t * c->xa_row);
@@ -164,6 +263,18 @@ static void r16_task(void *vctx, int idx, int n)
             int nt = (int)SL_MIN((int64_t)8, c->n_tok - t);
             float *o = c->out[p] + t * c->rows[p] + g * R16;
             const uint8_t *x = c->xa + (size_t)t * c->xa_row;
+            if (c->type == SL_KT_Q4_K_R16) {
+#if defined(__x86_64__)
+                if (c->wide) {
+                    sl_kernel_r16k_group_vnni(wg, c->nb, x, c->xa_row, c->csum + t * c->nb * 4,
+                                              c->xd + t * c->nb, nt, o, (size_t)c->rows[p]);
+                    continue;
+                }
+#endif
+                r16k_group_scalar((const sl_blk_q4_K_r16 *)wg, c->nb, x, c->xa_row, nt, o,
+                                  (size_t)c->rows[p]);
+                continue;
+            }
 #if defined(__x86_64__)
             if (c->wide) {
                 sl_kernel_r16_group_vnni(c->type, wg, c->nb, x, c->xa_row, c->csum + t * c->nb,
@@ -182,11 +293,13 @@ static int r16_run(const sl_kernel_mm_part *parts, int n_parts, int64_t cols, co
                    int64_t n_tok, sl_pool *pool)
 {
     int type = parts[0].type;
-    if (cols % 32 || cols > INT32_MAX || n_tok > INT32_MAX || n_parts > R16_MAX_PARTS)
+    bool k = type == SL_KT_Q4_K_R16;
+    if (cols % r16_block_elems(type) || cols > INT32_MAX || n_tok > INT32_MAX ||
+        n_parts > R16_MAX_PARTS)
         return SL_EINVAL;
-    r16_ctx c = {.x = x, .cols = cols, .n_parts = n_parts, .type = type, .nb = cols / 32,
-                 .n_tok = n_tok, .wide = sl_kernel_get_isa() == SL_KISA_AVX512,
-                 .gb = type == SL_KT_Q4_0_R16 ? sizeof(sl_blk_q4_0_r16) : sizeof(sl_blk_q8_0_r16)};
+    r16_ctx c = {.x = x, .cols = cols, .n_parts = n_parts, .type = type,
+                 .nb = cols / r16_block_elems(type), .n_tok = n_tok, .cw = k ? 4 : 1,
+                 .wide = sl_kernel_get_isa() == SL_KISA_AVX512, .gb = r16_block_bytes(type)};
     for (int p = 0; p < n_parts; p++) {
         if (parts[p].type != type || parts[p].rows < 0 || parts[p].rows % R16 ||
             parts[p].rows > INT32_MAX || !parts[p].out || !parts[p].w)
@@ -198,11 +311,11 @@ static int r16_run(const sl_kernel_mm_part *parts, int n_parts, int64_t cols, co
     }
     if (c.gstart[n_parts] == 0 || n_tok == 0)
         return 0;
-    c.xa_row = (size_t)c.nb * sizeof(sl_blk_q8_0);
-    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 8))
+    c.xa_row = (size_t)c.nb * (k ? sizeof(sl_blk_q8_K) : sizeof(sl_blk_q8_0));
+    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 20))
         return SL_EINVAL;
     c.xa = sl_malloc((size_t)n_tok * c.xa_row);
-    c.csum = sl_malloc((size_t)(n_tok * c.nb) * sizeof(int32_t));
+    c.csum = sl_malloc((size_t)(n_tok * c.nb * c.cw) * sizeof(int32_t));
     c.xd = sl_malloc((size_t)(n_tok * c.nb) * sizeof(float));
     int rc = 0;
     if (c.xa && c.csum && c.xd) {
@@ -229,7 +342,8 @@ int sl_kernel_matmul_parts(const sl_kernel_mm_part *parts, int n_parts, int64_t 
                            const float *x, int64_t n_tok, sl_pool *pool)
 {
     bool fuse = n_parts >= 1 && n_parts <= R16_MAX_PARTS &&
-                (parts[0].type == SL_KT_Q8_0_R16 || parts[0].type == SL_KT_Q4_0_R16);
+                (parts[0].type == SL_KT_Q8_0_R16 || parts[0].type == SL_KT_Q4_0_R16 ||
+                 parts[0].type == SL_KT_Q4_K_R16);
     for (int p = 1; fuse && p < n_parts; p++)
         fuse = parts[p].type == parts[0].type;
     if (fuse)

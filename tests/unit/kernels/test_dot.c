@@ -382,7 +382,7 @@ static void test_matmul_r16(void)
     int rt = -1;
     uint8_t wz[34 * 3] = {0};
     EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q8_0, wz, 3, 32, &rp, &rt), SL_EUNSUPPORTED);
-    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
     if (max_isa < 2) {
         printf("no AVX-512 VNNI: repacking is not used on this CPU\n");
         return;
@@ -429,16 +429,18 @@ static void test_matmul_r16(void)
 }
 
 /* Fused parts (one quantization, one pool run over the groups of all parts)
- * equal separate matmuls bitwise: repacked Q8_0 and Q4_0 parts, a mix of the
- * two (which falls back to one matmul per part), every ISA, 1-9 tokens. */
+ * equal separate matmuls bitwise: repacked Q8_0, Q4_0 and Q4_K parts, mixes
+ * of types (which fall back to one matmul per part), every ISA, 1-9 tokens. */
 static void test_matmul_parts(void)
 {
     if (max_isa < 2)
         return; /* nothing is repacked on this CPU: parts are plain matmuls */
-    const int64_t cols = 256, rows[3] = {32, 16, 48};
+    const int64_t cols = 512, rows[3] = {32, 16, 48};
     const int mixes[][3] = {{SL_KT_Q8_0, SL_KT_Q8_0, SL_KT_Q8_0},
                             {SL_KT_Q4_0, SL_KT_Q4_0, SL_KT_Q4_0},
-                            {SL_KT_Q8_0, SL_KT_Q4_0, SL_KT_Q8_0}};
+                            {SL_KT_Q4_K, SL_KT_Q4_K, SL_KT_Q4_K},
+                            {SL_KT_Q8_0, SL_KT_Q4_0, SL_KT_Q8_0},
+                            {SL_KT_Q4_K, SL_KT_Q4_0, SL_KT_Q4_K}};
     sl_pool *pool = NULL;
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     float *x = malloc(sizeof(float) * (size_t)(cols * 9));
@@ -487,6 +489,132 @@ static void test_matmul_parts(void)
     sl_pool_destroy(pool);
 }
 
+/* A Q4_K row of random super-blocks whose 6-bit scales and mins are drawn
+ * from {0, 63, random} (the packed form's extremes, every high-bit path of
+ * the unpacking), with random nibbles and sane fp16 d and dmin. */
+static void make_q4k_extreme(uint8_t *w, int64_t n)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        uint8_t *blk = w + b * SL_Q4_K_BYTES;
+        set_half(blk, frand() * 0.02f);
+        set_half(blk + 2, frand() * 0.02f);
+        uint8_t *sc = blk + 4, *qs = blk + 16;
+        memset(sc, 0, 12);
+        for (int j = 0; j < 8; j++) {
+            int v[2];
+            for (int k = 0; k < 2; k++) {
+                int pick = (int)(next_u64() % 3);
+                v[k] = pick == 0 ? 0 : pick == 1 ? 63 : (int)(next_u64() % 64);
+            }
+            /* inverse of sl_kernel_q4k_scale_min: v[0] the scale, v[1] the min */
+            if (j < 4) {
+                sc[j] = (uint8_t)(sc[j] | v[0]);
+                sc[j + 4] = (uint8_t)(sc[j + 4] | v[1]);
+            } else {
+                sc[j + 4] = (uint8_t)((v[0] & 0xF) | (v[1] & 0xF) << 4);
+                sc[j - 4] = (uint8_t)(sc[j - 4] | (v[0] >> 4) << 6);
+                sc[j] = (uint8_t)(sc[j] | (v[1] >> 4) << 6);
+            }
+        }
+        for (int i = 0; i < 128; i++)
+            qs[i] = (uint8_t)next_u64();
+    }
+}
+
+/* Q4_K repacked in 16-row groups equals the row layout's matmul bitwise
+ * under every ISA (the row matmul's reference is the scalar ISA), for
+ * 1-16 tokens (tiles of 8 and their remainders), widths 256..2048, quantized,
+ * raw and extreme super-blocks, with and without a pool. The repacked
+ * scales and mins are checked against an independent decoding. Repacking is
+ * refused where it does not apply. */
+static void test_matmul_r16_q4k(void)
+{
+    void *rp = NULL;
+    int rt = -1;
+    static uint8_t wz[SL_Q4_K_BYTES * 32];
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 15, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 128, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 384, &rp, &rt), SL_EUNSUPPORTED);
+    if (max_isa < 2) {
+        EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+        return;
+    }
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX2), 0);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
+    size_t bytes = 0;
+    EXPECT_EQ_INT(sl_kernel_repack_size(SL_KT_Q4_K, 32, 512, &bytes, &rt), 0);
+    EXPECT_EQ_INT((long long)bytes, 2 * 2 * 2368);
+    EXPECT_EQ_INT(rt, SL_KT_Q4_K_R16);
+
+    sl_pool *pool = NULL;
+    EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
+    const int64_t shapes[][2] = {{16, 256}, {48, 512}, {32, 2048}, {16, 1280}};
+    const int ntoks[] = {1, 2, 3, 7, 8, 9, 16};
+    int compared = 0;
+    for (size_t si = 0; si < SL_ARRAY_LEN(shapes); si++) {
+        int64_t rows = shapes[si][0], cols = shapes[si][1];
+        size_t wr = row_bytes(SL_KT_Q4_K, cols);
+        uint8_t *w = malloc(wr * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++) {
+            if (r % 3 == 2)
+                make_q4k_extreme(w + wr * (size_t)r, cols);
+            else
+                make_weight(SL_KT_Q4_K, w + wr * (size_t)r, cols, r % 3 == 0);
+        }
+        float *x = malloc(sizeof(float) * (size_t)(cols * 16));
+        for (int64_t i = 0; i < cols * 16; i++)
+            x[i] = frand() * (i % 97 == 0 ? 50.0f : 1.0f);
+        float *ref = malloc(sizeof(float) * (size_t)(rows * 16));
+        float *out = malloc(sizeof(float) * (size_t)(rows * 16));
+        EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
+        EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q4_K, w, rows, cols, &rp, &rt), 0);
+        EXPECT_EQ_INT(rt, SL_KT_Q4_K_R16);
+        /* the decoded scales and mins of row 5 (or 2), super-block 0, by the
+         * 6-bit packing spelled out independently of the kernels' helper */
+        {
+            int r = rows > 5 ? 5 : 2;
+            const uint8_t *q = w + wr * (size_t)r + 4;
+            const sl_blk_q4_K_r16 *g = rp;
+            for (int j = 0; j < 8; j++) {
+                int sc = j < 4 ? q[j] % 64 : (q[j + 4] % 16) + (q[j - 4] / 64) * 16;
+                int m = j < 4 ? q[j + 4] % 64 : (q[j + 4] / 16) + (q[j] / 64) * 16;
+                EXPECT_EQ_INT(g->sc[j][r], sc);
+                EXPECT_EQ_INT(g->m[j / 2][r][j % 2], m);
+            }
+        }
+        for (int isa = 0; isa <= max_isa; isa++)
+            for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
+                for (int pl = 0; pl < 2; pl++) {
+                    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+                    EXPECT_EQ_INT(sl_kernel_matmul(ref, SL_KT_Q4_K, rows, cols, w, x, ntoks[k],
+                                                   NULL, 0), 0);
+                    EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+                    memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
+                    EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k],
+                                                   pl ? pool : NULL, 0), 0);
+                    if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
+                        T_FAIL_AT("q4_K r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
+                                  (long long)rows, (long long)cols, isa, ntoks[k], pl);
+                    /* nothing written past the n_tok output rows */
+                    if (ntoks[k] < 16) {
+                        uint32_t past;
+                        memcpy(&past, out + rows * ntoks[k], 4);
+                        EXPECT_EQ_INT((long long)past, 0xffffffffLL);
+                    }
+                    compared++;
+                }
+        sl_free(rp);
+        free(w);
+        free(x);
+        free(ref);
+        free(out);
+    }
+    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(ntoks) * 2);
+    sl_kernel_set_isa((sl_kernel_isa)max_isa);
+    sl_pool_destroy(pool);
+}
+
 static void test_matmul_errors(void)
 {
     float out[4], x[64] = {0};
@@ -512,6 +640,7 @@ int main(void)
     RUN(test_tile_equals_dots);
     RUN(test_matmul_batch_sizes);
     RUN(test_matmul_r16);
+    RUN(test_matmul_r16_q4k);
     RUN(test_matmul_parts);
     RUN(test_matmul_errors);
     return TEST_REPORT();
