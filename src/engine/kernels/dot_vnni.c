@@ -475,6 +475,9 @@ TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb
 #ifndef R16Q6_PF
 #define R16Q6_PF 2 /* super-blocks ahead (3392 bytes each) */
 #endif
+#ifndef R16Q6_SHARED
+#define R16Q6_SHARED 2
+#endif
 TARGET static ALWAYS_INLINE void r16q6_group(const sl_blk_q6_K_r16 *g, int64_t nb,
                                              const uint8_t *x, size_t x_row, const int32_t *cs,
                                              const float *xd, float *out, size_t os,
@@ -492,6 +495,65 @@ TARGET static ALWAYS_INLINE void r16q6_group(const sl_blk_q6_K_r16 *g, int64_t n
         UNROLL
         for (int t = 0; t < NT; t++)
             sumi[t] = _mm512_setzero_si512();
+        if (NT <= R16Q6_SHARED) {
+            /* few tokens: the 4 groups of a half from one ql pair and one
+             * qh load (registers for 4 * NT half sums) */
+            UNROLL
+            for (int h = 0; h < 2; h++) {
+                UNROLL
+                for (int half = 0; half < 2; half++) {
+                    UNROLL
+                    for (int l = 0; l < 14; l++)
+                        if (14 * (2 * h + half) + l < 53)
+                            _mm_prefetch(pf + 64 * (14 * (2 * h + half) + l), _MM_HINT_T0);
+                    __m512i s[4][2];
+                    UNROLL
+                    for (int gr = 0; gr < 4; gr++) {
+                        UNROLL
+                        for (int t = 0; t < NT; t++)
+                            s[gr][t] = _mm512_set1_epi32(
+                                cs[((size_t)t * (size_t)nb + (size_t)b) * 16 + 8 * h + 2 * gr + half]);
+                    }
+                    UNROLL
+                    for (int qq = 0; qq < 4; qq++) {
+                        int q = 4 * half + qq;
+                        __m512i l0 = _mm512_loadu_si512(gb->ql[h][0][q]);
+                        __m512i l1 = _mm512_loadu_si512(gb->ql[h][1][q]);
+                        __m512i hb = _mm512_loadu_si512(gb->qh[h][q]);
+                        __m512i code[4];
+                        code[0] = _mm512_ternarylogic_epi32(
+                            l0, m4, _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30), 0xEA);
+                        code[1] = _mm512_ternarylogic_epi32(
+                            l1, m4, _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30), 0xEA);
+                        code[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l0, 4), m4,
+                                                            _mm512_and_si512(hb, m30), 0xEA);
+                        code[3] = _mm512_ternarylogic_epi32(
+                            _mm512_srli_epi16(l1, 4), m4,
+                            _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30), 0xEA);
+                        UNROLL
+                        for (int gr = 0; gr < 4; gr++) {
+                            UNROLL
+                            for (int t = 0; t < NT; t++) {
+                                const sl_blk_q8_K *xb =
+                                    (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                                int32_t quad;
+                                memcpy(&quad, xb->qs + 128 * h + 32 * gr + 4 * q, 4);
+                                s[gr][t] = _mm512_dpbusd_epi32(s[gr][t], code[gr],
+                                                               _mm512_set1_epi32(quad));
+                            }
+                        }
+                    }
+                    UNROLL
+                    for (int gr = 0; gr < 4; gr++) {
+                        __m512i sc = _mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)gb->sc[8 * h + 2 * gr + half]));
+                        UNROLL
+                        for (int t = 0; t < NT; t++)
+                            sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(sc, s[gr][t]));
+                    }
+                }
+            }
+        } else
         UNROLL
         for (int h = 0; h < 2; h++) {
             UNROLL
