@@ -3,7 +3,7 @@
  * back to back, and the best round of each is kept, so slow phases caused by
  * other work hit all figures alike.
  *
- * Per type (F16, Q8_0, Q4_0, Q4_K), over MH_COLD copies of a 1024 x 1024
+ * Per type (F16, Q8_0, Q4_0, Q4_K, Q6_K), over MH_COLD copies of a 1024 x 1024
  * weight matrix (hundreds of MiB, so weights stream from DRAM, as in decode):
  *   dot1:   one sl_kernel_dot per weight row (the pre-tile way: one row at a
  *           time), one token;
@@ -11,7 +11,7 @@
  *   mm16:   sl_kernel_matmul, 16 tokens (a batched step of 16 streams);
  * all with `threads` threads (a pool; 1 = the calling thread only). Prints
  * weight GB/s (weight bytes / time, counted in the type's row bytes even for
- * Q4_K_R16, whose matrices are 64 / 2304 larger; for mm16 also token-rows x weights / s as
+ * Q4_K_R16 and Q6_K_R16, whose matrices are 64 / 2304 and 32 / 3360 larger; for mm16 also token-rows x weights / s as
  * "x16 GB/s equivalent") and the ratio to the triad GB/s (3 x 8 B per element,
  * STREAM counting) of the same thread count.
  *
@@ -133,8 +133,9 @@ int main(int argc, char **argv)
     static const struct { const char *name; int type; bool r16; } types[] = {
         {"F16", SL_KT_F16, false}, {"Q8_0", SL_KT_Q8_0, false}, {"Q4_0", SL_KT_Q4_0, false},
         {"Q4_K", SL_KT_Q4_K, false}, {"Q8_0_R16", SL_KT_Q8_0, true}, {"Q4_0_R16", SL_KT_Q4_0, true},
-        {"Q4_K_R16", SL_KT_Q4_K, true}};
-    enum { NT = 7 };
+        {"Q4_K_R16", SL_KT_Q4_K, true}, {"Q6_K", SL_KT_Q6_K, false},
+        {"Q6_K_R16", SL_KT_Q6_K, true}};
+    enum { NT = 9 };
     uint8_t *w[NT];
     size_t rb[NT], mats[NT];
     int mtype[NT];

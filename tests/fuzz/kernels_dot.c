@@ -3,7 +3,7 @@
  * not crash, and the scalar and AVX2 dots must agree bitwise (or both be NaN)
  * on any bytes, including inf/NaN scales and codes a quantizer never writes.
  * Where the CPU has AVX-512 VNNI, the matmul (one token, and two tokens,
- * which take the VNNI paths) and Q8_0, Q4_0 and Q4_K repacked in 16-row
+ * which take the VNNI paths) and Q8_0, Q4_0, Q4_K and Q6_K repacked in 16-row
  * groups must give the same bits too: the row 16 times, and 16 rows that are
  * the row's blocks rotated (row r starts at block r), against the dots of
  * those rotations. */
@@ -72,7 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * for one and two tokens */
         void *rp = NULL;
         int rt = 0;
-        bool r16 = type == SL_KT_Q8_0 || type == SL_KT_Q4_0 || type == SL_KT_Q4_K;
+        bool r16 = type == SL_KT_Q8_0 || type == SL_KT_Q4_0 || type == SL_KT_Q4_K ||
+                   type == SL_KT_Q6_K;
         uint8_t *w16 = r16 ? sl_malloc(16 * nb * bb) : NULL;
         for (int rot = 0; w16 && rot < 2; rot++) {
             float ref[16];

@@ -1,6 +1,6 @@
 /* AVX-512 VNNI kernels, bit for bit the numbers of the dots (kernels.h):
  *
- * - Q8_0, Q4_0 and Q4_K repacked in 16-row groups (SL_KT_*_R16, repack.c): lanes
+ * - Q8_0, Q4_0, Q4_K and Q6_K repacked in 16-row groups (SL_KT_*_R16, repack.c): lanes
  *   are rows, one exact int32 block dot per row and token (vpdpbusd against
  *   the token's 4-byte activation quads broadcast), then the dot's
  *   fma(dw * dx, dot, acc) per block (for Q4_K, per super-block the sub-block
@@ -463,6 +463,159 @@ TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb
         _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
 }
 
+/* Q6_K in 16-row groups (SL_KT_Q6_K_R16): per super-block, half h and
+ * 32-element group g, the codes of quad q for the 16 row lanes are rebuilt
+ * from one ql and one qh load, (ql nibble) | (2 qh bits) << 4 = 0..63, the
+ * unsigned operand of vpdpbusd against the token's quad broadcast. Each
+ * 16-element half of a group starts from -32 * its bsum (the codes' offset),
+ * so after 4 quads it is dot_q6_K's s0 or s1 exactly; sumi += its int8 scale
+ * (sign-extended per row lane) times it; then the dot's one fused
+ * multiply-add per row lane. Ranges: |half| <= 16 * 63 * 127 + 32 * 16 * 127
+ * and |sumi| <= 16 * 128 * 32 * 16 * 127: int32, exact in any order. */
+#ifndef R16Q6_PF
+#define R16Q6_PF 2 /* super-blocks ahead (3392 bytes each) */
+#endif
+#ifndef R16Q6_SHARED
+#define R16Q6_SHARED 2
+#endif
+TARGET static ALWAYS_INLINE void r16q6_group(const sl_blk_q6_K_r16 *g, int64_t nb,
+                                             const uint8_t *x, size_t x_row, const int32_t *cs,
+                                             const float *xd, float *out, size_t os,
+                                             const int NT)
+{
+    __m512 acc[8];
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    for (int64_t b = 0; b < nb; b++) {
+        const sl_blk_q6_K_r16 *gb = g + b;
+        const char *pf = (const char *)(gb + R16Q6_PF);
+        __m512i sumi[8];
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            sumi[t] = _mm512_setzero_si512();
+        if (NT <= R16Q6_SHARED) {
+            /* few tokens: the 4 groups of a half from one ql pair and one
+             * qh load (registers for 4 * NT half sums) */
+            UNROLL
+            for (int h = 0; h < 2; h++) {
+                UNROLL
+                for (int half = 0; half < 2; half++) {
+                    UNROLL
+                    for (int l = 0; l < 14; l++)
+                        if (14 * (2 * h + half) + l < 53)
+                            _mm_prefetch(pf + 64 * (14 * (2 * h + half) + l), _MM_HINT_T0);
+                    __m512i s[4][2];
+                    UNROLL
+                    for (int gr = 0; gr < 4; gr++) {
+                        UNROLL
+                        for (int t = 0; t < NT; t++)
+                            s[gr][t] = _mm512_set1_epi32(
+                                cs[((size_t)t * (size_t)nb + (size_t)b) * 16 + 8 * h + 2 * gr + half]);
+                    }
+                    UNROLL
+                    for (int qq = 0; qq < 4; qq++) {
+                        int q = 4 * half + qq;
+                        __m512i l0 = _mm512_loadu_si512(gb->ql[h][0][q]);
+                        __m512i l1 = _mm512_loadu_si512(gb->ql[h][1][q]);
+                        __m512i hb = _mm512_loadu_si512(gb->qh[h][q]);
+                        __m512i code[4];
+                        code[0] = _mm512_ternarylogic_epi32(
+                            l0, m4, _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30), 0xEA);
+                        code[1] = _mm512_ternarylogic_epi32(
+                            l1, m4, _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30), 0xEA);
+                        code[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(l0, 4), m4,
+                                                            _mm512_and_si512(hb, m30), 0xEA);
+                        code[3] = _mm512_ternarylogic_epi32(
+                            _mm512_srli_epi16(l1, 4), m4,
+                            _mm512_and_si512(_mm512_srli_epi16(hb, 2), m30), 0xEA);
+                        UNROLL
+                        for (int gr = 0; gr < 4; gr++) {
+                            UNROLL
+                            for (int t = 0; t < NT; t++) {
+                                const sl_blk_q8_K *xb =
+                                    (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                                int32_t quad;
+                                memcpy(&quad, xb->qs + 128 * h + 32 * gr + 4 * q, 4);
+                                s[gr][t] = _mm512_dpbusd_epi32(s[gr][t], code[gr],
+                                                               _mm512_set1_epi32(quad));
+                            }
+                        }
+                    }
+                    UNROLL
+                    for (int gr = 0; gr < 4; gr++) {
+                        __m512i sc = _mm512_cvtepi8_epi32(
+                            _mm_loadu_si128((const __m128i *)gb->sc[8 * h + 2 * gr + half]));
+                        UNROLL
+                        for (int t = 0; t < NT; t++)
+                            sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(sc, s[gr][t]));
+                    }
+                }
+            }
+        } else
+        UNROLL
+        for (int h = 0; h < 2; h++) {
+            UNROLL
+            for (int gr = 0; gr < 4; gr++) {
+                /* the next super-blocks' 53 lines, 7 per group */
+                UNROLL
+                for (int l = 0; l < 7; l++)
+                    if (7 * (4 * h + gr) + l < 53)
+                        _mm_prefetch(pf + 64 * (7 * (4 * h + gr) + l), _MM_HINT_T0);
+                UNROLL
+                for (int half = 0; half < 2; half++) {
+                    int i = 8 * h + 2 * gr + half; /* scale and bsum index */
+                    __m512i s[8];
+                    UNROLL
+                    for (int t = 0; t < NT; t++)
+                        s[t] = _mm512_set1_epi32(cs[((size_t)t * (size_t)nb + (size_t)b) * 16 + i]);
+                    UNROLL
+                    for (int qq = 0; qq < 4; qq++) {
+                        int q = 4 * half + qq;
+                        __m512i lo = _mm512_loadu_si512(gb->ql[h][gr & 1][q]);
+                        __m512i hi = _mm512_loadu_si512(gb->qh[h][q]);
+                        if (gr >= 2)
+                            lo = _mm512_srli_epi16(lo, 4);
+                        /* bits 2gr, 2gr + 1 of each byte to bits 4, 5 (the
+                         * 16-bit shifts move no bit into bits 4, 5 of the
+                         * other byte) */
+                        if (gr == 0)
+                            hi = _mm512_slli_epi16(hi, 4);
+                        else if (gr == 1)
+                            hi = _mm512_slli_epi16(hi, 2);
+                        else if (gr == 3)
+                            hi = _mm512_srli_epi16(hi, 2);
+                        hi = _mm512_and_si512(hi, m30);
+                        /* (lo & 0x0F) | hi: imm 0xEA = (A & B) | C with A = lo, B = m4, C = hi */
+                        __m512i code = _mm512_ternarylogic_epi32(lo, m4, hi, 0xEA);
+                        UNROLL
+                        for (int t = 0; t < NT; t++) {
+                            const sl_blk_q8_K *xb =
+                                (const sl_blk_q8_K *)(x + (size_t)t * x_row) + b;
+                            int32_t quad;
+                            memcpy(&quad, xb->qs + 128 * h + 32 * gr + 4 * q, 4);
+                            s[t] = _mm512_dpbusd_epi32(s[t], code, _mm512_set1_epi32(quad));
+                        }
+                    }
+                    __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)gb->sc[i]));
+                    UNROLL
+                    for (int t = 0; t < NT; t++)
+                        sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(sc, s[t]));
+                }
+            }
+        }
+        __m512 dw = _mm512_loadu_ps(gb->d);
+        UNROLL
+        for (int t = 0; t < NT; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(xd[t * nb + b]), dw),
+                                     _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+    }
+    UNROLL
+    for (int t = 0; t < NT; t++)
+        _mm512_storeu_ps(out + (size_t)t * os, acc[t]);
+}
+
 #define R16_SHAPE(NT)                                                                          \
     TARGET static void r16_group_##NT(const void *g, int64_t nb, const uint8_t *x,             \
                                       size_t x_row, const int32_t *csum, const float *xd,       \
@@ -481,6 +634,12 @@ TARGET static ALWAYS_INLINE void r16k_group(const sl_blk_q4_K_r16 *g, int64_t nb
                                        float *out, size_t os)                                  \
     {                                                                                          \
         r16k_group(g, nb, x, x_row, bsp, xd, out, os, NT);                                     \
+    }                                                                                          \
+    TARGET static void r16q6_group_##NT(const void *g, int64_t nb, const uint8_t *x,           \
+                                        size_t x_row, const int32_t *cs, const float *xd,       \
+                                        float *out, size_t os)                                  \
+    {                                                                                          \
+        r16q6_group(g, nb, x, x_row, cs, xd, out, os, NT);                                     \
     }
 R16_SHAPE(1)
 R16_SHAPE(2)
@@ -512,6 +671,15 @@ void sl_kernel_r16k_group_vnni(const void *g, int64_t nb, const uint8_t *x, size
     static const r16_fn k[8] = {r16k_group_1, r16k_group_2, r16k_group_3, r16k_group_4,
                                 r16k_group_5, r16k_group_6, r16k_group_7, r16k_group_8};
     k[nt - 1](g, nb, x, x_row, bsp, xd, out, os);
+}
+
+void sl_kernel_r16q6_group_vnni(const void *g, int64_t nb, const uint8_t *x, size_t x_row,
+                                const int32_t *cs, const float *xd, int nt, float *out,
+                                size_t os)
+{
+    static const r16_fn k[8] = {r16q6_group_1, r16q6_group_2, r16q6_group_3, r16q6_group_4,
+                                r16q6_group_5, r16q6_group_6, r16q6_group_7, r16q6_group_8};
+    k[nt - 1](g, nb, x, x_row, cs, xd, out, os);
 }
 
 int sl_kernel_matmul_vnni(float *out, int wtype, int64_t rows, int64_t cols, const void *w,

@@ -53,6 +53,7 @@
 #define SL_KT_Q8_0_R16 1008
 #define SL_KT_Q4_0_R16 1002 /* the same for Q4_0 */
 #define SL_KT_Q4_K_R16 1012 /* the same for Q4_K (activations Q8_K) */
+#define SL_KT_Q6_K_R16 1014 /* the same for Q6_K (activations Q8_K) */
 
 /* Block sizes: elements per block and bytes per block. */
 #define SL_QK8_0 32
@@ -65,7 +66,7 @@
 #define SL_Q8_K_BYTES 292 /* float d, int8 qs[256], int16 bsums[16] */
 
 /* Instruction-set choice for the kernels. AVX512 is AVX2 plus AVX-512 VNNI
- * matmuls for Q8_0, Q4_0 and Q4_K (repacked, SL_KT_*_R16) and Q4_K weights
+ * matmuls for Q8_0, Q4_0, Q4_K and Q6_K (repacked, SL_KT_*_R16) and Q4_K weights
  * in rows (same results). */
 typedef enum { SL_KISA_SCALAR = 0, SL_KISA_AVX2 = 1, SL_KISA_AVX512 = 2 } sl_kernel_isa;
 
@@ -147,11 +148,12 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
                      const float *x, int64_t n_tok, sl_pool *pool, unsigned flags);
 
 /* ---- load-time repacking ----
- * For Q8_0 and Q4_0 weights with rows % 16 == 0, and Q4_K weights with
- * rows % 16 == 0 and cols % 256 == 0, on a CPU with the AVX512 kernels: the
- * SL_KT_Q8_0_R16, SL_KT_Q4_0_R16 or SL_KT_Q4_K_R16 form of W (the Q4_K form
- * is 64 bytes per 16 rows and super-block larger than the rows: the scales
- * stored decoded). sl_kernel_matmul
+ * For Q8_0 and Q4_0 weights with rows % 16 == 0, and Q4_K and Q6_K weights
+ * with rows % 16 == 0 and cols % 256 == 0, on a CPU with the AVX512 kernels:
+ * the SL_KT_Q8_0_R16, SL_KT_Q4_0_R16, SL_KT_Q4_K_R16 or SL_KT_Q6_K_R16 form
+ * of W (the Q4_K form is 64 bytes per 16 rows and super-block larger than
+ * the rows: the scales stored decoded; the Q6_K form 32: the row scales
+ * stored as f32). sl_kernel_matmul
  * on it gives bitwise the results of the original under every ISA (the
  * scalar reference reads the repacked form too).
  * sl_kernel_repack_size gives the repacked form's bytes and type. Returns 0,

@@ -90,6 +90,28 @@ typedef struct {
 } sl_blk_q4_K_r16;
 _Static_assert(sizeof(sl_blk_q4_K_r16) == 2368, "q4_K_r16 layout");
 
+/* SL_KT_Q6_K_R16: per super-block of a 16-row group (cols / 256 of them per
+ * group, groups one after the other):
+ *   d[row]             the rows' fp16 super-block scales decoded to f32
+ *                      (exact), so the header is one cache line;
+ *   sc[i][row]         the int8 scale of elements 16i..16i+15, as in the file;
+ *   ql[h][j][q][row][4] the bytes ql[64h + 32j + 4q .. + 3] of every row, as
+ *                      in the file: low nibble = low 4 bits of element
+ *                      128h + 32j + 4q + k, high nibble = those of element
+ *                      128h + 32j + 64 + 4q + k (j = 0, 1);
+ *   qh[h][q][row][4]   the bytes qh[32h + 4q .. + 3] of every row: bits 2g,
+ *                      2g + 1 = the high 2 bits of element 128h + 32g + 4q + k.
+ * One 64-byte load gives a quad of 4 elements' bits for all 16 rows; the
+ * codes (0..63) are rebuilt in registers. 3392 bytes: 53 cache lines, every
+ * field on a line boundary; 32 more than the 16 Q6_K blocks (the f32 d). */
+typedef struct {
+    float d[16];
+    int8_t sc[16][16];
+    uint8_t ql[2][2][8][16][4];
+    uint8_t qh[2][8][16][4];
+} sl_blk_q6_K_r16;
+_Static_assert(sizeof(sl_blk_q6_K_r16) == 3392, "q6_K_r16 layout");
+
 /* Dot of one weight row (w) with one activation row (x), n elements, n a
  * multiple of the block size. */
 typedef float (*sl_kernel_dot_fn)(const void *w, const void *x, int64_t n);
@@ -152,6 +174,13 @@ void sl_kernel_r16k_group_vnni(const void *g, int64_t nb, const uint8_t *x, size
                                const int32_t *bsp, const float *xd, int nt, float *out,
                                size_t os);
 /* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
+ * of SL_KT_Q6_K_R16 weights (g, nb super-blocks) against Q8_K activation
+ * rows x (x_row apart), with cs[(t * nb + b) * 16 + i] = -32 * bsums[i] of
+ * token t's super-block b (the codes' offset) and xd[t * nb + b] = its d. */
+void sl_kernel_r16q6_group_vnni(const void *g, int64_t nb, const uint8_t *x, size_t x_row,
+                                const int32_t *cs, const float *xd, int nt, float *out,
+                                size_t os);
+/* dot_vnni.c: out[t * os + r] for t < nt (1..8), r < 16: one 16-row group
  * of SL_KT_Q8_0_R16 or SL_KT_Q4_0_R16 weights (g, nb blocks) against Q8_0
  * activation rows x (x_row apart), with csum[t * nb + b] = -128 (Q8_0) or
  * -8 (Q4_0) times the sum of block b's codes and xd[t * nb + b] = its fp16
@@ -164,7 +193,7 @@ void sl_kernel_r16_group_vnni(int type, const void *g, int64_t nb, const uint8_t
 bool sl_kernel_wide(void);
 
 /* repack.c: sl_kernel_matmul for SL_KT_Q8_0_R16 / SL_KT_Q4_0_R16 /
- * SL_KT_Q4_K_R16 weights. */
+ * SL_KT_Q4_K_R16 / SL_KT_Q6_K_R16 weights. */
 int sl_kernel_matmul_r16(float *out, int type, int64_t rows, int64_t cols, const void *w,
                          const float *x, int64_t n_tok, sl_pool *pool);
 

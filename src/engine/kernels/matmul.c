@@ -260,7 +260,8 @@ int sl_kernel_matmul(float *out, int wtype, int64_t rows, int64_t cols, const vo
 {
     if (rows < 0 || cols < 0 || n_tok < 0 || (rows && n_tok && (!out || !w || !x)))
         return SL_EINVAL;
-    if (wtype == SL_KT_Q8_0_R16 || wtype == SL_KT_Q4_0_R16 || wtype == SL_KT_Q4_K_R16)
+    if (wtype == SL_KT_Q8_0_R16 || wtype == SL_KT_Q4_0_R16 || wtype == SL_KT_Q4_K_R16 ||
+        wtype == SL_KT_Q6_K_R16)
         return rows == 0 || n_tok == 0 ? 0
                                        : sl_kernel_matmul_r16(out, wtype, rows, cols, w, x, n_tok, pool);
     mm_ctx c = {.out = out, .w = w, .x = x, .rows = rows, .cols = cols, .n_tok = n_tok,

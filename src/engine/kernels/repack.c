@@ -1,5 +1,5 @@
 /* Load-time weight repacking (SL_KT_Q8_0_R16, SL_KT_Q4_0_R16,
- * SL_KT_Q4_K_R16) and the matmul over it.
+ * SL_KT_Q4_K_R16, SL_KT_Q6_K_R16) and the matmul over it.
  *
  * Why: the Q8_0 and Q4_0 dots are, per block, one exact integer dot and one
  * fused multiply-add. In the file's row-major layout a SIMD register holds 32
@@ -11,7 +11,10 @@
  * not instructions. The numbers are the Q8_0 dot's exactly. Q4_K is the same
  * per super-block: 8 sub-block dots per row lane, their scaled sum and the
  * mins against the activation's block sums, then the dot's two fused
- * multiply-adds. */
+ * multiply-adds. Q6_K: per super-block the 16 half-group dots (codes 0..63
+ * as vpdpbusd's unsigned operand, the -32 offset taken out as -32 times the
+ * activation's 16-element block sums), each times its int8 scale, then the
+ * dot's one fused multiply-add. */
 #include "engine/kernels/kernels_impl.h"
 
 #include <math.h>
@@ -22,12 +25,13 @@
 /* Elements per block and bytes per repacked block of an R16 type. */
 static int64_t r16_block_elems(int rtype)
 {
-    return rtype == SL_KT_Q4_K_R16 ? 256 : 32;
+    return rtype == SL_KT_Q4_K_R16 || rtype == SL_KT_Q6_K_R16 ? 256 : 32;
 }
 
 static size_t r16_block_bytes(int rtype)
 {
     return rtype == SL_KT_Q4_K_R16   ? sizeof(sl_blk_q4_K_r16)
+           : rtype == SL_KT_Q6_K_R16 ? sizeof(sl_blk_q6_K_r16)
            : rtype == SL_KT_Q4_0_R16 ? sizeof(sl_blk_q4_0_r16)
                                      : sizeof(sl_blk_q8_0_r16);
 }
@@ -37,6 +41,7 @@ int sl_kernel_repack_size(int type, int64_t rows, int64_t cols, size_t *bytes, i
     int rt = type == SL_KT_Q8_0   ? SL_KT_Q8_0_R16
              : type == SL_KT_Q4_0 ? SL_KT_Q4_0_R16
              : type == SL_KT_Q4_K ? SL_KT_Q4_K_R16
+             : type == SL_KT_Q6_K ? SL_KT_Q6_K_R16
                                   : -1;
     if (rt < 0 || rows <= 0 || rows % R16 || cols <= 0 || cols % r16_block_elems(rt) ||
         sl_kernel_get_isa() != SL_KISA_AVX512)
@@ -68,9 +73,36 @@ static void repack_q4_K(sl_blk_q4_K_r16 *o, const sl_blk_q4_K *const blk[R16])
     }
 }
 
+/* One (group, super-block) of Q6_K: blk[r] is row r's block. */
+static void repack_q6_K(sl_blk_q6_K_r16 *o, const sl_blk_q6_K *const blk[R16])
+{
+    for (int r = 0; r < R16; r++) {
+        o->d[r] = sl_kernel_fp16_to_f32(blk[r]->d);
+        for (int i = 0; i < 16; i++)
+            o->sc[i][r] = blk[r]->scales[i];
+        for (int h = 0; h < 2; h++)
+            for (int q = 0; q < 8; q++) {
+                memcpy(o->ql[h][0][q][r], blk[r]->ql + 64 * h + 4 * q, 4);
+                memcpy(o->ql[h][1][q][r], blk[r]->ql + 64 * h + 32 + 4 * q, 4);
+                memcpy(o->qh[h][q][r], blk[r]->qh + 32 * h + 4 * q, 4);
+            }
+    }
+}
+
 void sl_kernel_repack_into(int type, const void *w, int64_t rows, int64_t cols, void *dst)
 {
     bool q4 = type == SL_KT_Q4_0;
+    if (type == SL_KT_Q6_K) {
+        int64_t nbk = cols / 256;
+        for (int64_t g = 0; g < rows / R16; g++)
+            for (int64_t b = 0; b < nbk; b++) {
+                const sl_blk_q6_K *blk[R16];
+                for (int r = 0; r < R16; r++)
+                    blk[r] = (const sl_blk_q6_K *)w + (g * R16 + r) * nbk + b;
+                repack_q6_K((sl_blk_q6_K_r16 *)dst + g * nbk + b, blk);
+            }
+        return;
+    }
     if (type == SL_KT_Q4_K) {
         int64_t nbk = cols / 256;
         for (int64_t g = 0; g < rows / R16; g++)
@@ -138,7 +170,8 @@ typedef struct {
     uint8_t *xa;    /* Q8_0 (Q8_K for Q4_K) activation rows */
     size_t xa_row;
     /* [n_tok][nb][cw]: -128 (Q8_0) or -8 (Q4_0) * sum of the block's codes
-     * (cw 1); for Q4_K (cw 4) the 4 int16 pairs of sub-block sums */
+     * (cw 1); for Q4_K (cw 4) the 4 int16 pairs of sub-block sums; for Q6_K
+     * (cw 16) -32 * the 16 bsums */
     int32_t *csum;
     int cw;
     float *xd;      /* [n_tok][nb]: each block's scale */
@@ -209,11 +242,59 @@ static void r16k_group_scalar(const sl_blk_q4_K_r16 *g, int64_t nb, const uint8_
     }
 }
 
+/* The Q6_K reference on the repacked form: per row and super-block the
+ * codes rebuilt from the stored ql/qh bytes, dot_q6_K's half-group sums,
+ * scaled sumi and its one fused multiply-add (x.d * d as that dot does). */
+static void r16q6_group_scalar(const sl_blk_q6_K_r16 *g, int64_t nb, const uint8_t *x,
+                               size_t x_row, int nt, float *out, size_t os)
+{
+    for (int t = 0; t < nt; t++) {
+        const sl_blk_q8_K *xb = (const sl_blk_q8_K *)(x + (size_t)t * x_row);
+        for (int r = 0; r < R16; r++) {
+            float sum = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const sl_blk_q6_K_r16 *gb = g + b;
+                int32_t sumi = 0;
+                for (int h = 0; h < 2; h++)
+                    for (int gr = 0; gr < 4; gr++) {
+                        int32_t s0 = 0, s1 = 0;
+                        for (int l = 0; l < 32; l++) {
+                            uint8_t lo = gb->ql[h][gr & 1][l / 4][r][l % 4];
+                            uint8_t hi = gb->qh[h][l / 4][r][l % 4];
+                            int code = (gr < 2 ? lo & 0xF : lo >> 4) | ((hi >> (2 * gr)) & 3) << 4;
+                            int p = (code - 32) * xb[b].qs[128 * h + 32 * gr + l];
+                            if (l < 16)
+                                s0 += p;
+                            else
+                                s1 += p;
+                        }
+                        sumi += gb->sc[8 * h + 2 * gr][r] * s0 + gb->sc[8 * h + 2 * gr + 1][r] * s1;
+                    }
+                float d = xb[b].d * gb->d[r];
+                sum = fmaf(d, (float)sumi, sum);
+            }
+            out[(size_t)t * os + (size_t)r] = sum;
+        }
+    }
+}
+
 /* Tokens idx, idx + n, ...: quantized once for every part, with the block
  * sums and scales the kernels start from. */
 static void r16_prep_task(void *vctx, int idx, int n)
 {
     r16_ctx *c = vctx;
+    if (c->type == SL_KT_Q6_K_R16) {
+        for (int64_t t = idx; t < c->n_tok; t += n) {
+            sl_blk_q8_K *xb = (sl_blk_q8_K *)(c->xa + (size_t)t * c->xa_row);
+            sl_kernel_quantize_row(SL_KT_Q8_K, c->x + t * c->cols, xb, c->cols);
+            for (int64_t b = 0; b < c->nb; b++) {
+                for (int i = 0; i < 16; i++)
+                    c->csum[(t * c->nb + b) * 16 + i] = -32 * (int32_t)xb[b].bsums[i];
+                c->xd[t * c->nb + b] = xb[b].d;
+            }
+        }
+        return;
+    }
     if (c->type == SL_KT_Q4_K_R16) {
         for (int64_t t = idx; t < c->n_tok; t += n) {
             sl_blk_q8_K *xb = (sl_blk_q8_K *)(c->xa + (size_t)t * c->xa_row);
@@ -263,6 +344,18 @@ static void r16_task(void *vctx, int idx, int n)
             int nt = (int)SL_MIN((int64_t)8, c->n_tok - t);
             float *o = c->out[p] + t * c->rows[p] + g * R16;
             const uint8_t *x = c->xa + (size_t)t * c->xa_row;
+            if (c->type == SL_KT_Q6_K_R16) {
+#if defined(__x86_64__)
+                if (c->wide) {
+                    sl_kernel_r16q6_group_vnni(wg, c->nb, x, c->xa_row, c->csum + t * c->nb * 16,
+                                               c->xd + t * c->nb, nt, o, (size_t)c->rows[p]);
+                    continue;
+                }
+#endif
+                r16q6_group_scalar((const sl_blk_q6_K_r16 *)wg, c->nb, x, c->xa_row, nt, o,
+                                   (size_t)c->rows[p]);
+                continue;
+            }
             if (c->type == SL_KT_Q4_K_R16) {
 #if defined(__x86_64__)
                 if (c->wide) {
@@ -293,12 +386,13 @@ static int r16_run(const sl_kernel_mm_part *parts, int n_parts, int64_t cols, co
                    int64_t n_tok, sl_pool *pool)
 {
     int type = parts[0].type;
-    bool k = type == SL_KT_Q4_K_R16;
+    bool k = type == SL_KT_Q4_K_R16 || type == SL_KT_Q6_K_R16; /* Q8_K activations */
     if (cols % r16_block_elems(type) || cols > INT32_MAX || n_tok > INT32_MAX ||
         n_parts > R16_MAX_PARTS)
         return SL_EINVAL;
     r16_ctx c = {.x = x, .cols = cols, .n_parts = n_parts, .type = type,
-                 .nb = cols / r16_block_elems(type), .n_tok = n_tok, .cw = k ? 4 : 1,
+                 .nb = cols / r16_block_elems(type), .n_tok = n_tok,
+                 .cw = type == SL_KT_Q6_K_R16 ? 16 : k ? 4 : 1,
                  .wide = sl_kernel_get_isa() == SL_KISA_AVX512, .gb = r16_block_bytes(type)};
     for (int p = 0; p < n_parts; p++) {
         if (parts[p].type != type || parts[p].rows < 0 || parts[p].rows % R16 ||
@@ -312,7 +406,7 @@ static int r16_run(const sl_kernel_mm_part *parts, int n_parts, int64_t cols, co
     if (c.gstart[n_parts] == 0 || n_tok == 0)
         return 0;
     c.xa_row = (size_t)c.nb * (k ? sizeof(sl_blk_q8_K) : sizeof(sl_blk_q8_0));
-    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * 20))
+    if ((uint64_t)n_tok > SIZE_MAX / (c.xa_row + (size_t)c.nb * (4 * (size_t)c.cw + 4)))
         return SL_EINVAL;
     c.xa = sl_malloc((size_t)n_tok * c.xa_row);
     c.csum = sl_malloc((size_t)(n_tok * c.nb * c.cw) * sizeof(int32_t));
@@ -343,7 +437,7 @@ int sl_kernel_matmul_parts(const sl_kernel_mm_part *parts, int n_parts, int64_t 
 {
     bool fuse = n_parts >= 1 && n_parts <= R16_MAX_PARTS &&
                 (parts[0].type == SL_KT_Q8_0_R16 || parts[0].type == SL_KT_Q4_0_R16 ||
-                 parts[0].type == SL_KT_Q4_K_R16);
+                 parts[0].type == SL_KT_Q4_K_R16 || parts[0].type == SL_KT_Q6_K_R16);
     for (int p = 1; fuse && p < n_parts; p++)
         fuse = parts[p].type == parts[0].type;
     if (fuse)

@@ -382,7 +382,7 @@ static void test_matmul_r16(void)
     int rt = -1;
     uint8_t wz[34 * 3] = {0};
     EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q8_0, wz, 3, 32, &rp, &rt), SL_EUNSUPPORTED);
-    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_F16, wz, 16, 32, &rp, &rt), SL_EUNSUPPORTED);
     if (max_isa < 2) {
         printf("no AVX-512 VNNI: repacking is not used on this CPU\n");
         return;
@@ -429,7 +429,7 @@ static void test_matmul_r16(void)
 }
 
 /* Fused parts (one quantization, one pool run over the groups of all parts)
- * equal separate matmuls bitwise: repacked Q8_0, Q4_0 and Q4_K parts, mixes
+ * equal separate matmuls bitwise: repacked Q8_0, Q4_0, Q4_K and Q6_K parts, mixes
  * of types (which fall back to one matmul per part), every ISA, 1-9 tokens. */
 static void test_matmul_parts(void)
 {
@@ -439,8 +439,10 @@ static void test_matmul_parts(void)
     const int mixes[][3] = {{SL_KT_Q8_0, SL_KT_Q8_0, SL_KT_Q8_0},
                             {SL_KT_Q4_0, SL_KT_Q4_0, SL_KT_Q4_0},
                             {SL_KT_Q4_K, SL_KT_Q4_K, SL_KT_Q4_K},
+                            {SL_KT_Q6_K, SL_KT_Q6_K, SL_KT_Q6_K},
                             {SL_KT_Q8_0, SL_KT_Q4_0, SL_KT_Q8_0},
-                            {SL_KT_Q4_K, SL_KT_Q4_0, SL_KT_Q4_K}};
+                            {SL_KT_Q4_K, SL_KT_Q4_0, SL_KT_Q4_K},
+                            {SL_KT_Q6_K, SL_KT_Q4_K, SL_KT_Q6_K}};
     sl_pool *pool = NULL;
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     float *x = malloc(sizeof(float) * (size_t)(cols * 9));
@@ -615,6 +617,137 @@ static void test_matmul_r16_q4k(void)
     sl_pool_destroy(pool);
 }
 
+/* A Q6_K row of random super-blocks: scales drawn from {-128, 127, random},
+ * codes random, or all 0 or all 63 in some super-blocks (ql/qh all zero or
+ * all ones), sane fp16 d. */
+static void make_q6k_extreme(uint8_t *w, int64_t n)
+{
+    for (int64_t b = 0; b < n / 256; b++) {
+        uint8_t *blk = w + b * SL_Q6_K_BYTES;
+        int kind = (int)(next_u64() % 4);
+        for (int i = 0; i < 192; i++)
+            blk[i] = kind == 0 ? 0 : kind == 1 ? 0xFF : (uint8_t)next_u64();
+        for (int i = 0; i < 16; i++) {
+            int pick = (int)(next_u64() % 3);
+            int v = pick == 0 ? -128 : pick == 1 ? 127 : (int)(next_u64() % 256) - 128;
+            blk[192 + i] = (uint8_t)(int8_t)v;
+        }
+        set_half(blk + 208, frand() * 0.01f);
+    }
+}
+
+/* Element e's 6-bit code of a Q6_K block, spelled out from the file format
+ * (ql low nibbles for elements 0-31 and 64-95 of each 128, high nibbles for
+ * 32-63 and 96-127 alternating per 32; qh 2 bits per element). */
+static int q6k_file_code(const uint8_t *blk, int e)
+{
+    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    int lo = blk[64 * h + 32 * (g % 2) + l];
+    lo = g < 2 ? lo % 16 : lo / 16;
+    return lo + 16 * ((blk[128 + 32 * h + l] >> (2 * g)) % 4);
+}
+
+/* Q6_K repacked in 16-row groups equals the row layout's matmul bitwise
+ * under every ISA (the row matmul's reference is the scalar ISA), for
+ * 1-16 tokens, widths 256..2048, quantized, raw and extreme super-blocks,
+ * with and without a pool. The repacked fields are checked against the file
+ * bytes decoded independently. Repacking is refused where it does not
+ * apply. */
+static void test_matmul_r16_q6k(void)
+{
+    void *rp = NULL;
+    int rt = -1;
+    static uint8_t wz[SL_Q6_K_BYTES * 32];
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 15, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 128, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 320, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 0, 256, &rp, &rt), SL_EUNSUPPORTED);
+    if (max_isa < 2) {
+        EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+        return;
+    }
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX2), 0);
+    EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, wz, 16, 256, &rp, &rt), SL_EUNSUPPORTED);
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
+    size_t bytes = 0;
+    EXPECT_EQ_INT(sl_kernel_repack_size(SL_KT_Q6_K, 48, 512, &bytes, &rt), 0);
+    EXPECT_EQ_INT((long long)bytes, 3 * 2 * 3392);
+    EXPECT_EQ_INT(rt, SL_KT_Q6_K_R16);
+
+    sl_pool *pool = NULL;
+    EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
+    const int64_t shapes[][2] = {{16, 256}, {48, 512}, {32, 2048}, {16, 1280}};
+    const int ntoks[] = {1, 2, 3, 7, 8, 9, 16};
+    int compared = 0;
+    for (size_t si = 0; si < SL_ARRAY_LEN(shapes); si++) {
+        int64_t rows = shapes[si][0], cols = shapes[si][1];
+        size_t wr = row_bytes(SL_KT_Q6_K, cols);
+        uint8_t *w = malloc(wr * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++) {
+            if (r % 3 == 2)
+                make_q6k_extreme(w + wr * (size_t)r, cols);
+            else
+                make_weight(SL_KT_Q6_K, w + wr * (size_t)r, cols, r % 3 == 0);
+        }
+        float *x = malloc(sizeof(float) * (size_t)(cols * 16));
+        for (int64_t i = 0; i < cols * 16; i++)
+            x[i] = frand() * (i % 97 == 0 ? 50.0f : 1.0f);
+        float *ref = malloc(sizeof(float) * (size_t)(rows * 16));
+        float *out = malloc(sizeof(float) * (size_t)(rows * 16));
+        EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_AVX512), 0);
+        EXPECT_EQ_INT(sl_kernel_repack(SL_KT_Q6_K, w, rows, cols, &rp, &rt), 0);
+        EXPECT_EQ_INT(rt, SL_KT_Q6_K_R16);
+        /* the repacked d, scales and codes of every row of the last group's
+         * last super-block against the file bytes */
+        {
+            int64_t nbk = cols / 256;
+            const sl_blk_q6_K_r16 *gb = (const sl_blk_q6_K_r16 *)rp + (rows / 16) * nbk - 1;
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *blk = w + wr * (size_t)(rows - 16 + r) + (size_t)(nbk - 1) * SL_Q6_K_BYTES;
+                uint16_t dh;
+                memcpy(&dh, blk + 208, 2);
+                EXPECT(gb->d[r] == sl_kernel_fp16_to_f32(dh));
+                for (int i = 0; i < 16; i++)
+                    EXPECT_EQ_INT(gb->sc[i][r], (int8_t)blk[192 + i]);
+                for (int e = 0; e < 256; e += 5) {
+                    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+                    int lo = gb->ql[h][g % 2][l / 4][r][l % 4];
+                    int code = (g < 2 ? lo % 16 : lo / 16) + 16 * ((gb->qh[h][l / 4][r][l % 4] >> (2 * g)) % 4);
+                    EXPECT_EQ_INT(code, q6k_file_code(blk, e));
+                }
+            }
+        }
+        for (int isa = 0; isa <= max_isa; isa++)
+            for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
+                for (int pl = 0; pl < 2; pl++) {
+                    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+                    EXPECT_EQ_INT(sl_kernel_matmul(ref, SL_KT_Q6_K, rows, cols, w, x, ntoks[k],
+                                                   NULL, 0), 0);
+                    EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+                    memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
+                    EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k],
+                                                   pl ? pool : NULL, 0), 0);
+                    if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
+                        T_FAIL_AT("q6_K r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
+                                  (long long)rows, (long long)cols, isa, ntoks[k], pl);
+                    if (ntoks[k] < 16) {
+                        uint32_t past;
+                        memcpy(&past, out + rows * ntoks[k], 4);
+                        EXPECT_EQ_INT((long long)past, 0xffffffffLL);
+                    }
+                    compared++;
+                }
+        sl_free(rp);
+        free(w);
+        free(x);
+        free(ref);
+        free(out);
+    }
+    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(ntoks) * 2);
+    sl_kernel_set_isa((sl_kernel_isa)max_isa);
+    sl_pool_destroy(pool);
+}
+
 static void test_matmul_errors(void)
 {
     float out[4], x[64] = {0};
@@ -641,6 +774,7 @@ int main(void)
     RUN(test_matmul_batch_sizes);
     RUN(test_matmul_r16);
     RUN(test_matmul_r16_q4k);
+    RUN(test_matmul_r16_q6k);
     RUN(test_matmul_parts);
     RUN(test_matmul_errors);
     return TEST_REPORT();
