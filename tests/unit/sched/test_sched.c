@@ -154,6 +154,19 @@ static void req_of(int i, sl_sched_req *r, const char *prompt, bool seeded)
     }
 }
 
+/* The stats once the engine has published the step that finished the
+ * want_done-th request: terminal events fire inside a step, and the step's
+ * stats (blocks freed, requests done) are published when it ends. */
+static void settled_stats(sl_sched *s, sl_sched_stats *st, long long want_done)
+{
+    for (int i = 0; i < 2000; i++) {
+        sl_sched_stats_get(s, st);
+        if ((long long)st->requests_done >= want_done)
+            return;
+        usleep(5000);
+    }
+}
+
 /* Runs requests 0..n-1 on s, all submitted at once. */
 static void run_all(sl_sched *s, result *res, int n, bool seeded)
 {
@@ -203,7 +216,7 @@ static void check_invariance(bool seeded)
         return;
     run_all(s, batched, N, seeded);
     sl_sched_stats st;
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, N);
     EXPECT_EQ_INT(st.requests_done, N);
     EXPECT(st.batch_hist[0] + st.batch_hist[1] + st.batch_hist[2] < st.batch_hist[3] +
            st.batch_hist[4] + st.batch_hist[5] + st.batch_hist[6] + st.batch_hist[7] +
@@ -327,7 +340,7 @@ static void test_prefix_hits(void)
     submit_one(s, p, 10, &a, &id);
     wait_all(&a, 1, 30);
     sl_sched_stats st;
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, 1);
     EXPECT_EQ_INT(st.prefix_hit_tokens, 0);
     EXPECT(st.kv_blocks_cached > 0);
     EXPECT_EQ_INT(st.kv_blocks_used, 0);
@@ -338,7 +351,7 @@ static void test_prefix_hits(void)
     /* all full blocks of the prompt but the one holding its last token */
     EXPECT_EQ_INT(b.cached_tokens, (a.prompt_tokens - 1) / 4 * 4);
     EXPECT(b.cached_tokens >= 8);
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, 2);
     EXPECT_EQ_INT(st.prefix_hit_tokens, b.cached_tokens);
     EXPECT_EQ_INT(st.prompt_tokens, 2 * a.prompt_tokens);
     sl_sched_destroy(s);
@@ -355,7 +368,7 @@ static void test_preemption(void)
         return;
     run_all(s, ref, N, false);
     sl_sched_stats st;
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, N);
     EXPECT_EQ_INT(st.preemptions, 0);
     sl_sched_destroy(s);
     /* 2 layers x 2 kv heads x 16 dims x K,V x 4 bytes = 512 bytes per position;
@@ -364,7 +377,7 @@ static void test_preemption(void)
     if (!s)
         return;
     run_all(s, got, N, false);
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, N);
     EXPECT_EQ_INT(st.kv_blocks_total, 30);
     EXPECT(st.preemptions > 0);
     EXPECT_EQ_INT(st.kv_blocks_used, 0);
@@ -417,7 +430,7 @@ static void test_cancel(void)
     sl_sched_cancel(s, id[2]); /* already finished */
     usleep(20000);
     sl_sched_stats st;
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, 3);
     EXPECT_EQ_INT(st.kv_blocks_used, 0);
     EXPECT_EQ_INT(st.running, 0);
     EXPECT_EQ_INT(st.requests_done, 3);
@@ -546,7 +559,7 @@ static void test_soak(void)
             EXPECT(!strchr(r[i].text, 'e'));
     }
     sl_sched_stats st;
-    sl_sched_stats_get(s, &st);
+    settled_stats(s, &st, N);
     EXPECT_EQ_INT(st.requests_done, N);
     EXPECT_EQ_INT(st.kv_blocks_used, 0);
     EXPECT_EQ_INT(st.running + st.waiting, 0);
