@@ -523,6 +523,43 @@ static void make_q4k_extreme(uint8_t *w, int64_t n)
     }
 }
 
+/* The n_tok values the K-quant R16 tests run. */
+static const int r16k_ntoks[] = {1, 2, 3, 7, 8, 9, 16};
+
+/* rp (type rt, the repacked form of the type-typed w) against the row
+ * layout's scalar matmul, bitwise, under every ISA, for every n_tok of
+ * r16k_ntoks, with and without pool; nothing may be written past the n_tok
+ * output rows. ref and out hold rows x 16 floats. Returns the comparisons made. */
+static int compare_r16_rows(int type, const char *name, int64_t rows, int64_t cols,
+                            const uint8_t *w, const void *rp, int rt, const float *x, float *ref,
+                            float *out, sl_pool *pool)
+{
+    const int *ntoks = r16k_ntoks;
+    int compared = 0;
+    for (int isa = 0; isa <= max_isa; isa++)
+        for (size_t k = 0; k < SL_ARRAY_LEN(r16k_ntoks); k++)
+            for (int pl = 0; pl < 2; pl++) {
+                EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+                EXPECT_EQ_INT(sl_kernel_matmul(ref, type, rows, cols, w, x, ntoks[k],
+                                               NULL, 0), 0);
+                EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
+                memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
+                EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k],
+                                               pl ? pool : NULL, 0), 0);
+                if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
+                    T_FAIL_AT("%s r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
+                              name, (long long)rows, (long long)cols, isa, ntoks[k], pl);
+                /* nothing written past the n_tok output rows */
+                if (ntoks[k] < 16) {
+                    uint32_t past;
+                    memcpy(&past, out + rows * ntoks[k], 4);
+                    EXPECT_EQ_INT((long long)past, 0xffffffffLL);
+                }
+                compared++;
+            }
+    return compared;
+}
+
 /* Q4_K repacked in 16-row groups equals the row layout's matmul bitwise
  * under every ISA (the row matmul's reference is the scalar ISA), for
  * 1-16 tokens (tiles of 8 and their remainders), widths 256..2048, quantized,
@@ -552,7 +589,6 @@ static void test_matmul_r16_q4k(void)
     sl_pool *pool = NULL;
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     const int64_t shapes[][2] = {{16, 256}, {48, 512}, {32, 2048}, {16, 1280}};
-    const int ntoks[] = {1, 2, 3, 7, 8, 9, 16};
     int compared = 0;
     for (size_t si = 0; si < SL_ARRAY_LEN(shapes); si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1];
@@ -585,34 +621,14 @@ static void test_matmul_r16_q4k(void)
                 EXPECT_EQ_INT(g->m[j / 2][r][j % 2], m);
             }
         }
-        for (int isa = 0; isa <= max_isa; isa++)
-            for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
-                for (int pl = 0; pl < 2; pl++) {
-                    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
-                    EXPECT_EQ_INT(sl_kernel_matmul(ref, SL_KT_Q4_K, rows, cols, w, x, ntoks[k],
-                                                   NULL, 0), 0);
-                    EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
-                    memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
-                    EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k],
-                                                   pl ? pool : NULL, 0), 0);
-                    if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
-                        T_FAIL_AT("q4_K r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
-                                  (long long)rows, (long long)cols, isa, ntoks[k], pl);
-                    /* nothing written past the n_tok output rows */
-                    if (ntoks[k] < 16) {
-                        uint32_t past;
-                        memcpy(&past, out + rows * ntoks[k], 4);
-                        EXPECT_EQ_INT((long long)past, 0xffffffffLL);
-                    }
-                    compared++;
-                }
+        compared += compare_r16_rows(SL_KT_Q4_K, "q4_K", rows, cols, w, rp, rt, x, ref, out, pool);
         sl_free(rp);
         free(w);
         free(x);
         free(ref);
         free(out);
     }
-    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(ntoks) * 2);
+    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(r16k_ntoks) * 2);
     sl_kernel_set_isa((sl_kernel_isa)max_isa);
     sl_pool_destroy(pool);
 }
@@ -677,7 +693,6 @@ static void test_matmul_r16_q6k(void)
     sl_pool *pool = NULL;
     EXPECT_EQ_INT(sl_pool_create(3, &pool), 0);
     const int64_t shapes[][2] = {{16, 256}, {48, 512}, {32, 2048}, {16, 1280}};
-    const int ntoks[] = {1, 2, 3, 7, 8, 9, 16};
     int compared = 0;
     for (size_t si = 0; si < SL_ARRAY_LEN(shapes); si++) {
         int64_t rows = shapes[si][0], cols = shapes[si][1];
@@ -717,33 +732,14 @@ static void test_matmul_r16_q6k(void)
                 }
             }
         }
-        for (int isa = 0; isa <= max_isa; isa++)
-            for (size_t k = 0; k < SL_ARRAY_LEN(ntoks); k++)
-                for (int pl = 0; pl < 2; pl++) {
-                    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
-                    EXPECT_EQ_INT(sl_kernel_matmul(ref, SL_KT_Q6_K, rows, cols, w, x, ntoks[k],
-                                                   NULL, 0), 0);
-                    EXPECT_EQ_INT(sl_kernel_set_isa((sl_kernel_isa)isa), 0);
-                    memset(out, 0xff, sizeof(float) * (size_t)(rows * 16));
-                    EXPECT_EQ_INT(sl_kernel_matmul(out, rt, rows, cols, rp, x, ntoks[k],
-                                                   pl ? pool : NULL, 0), 0);
-                    if (memcmp(out, ref, sizeof(float) * (size_t)(rows * ntoks[k])) != 0)
-                        T_FAIL_AT("q6_K r16 %lldx%lld isa %d n_tok %d pool %d: differs from the rows",
-                                  (long long)rows, (long long)cols, isa, ntoks[k], pl);
-                    if (ntoks[k] < 16) {
-                        uint32_t past;
-                        memcpy(&past, out + rows * ntoks[k], 4);
-                        EXPECT_EQ_INT((long long)past, 0xffffffffLL);
-                    }
-                    compared++;
-                }
+        compared += compare_r16_rows(SL_KT_Q6_K, "q6_K", rows, cols, w, rp, rt, x, ref, out, pool);
         sl_free(rp);
         free(w);
         free(x);
         free(ref);
         free(out);
     }
-    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(ntoks) * 2);
+    EXPECT_EQ_INT(compared, (int)SL_ARRAY_LEN(shapes) * (max_isa + 1) * (int)SL_ARRAY_LEN(r16k_ntoks) * 2);
     sl_kernel_set_isa((sl_kernel_isa)max_isa);
     sl_pool_destroy(pool);
 }
