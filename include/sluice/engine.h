@@ -66,6 +66,7 @@ typedef struct sl_engine_params {
     int n_threads; /* compute threads, counting the caller; <= 0: all CPUs */
     int n_ctx;     /* positions of the sequence; <= 0: min(4096, the model's) */
     int n_batch;   /* prompt tokens per forward pass; <= 0: 64 */
+    const char *kv_type; /* key/value cache elements: "f16" or "f32"; NULL: "f16" */
 } sl_engine_params;
 
 /* Fills p with the defaults (all zero: automatic). */

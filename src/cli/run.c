@@ -27,6 +27,7 @@ static void usage(FILE *out)
             "  --seed S             random seed (default: random)\n"
             "  --threads N          compute threads (default: all CPUs)\n"
             "  -c, --ctx-size N     context positions (default: min(4096, the model's))\n"
+            "  --kv-type T          key/value cache elements: f16 (default) or f32\n"
             "  --chat               apply the chat template; without -p, read turns from stdin\n"
             "  -s, --system TEXT    system message (with --chat)\n"
             "  --stop TEXT          stop string (up to 4)\n\n"
@@ -228,6 +229,12 @@ int sl_cmd_run(int argc, char **argv)
             if (parse_int(a, v, 1, 1 << 20, &x))
                 return 2;
             ep.n_ctx = (int)x;
+        } else if (!strcmp(a, "--kv-type")) {
+            if (strcmp(v, "f16") != 0 && strcmp(v, "f32") != 0) {
+                fprintf(stderr, "sluice run: --kv-type expects f16 or f32, got '%s'\n", v);
+                return 2;
+            }
+            ep.kv_type = v;
         } else if (!strcmp(a, "--stop")) {
             if (n_stop >= SL_ENGINE_MAX_STOP) {
                 fprintf(stderr, "sluice run: at most %d --stop strings\n", SL_ENGINE_MAX_STOP);

@@ -45,6 +45,7 @@ typedef struct sl_backend_conf {
     /* provider: local (stored and validated; the engine uses them later) */
     int ctx_size, max_seqs, kv_cache_mb, threads, prefill_chunk;   /* 0 = engine default */
     const char *chat_template;   /* NULL = from the GGUF */
+    const char *kv_cache_type;   /* "f16" or "f32"; NULL = the engine's default (f16) */
     const char *id;              /* stable backend id: "<model_name>#<index within group>" unless `id:` given */
     int line, col;               /* where the entry starts in the file */
 } sl_backend_conf;

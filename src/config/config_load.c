@@ -569,7 +569,7 @@ static bool expect_map(vctx *v, const cfg_node *n, const char *path, const char 
 enum {
     P_PROVIDER, P_API_BASE, P_API_KEY, P_MODEL, P_WEIGHT, P_MAX_CONC, P_TIMEOUT, P_STREAM_TIMEOUT,
     P_CONNECT_TIMEOUT, P_FIRST_BYTE_TIMEOUT, P_CTX_SIZE, P_MAX_SEQS, P_KV_CACHE_MB, P_THREADS,
-    P_PREFILL_CHUNK, P_CHAT_TEMPLATE, P_COUNT
+    P_PREFILL_CHUNK, P_CHAT_TEMPLATE, P_KV_CACHE_TYPE, P_COUNT
 };
 
 static const keydef param_keys[] = {
@@ -590,6 +590,7 @@ static const keydef param_keys[] = {
     {"threads", P_THREADS},
     {"prefill_chunk", P_PREFILL_CHUNK},
     {"chat_template", P_CHAT_TEMPLATE},
+    {"kv_cache_type", P_KV_CACHE_TYPE},
 };
 
 static void parse_params(vctx *v, const cfg_node *params, const char *epath, sl_backend_conf *b)
@@ -631,6 +632,11 @@ static void parse_params(vctx *v, const cfg_node *params, const char *epath, sl_
         case P_THREADS: get_int(v, val, fp, 0, 1024, &b->threads); break;
         case P_PREFILL_CHUNK: get_int(v, val, fp, 0, 1 << 20, &b->prefill_chunk); break;
         case P_CHAT_TEMPLATE: get_str(v, val, fp, "a chat template string", &b->chat_template); break;
+        case P_KV_CACHE_TYPE: {
+            static const enum_name names[] = {{"f16", "f16"}, {"f32", "f32"}};
+            get_enum(v, val, fp, names, SL_ARRAY_LEN(names), &b->kv_cache_type);
+            break;
+        }
         default: break;
         }
     }
@@ -649,7 +655,7 @@ static void parse_params(vctx *v, const cfg_node *params, const char *epath, sl_
         if (!seen[P_MODEL])
             err(v, params, path, "provider openai needs model (the upstream's model id)");
         static const int local_only[] = {P_CTX_SIZE, P_MAX_SEQS, P_KV_CACHE_MB, P_THREADS, P_PREFILL_CHUNK,
-                                         P_CHAT_TEMPLATE};
+                                         P_CHAT_TEMPLATE, P_KV_CACHE_TYPE};
         for (size_t i = 0; i < SL_ARRAY_LEN(local_only); i++)
             if (seen[local_only[i]])
                 warn(v, seen[local_only[i]], path, "\"%s\" only applies to provider local; ignored",

@@ -119,7 +119,13 @@ int sl_engine_load(const char *path, const sl_engine_params *p, sl_engine **out,
         sl_errf(err, errlen, rc, "cannot start %d threads: %s", threads, sl_strerror(rc));
         goto fail;
     }
-    rc = sl_model_ctx_create(e->m, e->n_ctx, e->n_batch, threads, &e->ctx);
+    int kv_type = p->kv_type ? sl_model_kv_type_parse(p->kv_type) : SL_MODEL_KV_DEFAULT;
+    if (kv_type < 0) {
+        rc = sl_errf(err, errlen, SL_EINVAL, "unknown KV cache type '%s' (expected f16 or f32)",
+                     p->kv_type);
+        goto fail;
+    }
+    rc = sl_model_ctx_create(e->m, e->n_ctx, e->n_batch, threads, kv_type, &e->ctx);
     e->history = sl_malloc(sizeof(int32_t) * (size_t)e->n_ctx);
     e->logits = sl_malloc(sizeof(float) * (size_t)e->n_vocab);
     if (rc || !e->history || !e->logits) {

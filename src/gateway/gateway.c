@@ -45,6 +45,7 @@ typedef struct gw_local {
     char *model_path;
     int ctx_size, max_seqs, kv_cache_mb, threads, prefill_chunk;
     char *chat_template;
+    const char *kv_cache_type; /* a static name from the config, or NULL */
     int max_seqs_eff;   /* max_seqs as the engine resolves it */
     sl_sched *sched;
     bool reported;      /* the regulator has seen its load end (under g->lock) */
@@ -153,7 +154,8 @@ static gw_local *local_for(sl_gateway *g, const sl_backend_conf *b)
     for (gw_local *l = g->locals; l; l = l->next)
         if (!strcmp(l->id, b->id) && !strcmp(l->model_path, b->model) && l->ctx_size == b->ctx_size &&
             l->max_seqs == b->max_seqs && l->kv_cache_mb == b->kv_cache_mb && l->threads == b->threads &&
-            l->prefill_chunk == b->prefill_chunk && same_str(l->chat_template, b->chat_template))
+            l->prefill_chunk == b->prefill_chunk && same_str(l->chat_template, b->chat_template) &&
+            same_str(l->kv_cache_type, b->kv_cache_type))
             return l;
     gw_local *l = sl_calloc(1, sizeof *l);
     if (!l)
@@ -166,6 +168,7 @@ static gw_local *local_for(sl_gateway *g, const sl_backend_conf *b)
     l->kv_cache_mb = b->kv_cache_mb;
     l->threads = b->threads;
     l->prefill_chunk = b->prefill_chunk;
+    l->kv_cache_type = b->kv_cache_type;
     sl_sched_opts o;
     sl_sched_opts_default(&o);
     o.model_path = l->model_path;
@@ -175,6 +178,7 @@ static gw_local *local_for(sl_gateway *g, const sl_backend_conf *b)
     o.threads = b->threads;
     o.prefill_chunk = b->prefill_chunk;
     o.chat_template = l->chat_template;
+    o.kv_type = l->kv_cache_type;
     l->max_seqs_eff = b->max_seqs > 0 ? b->max_seqs : 16; /* the engine's default */
     char err[512];
     if (!l->id || !l->model_path || (b->chat_template && !l->chat_template) ||

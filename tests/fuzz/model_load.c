@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   hp->head_dim;
     if (work < 4e6 && hp->n_vocab <= 4096) {
         sl_model_ctx *ctx = NULL;
-        if (sl_model_ctx_create(m, 4, 2, 1, &ctx) == 0) {
+        if (sl_model_ctx_create(m, 4, 2, 1, SL_MODEL_KV_DEFAULT, &ctx) == 0) {
             float *logits = malloc(sizeof(float) * 2 * (size_t)hp->n_vocab);
             int32_t tok[3] = {0, (int32_t)(size % (size_t)hp->n_vocab), hp->n_vocab};
             if (logits) {

@@ -635,84 +635,101 @@ TARGET static void f32_to_fp16_row(const float *src, uint16_t *dst, size_t n)
         dst[i] = sl_kernel_f32_to_fp16(src[i]);
 }
 
-/* Four keys at a time: four independent FMA chains hide the FMA latency;
- * each key keeps the scalar reference's lanes and order. */
-TARGET static void attn_scores(float *out, const float *q, const float *k, size_t k_stride,
-                               int n, int hd, float scale)
-{
-    int h8 = hd & ~7, j = 0;
-    for (; j + 4 <= n; j += 4) {
-        const float *k0 = k + (size_t)j * k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride,
-                    *k3 = k2 + k_stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int i = 0; i < h8; i += 8) {
-            __m256 qv = _mm256_loadu_ps(q + i);
-            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
-            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + i), a1);
-            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + i), a2);
-            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + i), a3);
-        }
-        float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);
-        for (int i = h8; i < hd; i++) {
-            s0 = fmaf(q[i], k0[i], s0);
-            s1 = fmaf(q[i], k1[i], s1);
-            s2 = fmaf(q[i], k2[i], s2);
-            s3 = fmaf(q[i], k3[i], s3);
-        }
-        out[j] = s0 * scale;
-        out[j + 1] = s1 * scale;
-        out[j + 2] = s2 * scale;
-        out[j + 3] = s3 * scale;
-    }
-    for (; j < n; j++) {
-        const float *kj = k + (size_t)j * k_stride;
-        __m256 a0 = _mm256_setzero_ps();
-        for (int i = 0; i < h8; i += 8)
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
-        float s0 = hsum8(a0);
-        for (int i = h8; i < hd; i++)
-            s0 = fmaf(q[i], kj[i], s0);
-        out[j] = s0 * scale;
-    }
-}
-
-/* Row j of v is read once per 64-float chunk of the head, in order, while
- * the chunk's sums stay in registers (hd <= 64: each value row is read
+/* Attention over one head, with the keys and values stored as f32 or as
+ * f16 (the KV cache's two element types). One body for both, through a
+ * loader of 8 elements (f16 widened exactly by vcvtph2ps) and a scalar one
+ * for the tails, so the two share every lane and every order.
+ *
+ * scores: four keys at a time, four independent FMA chains hiding the FMA
+ * latency; each key keeps the scalar reference's lanes and order.
+ * accum: row j of v is read once per 64-element chunk of the head, in order,
+ * while the chunk's sums stay in registers (hd <= 64: each value row is read
  * exactly once, sequentially). */
-TARGET static void attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
-                              int hd)
+TARGET static inline __m256 ld8_f32(const float *p) { return _mm256_loadu_ps(p); }
+TARGET static inline __m256 ld8_f16(const uint16_t *p)
 {
-    int i = 0;
-    for (; i + 64 <= hd; i += 64) {
-        __m256 s[8];
-        UNROLL
-        for (int k = 0; k < 8; k++)
-            s[k] = _mm256_loadu_ps(o + i + 8 * k);
-        for (int j = 0; j < n; j++) {
-            const float *vj = v + (size_t)j * v_stride + i;
-            __m256 aj = _mm256_set1_ps(a[j]);
-            UNROLL
-        for (int k = 0; k < 8; k++)
-                s[k] = _mm256_fmadd_ps(aj, _mm256_loadu_ps(vj + 8 * k), s[k]);
-        }
-        UNROLL
-        for (int k = 0; k < 8; k++)
-            _mm256_storeu_ps(o + i + 8 * k, s[k]);
-    }
-    for (; i + 8 <= hd; i += 8) {
-        __m256 o0 = _mm256_loadu_ps(o + i);
-        for (int j = 0; j < n; j++)
-            o0 = _mm256_fmadd_ps(_mm256_set1_ps(a[j]),
-                                 _mm256_loadu_ps(v + (size_t)j * v_stride + i), o0);
-        _mm256_storeu_ps(o + i, o0);
-    }
-    for (; i < hd; i++) {
-        float oi = o[i];
-        for (int j = 0; j < n; j++)
-            oi = fmaf(a[j], v[(size_t)j * v_stride + i], oi);
-        o[i] = oi;
-    }
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
 }
+static inline float ld1_f32(const float *p) { return *p; }
+static inline float ld1_f16(const uint16_t *p) { return sl_kernel_fp16_to_f32(*p); }
+
+#define ATTN_KERNELS(SUF, T)                                                                    \
+    TARGET static void attn_scores##SUF(float *out, const float *q, const T *k, size_t k_stride, \
+                                        int n, int hd, float scale)                             \
+    {                                                                                           \
+        int h8 = hd & ~7, j = 0;                                                                \
+        for (; j + 4 <= n; j += 4) {                                                            \
+            const T *k0 = k + (size_t)j * k_stride, *k1 = k0 + k_stride, *k2 = k1 + k_stride,  \
+                    *k3 = k2 + k_stride;                                                        \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                         \
+            for (int i = 0; i < h8; i += 8) {                                                   \
+                __m256 qv = _mm256_loadu_ps(q + i);                                             \
+                a0 = _mm256_fmadd_ps(qv, ld8##SUF(k0 + i), a0);                                 \
+                a1 = _mm256_fmadd_ps(qv, ld8##SUF(k1 + i), a1);                                 \
+                a2 = _mm256_fmadd_ps(qv, ld8##SUF(k2 + i), a2);                                 \
+                a3 = _mm256_fmadd_ps(qv, ld8##SUF(k3 + i), a3);                                 \
+            }                                                                                   \
+            float s0 = hsum8(a0), s1 = hsum8(a1), s2 = hsum8(a2), s3 = hsum8(a3);               \
+            for (int i = h8; i < hd; i++) {                                                     \
+                s0 = fmaf(q[i], ld1##SUF(k0 + i), s0);                                          \
+                s1 = fmaf(q[i], ld1##SUF(k1 + i), s1);                                          \
+                s2 = fmaf(q[i], ld1##SUF(k2 + i), s2);                                          \
+                s3 = fmaf(q[i], ld1##SUF(k3 + i), s3);                                          \
+            }                                                                                   \
+            out[j] = s0 * scale;                                                                \
+            out[j + 1] = s1 * scale;                                                            \
+            out[j + 2] = s2 * scale;                                                            \
+            out[j + 3] = s3 * scale;                                                            \
+        }                                                                                       \
+        for (; j < n; j++) {                                                                    \
+            const T *kj = k + (size_t)j * k_stride;                                             \
+            __m256 a0 = _mm256_setzero_ps();                                                    \
+            for (int i = 0; i < h8; i += 8)                                                     \
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), ld8##SUF(kj + i), a0);             \
+            float s0 = hsum8(a0);                                                               \
+            for (int i = h8; i < hd; i++)                                                       \
+                s0 = fmaf(q[i], ld1##SUF(kj + i), s0);                                          \
+            out[j] = s0 * scale;                                                                \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    TARGET static void attn_accum##SUF(float *o, const float *a, const T *v, size_t v_stride,    \
+                                       int n, int hd)                                           \
+    {                                                                                           \
+        int i = 0;                                                                              \
+        for (; i + 64 <= hd; i += 64) {                                                         \
+            __m256 s[8];                                                                        \
+            UNROLL                                                                              \
+            for (int k = 0; k < 8; k++)                                                         \
+                s[k] = _mm256_loadu_ps(o + i + 8 * k);                                          \
+            for (int j = 0; j < n; j++) {                                                       \
+                const T *vj = v + (size_t)j * v_stride + i;                                     \
+                __m256 aj = _mm256_set1_ps(a[j]);                                               \
+                UNROLL                                                                          \
+                for (int k = 0; k < 8; k++)                                                     \
+                    s[k] = _mm256_fmadd_ps(aj, ld8##SUF(vj + 8 * k), s[k]);                     \
+            }                                                                                   \
+            UNROLL                                                                              \
+            for (int k = 0; k < 8; k++)                                                         \
+                _mm256_storeu_ps(o + i + 8 * k, s[k]);                                          \
+        }                                                                                       \
+        for (; i + 8 <= hd; i += 8) {                                                           \
+            __m256 o0 = _mm256_loadu_ps(o + i);                                                 \
+            for (int j = 0; j < n; j++)                                                         \
+                o0 = _mm256_fmadd_ps(_mm256_set1_ps(a[j]), ld8##SUF(v + (size_t)j * v_stride + i), \
+                                     o0);                                                       \
+            _mm256_storeu_ps(o + i, o0);                                                        \
+        }                                                                                       \
+        for (; i < hd; i++) {                                                                   \
+            float oi = o[i];                                                                    \
+            for (int j = 0; j < n; j++)                                                         \
+                oi = fmaf(a[j], ld1##SUF(v + (size_t)j * v_stride + i), oi);                    \
+            o[i] = oi;                                                                          \
+        }                                                                                       \
+    }
+
+ATTN_KERNELS(_f32, float)
+ATTN_KERNELS(_f16, uint16_t)
 
 /* sl_kernel_exp_step on 8 lanes, operation for operation. */
 TARGET static inline __m256 exp8(__m256 x)
@@ -788,8 +805,10 @@ const sl_kernel_vtab sl_kernel_vtab_avx2 = {
     .quant_q8_K = quant_q8_K,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
-    .attn_scores = attn_scores,
-    .attn_accum = attn_accum,
+    .attn_scores = attn_scores_f32,
+    .attn_accum = attn_accum_f32,
+    .attn_scores_f16 = attn_scores_f16,
+    .attn_accum_f16 = attn_accum_f16,
     .swiglu = swiglu,
     .exp_sum = exp_sum,
 };

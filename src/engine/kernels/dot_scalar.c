@@ -153,29 +153,39 @@ static void f32_to_fp16_row(const float *src, uint16_t *dst, size_t n)
         dst[i] = sl_kernel_f32_to_fp16(src[i]);
 }
 
-static void attn_scores(float *out, const float *q, const float *k, size_t k_stride, int n,
-                        int hd, float scale)
-{
-    int h8 = hd & ~7;
-    for (int j = 0; j < n; j++) {
-        const float *kj = k + (size_t)j * k_stride;
-        float lane[8] = {0};
-        for (int i = 0; i < h8; i += 8)
-            for (int l = 0; l < 8; l++)
-                lane[l] = fmaf(q[i + l], kj[i + l], lane[l]);
-        float s = sl_kernel_hsum8(lane);
-        for (int i = h8; i < hd; i++)
-            s = fmaf(q[i], kj[i], s);
-        out[j] = s * scale;
-    }
-}
+/* Attention over one head; keys and values as f32 or f16 (widened exactly),
+ * one body for both so that they share every order (kernels.h). */
+static inline float ld_f32(const float *p) { return *p; }
+static inline float ld_f16(const uint16_t *p) { return sl_kernel_fp16_to_f32(*p); }
 
-static void attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n, int hd)
-{
-    for (int j = 0; j < n; j++)
-        for (int i = 0; i < hd; i++)
-            o[i] = fmaf(a[j], v[(size_t)j * v_stride + i], o[i]);
-}
+#define ATTN_KERNELS(SUF, T)                                                                    \
+    static void attn_scores##SUF(float *out, const float *q, const T *k, size_t k_stride, int n, \
+                                 int hd, float scale)                                           \
+    {                                                                                           \
+        int h8 = hd & ~7;                                                                       \
+        for (int j = 0; j < n; j++) {                                                           \
+            const T *kj = k + (size_t)j * k_stride;                                             \
+            float lane[8] = {0};                                                                \
+            for (int i = 0; i < h8; i += 8)                                                     \
+                for (int l = 0; l < 8; l++)                                                     \
+                    lane[l] = fmaf(q[i + l], ld##SUF(kj + i + l), lane[l]);                     \
+            float s = sl_kernel_hsum8(lane);                                                    \
+            for (int i = h8; i < hd; i++)                                                       \
+                s = fmaf(q[i], ld##SUF(kj + i), s);                                             \
+            out[j] = s * scale;                                                                 \
+        }                                                                                       \
+    }                                                                                           \
+                                                                                                \
+    static void attn_accum##SUF(float *o, const float *a, const T *v, size_t v_stride, int n,    \
+                                int hd)                                                         \
+    {                                                                                           \
+        for (int j = 0; j < n; j++)                                                             \
+            for (int i = 0; i < hd; i++)                                                        \
+                o[i] = fmaf(a[j], ld##SUF(v + (size_t)j * v_stride + i), o[i]);                 \
+    }
+
+ATTN_KERNELS(_f32, float)
+ATTN_KERNELS(_f16, uint16_t)
 
 static float exp_sum(float *x, int64_t n, float max)
 {
@@ -219,8 +229,10 @@ const sl_kernel_vtab sl_kernel_vtab_scalar = {
     .quant_q8_K = sl_kernel_quant_q8_K_ref,
     .fp16_to_f32_row = fp16_to_f32_row,
     .f32_to_fp16_row = f32_to_fp16_row,
-    .attn_scores = attn_scores,
-    .attn_accum = attn_accum,
+    .attn_scores = attn_scores_f32,
+    .attn_accum = attn_accum_f32,
+    .attn_scores_f16 = attn_scores_f16,
+    .attn_accum_f16 = attn_accum_f16,
     .swiglu = swiglu,
     .exp_sum = exp_sum,
 };

@@ -194,6 +194,13 @@ void sl_kernel_attn_scores(float *out, const float *q, const float *k, size_t k_
 /* o[i] = fmaf(a[j], v[j * v_stride + i], o[i]) for j = 0..n-1 in order, i < hd. */
 void sl_kernel_attn_accum(float *o, const float *a, const float *v, size_t v_stride, int n,
                           int hd);
+/* The same two over keys and values stored as f16 (the KV cache's compact
+ * type): every element is widened exactly to f32 and then goes through the
+ * very operations above, so each equals the f32 kernel on the widened rows. */
+void sl_kernel_attn_scores_f16(float *out, const float *q, const uint16_t *k, size_t k_stride,
+                               int n, int hd, float scale);
+void sl_kernel_attn_accum_f16(float *o, const float *a, const uint16_t *v, size_t v_stride, int n,
+                              int hd);
 
 /* ---- f32 ops (in place allowed where out == x) ---- */
 /* out = x / sqrt(mean(x^2) + eps) * weight (weight may be NULL: no scaling). */

@@ -146,6 +146,11 @@ typedef struct {
     void (*attn_scores)(float *out, const float *q, const float *k, size_t k_stride, int n,
                         int hd, float scale);
     void (*attn_accum)(float *o, const float *a, const float *v, size_t v_stride, int n, int hd);
+    /* the same over f16 keys and values (widened exactly, same orders) */
+    void (*attn_scores_f16)(float *out, const float *q, const uint16_t *k, size_t k_stride, int n,
+                            int hd, float scale);
+    void (*attn_accum_f16)(float *o, const float *a, const uint16_t *v, size_t v_stride, int n,
+                           int hd);
 } sl_kernel_vtab;
 
 extern const sl_kernel_vtab sl_kernel_vtab_scalar;

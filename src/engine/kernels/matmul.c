@@ -156,6 +156,18 @@ void sl_kernel_attn_accum(float *o, const float *a, const float *v, size_t v_str
     sl_kernel_vtab_get()->attn_accum(o, a, v, v_stride, n, hd);
 }
 
+void sl_kernel_attn_scores_f16(float *out, const float *q, const uint16_t *k, size_t k_stride,
+                               int n, int hd, float scale)
+{
+    sl_kernel_vtab_get()->attn_scores_f16(out, q, k, k_stride, n, hd, scale);
+}
+
+void sl_kernel_attn_accum_f16(float *o, const float *a, const uint16_t *v, size_t v_stride, int n,
+                              int hd)
+{
+    sl_kernel_vtab_get()->attn_accum_f16(o, a, v, v_stride, n, hd);
+}
+
 /* ---- matmul ---- */
 
 typedef struct {

@@ -18,8 +18,9 @@ typedef struct kv_block {
 
 struct sl_kv {
     int n_layer, kv_dim, bt, n_blocks;
-    size_t block_floats, layer_stride;
-    float *data;        /* (n_blocks, n_layer, 2, bt, kv_dim) */
+    size_t elem_bytes;  /* 4 (f32) or 2 (f16) */
+    size_t block_elems, layer_stride; /* in elements */
+    unsigned char *data; /* (n_blocks, n_layer, 2, bt, kv_dim) elements */
     kv_block *blocks;   /* (n_blocks) */
     int32_t *tokens;    /* (n_blocks, bt) tokens of indexed blocks */
     int *free_stack;    /* (n_blocks) */
@@ -31,15 +32,16 @@ struct sl_kv {
     int64_t evictions;
 };
 
-int sl_kv_create(int n_layer, int kv_dim, int block_tokens, int64_t budget_bytes, sl_kv **out)
+int sl_kv_create(int n_layer, int kv_dim, int elem_bytes, int block_tokens, int64_t budget_bytes,
+                 sl_kv **out)
 {
     *out = NULL;
     if (n_layer < 1 || kv_dim < 1 || block_tokens < 1 || block_tokens > SL_KV_MAX_BLOCK_TOKENS ||
-        budget_bytes < 1)
+        budget_bytes < 1 || (elem_bytes != 2 && elem_bytes != 4))
         return SL_EINVAL;
     size_t layer_stride = (size_t)block_tokens * (size_t)kv_dim;
-    size_t block_floats = layer_stride * 2 * (size_t)n_layer;
-    size_t block_bytes = block_floats * sizeof(float);
+    size_t block_elems = layer_stride * 2 * (size_t)n_layer;
+    size_t block_bytes = block_elems * (size_t)elem_bytes;
     int64_t nb = budget_bytes / (int64_t)block_bytes;
     if (nb < 1)
         return SL_EINVAL;
@@ -53,7 +55,8 @@ int sl_kv_create(int n_layer, int kv_dim, int block_tokens, int64_t budget_bytes
     kv->bt = block_tokens;
     kv->n_blocks = (int)nb;
     kv->layer_stride = layer_stride;
-    kv->block_floats = block_floats;
+    kv->block_elems = block_elems;
+    kv->elem_bytes = (size_t)elem_bytes;
     kv->n_buckets = 16;
     while (kv->n_buckets < (size_t)nb * 2)
         kv->n_buckets *= 2;
@@ -101,18 +104,18 @@ int sl_kv_n_blocks(const sl_kv *kv)
 
 size_t sl_kv_block_bytes(const sl_kv *kv)
 {
-    return kv->block_floats * sizeof(float);
+    return kv->block_elems * kv->elem_bytes;
 }
 
-void sl_kv_layout(sl_kv *kv, float **kbase, float **vbase, size_t *block_stride,
+void sl_kv_layout(sl_kv *kv, void **kbase, void **vbase, size_t *block_stride,
                   size_t *layer_stride)
 {
     /* within a block, layer l's keys start at 2 * l * layer_stride and its
      * values one layer_stride later: expressed as two bases and a stride of
      * 2 * layer_stride per layer */
     *kbase = kv->data;
-    *vbase = kv->data + kv->layer_stride;
-    *block_stride = kv->block_floats;
+    *vbase = kv->data + kv->layer_stride * kv->elem_bytes;
+    *block_stride = kv->block_elems;
     *layer_stride = 2 * kv->layer_stride;
 }
 

@@ -4,7 +4,8 @@
  *
  * One byte budget is carved, once, into fixed-size blocks of block_tokens
  * positions. A block holds the keys and the values of those positions for
- * every layer (f32), laid out block-major so that a block is one contiguous
+ * every layer (elements of f32 or f16, chosen at creation), laid out
+ * block-major so that a block is one contiguous
  * piece of memory:
  *
  *   block b: [layer 0 K: block_tokens x kv_dim][layer 0 V] [layer 1 K] ...
@@ -45,11 +46,13 @@ typedef struct sl_kv_stats {
     int64_t evictions; /* cached blocks reclaimed for fresh use */
 } sl_kv_stats;
 
-/* Creates a cache for n_layer layers of kv_dim floats per position, with as
- * many blocks of block_tokens positions as fit in budget_bytes (at least 1).
- * Returns 0 and *out (free with sl_kv_destroy), SL_EINVAL (a size out of
- * range, or a budget below one block) or SL_ENOMEM. */
-int sl_kv_create(int n_layer, int kv_dim, int block_tokens, int64_t budget_bytes, sl_kv **out);
+/* Creates a cache for n_layer layers of kv_dim elements of elem_bytes (4:
+ * f32, 2: f16) per position, with as many blocks of block_tokens positions
+ * as fit in budget_bytes (at least 1). Returns 0 and *out (free with
+ * sl_kv_destroy), SL_EINVAL (a size out of range, elem_bytes not 2 or 4, or
+ * a budget below one block) or SL_ENOMEM. */
+int sl_kv_create(int n_layer, int kv_dim, int elem_bytes, int block_tokens, int64_t budget_bytes,
+                 sl_kv **out);
 /* Frees the cache. NULL is a no-op. */
 void sl_kv_destroy(sl_kv *kv);
 
@@ -60,10 +63,10 @@ int sl_kv_n_blocks(const sl_kv *kv);
 /* Bytes one block takes. */
 size_t sl_kv_block_bytes(const sl_kv *kv);
 /* Fills the layout of the storage: the keys of (block b, layer l) are the
- * block_tokens x kv_dim floats at kbase + b * block_stride + l * layer_stride,
+ * block_tokens x kv_dim elements at kbase + b * block_stride + l * layer_stride,
  * values at vbase with the same offsets (the model orders them head-major
- * within that span). Strides count floats. */
-void sl_kv_layout(sl_kv *kv, float **kbase, float **vbase, size_t *block_stride,
+ * within that span). Strides count elements, not bytes. */
+void sl_kv_layout(sl_kv *kv, void **kbase, void **vbase, size_t *block_stride,
                   size_t *layer_stride);
 
 /* Takes a fresh block with refcount 1: from the free list, else by evicting

@@ -50,8 +50,9 @@ struct sl_model_ctx {
     const sl_model *m;
     int n_ctx, max_batch, max_threads;
     int q_dim, kv_dim;
-    float *key_cache;   /* (n_layer, n_ctx, kv_dim); NULL in a batch context */
-    float *value_cache; /* (n_layer, n_ctx, kv_dim); NULL in a batch context */
+    void *key_cache;    /* (n_layer, n_ctx, kv_dim) of kv_type; NULL in a batch context */
+    void *value_cache;  /* (n_layer, n_ctx, kv_dim) of kv_type; NULL in a batch context */
+    int kv_type;        /* SL_KT_F16 or SL_KT_F32 (own cache only) */
     float *x;           /* (max_batch, dim) the residual stream */
     float *xb;          /* (max_batch, dim) normed input of a block */
     float *xb2;         /* (max_batch, dim) output of a block */
@@ -470,11 +471,22 @@ static float *alloc_f32(size_t a, size_t b, bool *oom)
     return p;
 }
 
+int sl_model_kv_type_parse(const char *name)
+{
+    if (name && strcmp(name, "f16") == 0)
+        return SL_KT_F16;
+    if (name && strcmp(name, "f32") == 0)
+        return SL_KT_F32;
+    return -1;
+}
+
 static int ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
-                      bool own_cache, sl_model_ctx **out)
+                      bool own_cache, int kv_type, sl_model_ctx **out)
 {
     *out = NULL;
     const sl_model_hparams *hp = &m->hp;
+    if (own_cache && kv_type != SL_KT_F16 && kv_type != SL_KT_F32)
+        return SL_EINVAL;
     if (n_ctx < 1 || n_ctx > SL_MODEL_MAX_CTX || max_batch < 1 ||
         (own_cache && max_batch > n_ctx) || max_batch > SL_MODEL_MAX_CTX || max_threads < 1 ||
         max_threads > 1024)
@@ -492,8 +504,11 @@ static int ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threa
     size_t cache = (size_t)hp->n_layer * (size_t)n_ctx;
     bool oom = false;
     if (own_cache) {
-        c->key_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
-        c->value_cache = alloc_f32(cache, (size_t)c->kv_dim, &oom);
+        /* f16 elements: half as many floats' worth of bytes */
+        size_t per = kv_type == SL_KT_F16 ? ((size_t)c->kv_dim + 1) / 2 : (size_t)c->kv_dim;
+        c->kv_type = kv_type;
+        c->key_cache = alloc_f32(cache, per, &oom);
+        c->value_cache = alloc_f32(cache, per, &oom);
     }
     c->x = alloc_f32(B, (size_t)hp->dim, &oom);
     c->xb = alloc_f32(B, (size_t)hp->dim, &oom);
@@ -517,16 +532,16 @@ static int ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threa
     return 0;
 }
 
-int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads, int kv_type,
                         sl_model_ctx **out)
 {
-    return ctx_create(m, n_ctx, max_batch, max_threads, true, out);
+    return ctx_create(m, n_ctx, max_batch, max_threads, true, kv_type, out);
 }
 
 int sl_model_batch_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
                               sl_model_ctx **out)
 {
-    return ctx_create(m, n_ctx, max_batch, max_threads, false, out);
+    return ctx_create(m, n_ctx, max_batch, max_threads, false, 0, out);
 }
 
 void sl_model_ctx_free(sl_model_ctx *c)
@@ -583,14 +598,26 @@ static void rope_apply(float *x, int n_heads, int head_dim, int rot_dim, bool ne
 }
 
 /* KV head h of (block b, layer l) in a cache view (keys with base kbase,
- * values with base vbase): the block's block_tokens rows of head_dim floats,
- * one after the other. Head-major, so attention streams one head's keys and
- * values contiguously instead of picking head_dim floats out of every row. */
-static inline float *kv_head(float *base, const sl_model_kv_view *kv, int32_t block, int layer,
-                             int h, int head_dim)
+ * values with base vbase): the block's block_tokens rows of head_dim
+ * elements, one after the other. Head-major, so attention streams one head's
+ * keys and values contiguously instead of picking head_dim elements out of
+ * every row. */
+static inline void *kv_head(void *base, const sl_model_kv_view *kv, int32_t block, int layer,
+                            int h, int head_dim)
 {
-    return base + (size_t)block * kv->block_stride + (size_t)layer * kv->layer_stride +
-           (size_t)h * (size_t)kv->block_tokens * (size_t)head_dim;
+    size_t el = kv->type == SL_KT_F16 ? 2 : 4;
+    return (char *)base + el * ((size_t)block * kv->block_stride +
+                                (size_t)layer * kv->layer_stride +
+                                (size_t)h * (size_t)kv->block_tokens * (size_t)head_dim);
+}
+
+/* Writes hd values of row r into a cache head span, rounding to f16 there. */
+static inline void kv_put(void *head, const sl_model_kv_view *kv, int r, int hd, const float *x)
+{
+    if (kv->type == SL_KT_F16)
+        sl_kernel_f32_to_fp16_row(x, (uint16_t *)head + (size_t)r * (size_t)hd, (size_t)hd);
+    else
+        memcpy((float *)head + (size_t)r * (size_t)hd, x, sizeof(float) * (size_t)hd);
 }
 
 typedef struct attn_job {
@@ -615,6 +642,7 @@ static void attn_part(void *ctx, int idx, int n_parts)
     const sl_model_hparams *hp = &c->m->hp;
     const int hd = hp->head_dim, group = hp->n_head / hp->n_head_kv, bt = kv->block_tokens;
     const float scale = 1.0f / sqrtf((float)hd);
+    const bool f16 = kv->type == SL_KT_F16;
     float *sc = c->scores + (size_t)idx * c->n_ctx;
     int total = j->n * hp->n_head_kv;
     for (int w = idx; w < total; w += n_parts) {
@@ -624,16 +652,24 @@ static void attn_part(void *ctx, int idx, int n_parts)
         for (int h = kvh * group; h < (kvh + 1) * group; h++) {
             const float *q = c->q + (size_t)t * c->q_dim + (size_t)h * hd;
             for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-                const float *kb = kv_head(kv->kbase, kv, table[bi], j->layer, kvh, hd);
-                sl_kernel_attn_scores(sc + p0, q, kb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd,
-                                      scale);
+                const void *kb = kv_head(kv->kbase, kv, table[bi], j->layer, kvh, hd);
+                if (f16)
+                    sl_kernel_attn_scores_f16(sc + p0, q, kb, (size_t)hd, SL_MIN(bt, n_pos - p0),
+                                              hd, scale);
+                else
+                    sl_kernel_attn_scores(sc + p0, q, kb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd,
+                                          scale);
             }
             sl_kernel_softmax(sc, n_pos);
             float *o = c->att + (size_t)t * c->q_dim + (size_t)h * hd;
             memset(o, 0, sizeof(float) * (size_t)hd);
             for (int p0 = 0, bi = 0; p0 < n_pos; p0 += bt, bi++) {
-                const float *vb = kv_head(kv->vbase, kv, table[bi], j->layer, kvh, hd);
-                sl_kernel_attn_accum(o, sc + p0, vb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd);
+                const void *vb = kv_head(kv->vbase, kv, table[bi], j->layer, kvh, hd);
+                if (f16)
+                    sl_kernel_attn_accum_f16(o, sc + p0, vb, (size_t)hd, SL_MIN(bt, n_pos - p0),
+                                             hd);
+                else
+                    sl_kernel_attn_accum(o, sc + p0, vb, (size_t)hd, SL_MIN(bt, n_pos - p0), hd);
             }
         }
     }
@@ -657,7 +693,8 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
 {
     const sl_model *m = c->m;
     const sl_model_hparams *hp = &m->hp;
-    if (n_seqs < 1 || sl_pool_threads(pool) > c->max_threads || kv->block_tokens < 1)
+    if (n_seqs < 1 || sl_pool_threads(pool) > c->max_threads || kv->block_tokens < 1 ||
+        (kv->type != SL_KT_F16 && kv->type != SL_KT_F32))
         return SL_EINVAL;
     /* lay the batch out token by token: sequence s owns rows [start, start + n) */
     int n = 0;
@@ -722,12 +759,11 @@ int sl_model_forward_batch(sl_model_ctx *c, const sl_model_kv_view *kv, const sl
              * of the batch attends */
             const int32_t *table = seqs[c->tok_seq[t]].blocks;
             int p = c->tok_pos[t], hd = hp->head_dim;
-            size_t bytes = sizeof(float) * (size_t)hd, row = (size_t)(p % bt) * (size_t)hd;
             for (int h = 0; h < hp->n_head_kv; h++) {
-                memcpy(kv_head(kv->kbase, kv, table[p / bt], l, h, hd) + row, kt + (size_t)h * hd,
-                       bytes);
-                memcpy(kv_head(kv->vbase, kv, table[p / bt], l, h, hd) + row,
-                       c->v + (size_t)t * c->kv_dim + (size_t)h * hd, bytes);
+                kv_put(kv_head(kv->kbase, kv, table[p / bt], l, h, hd), kv, p % bt, hd,
+                       kt + (size_t)h * hd);
+                kv_put(kv_head(kv->vbase, kv, table[p / bt], l, h, hd), kv, p % bt, hd,
+                       c->v + (size_t)t * c->kv_dim + (size_t)h * hd);
             }
         }
         attn_job job = {c, kv, seqs, l, n, n_parts};
@@ -777,7 +813,7 @@ int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, flo
         return SL_EINVAL;
     /* the contiguous cache is one block of n_ctx positions */
     sl_model_kv_view kv = {c->key_cache, c->value_cache, 0,
-                           (size_t)c->n_ctx * (size_t)c->kv_dim, c->n_ctx};
+                           (size_t)c->n_ctx * (size_t)c->kv_dim, c->n_ctx, c->kv_type};
     static const int32_t table[1] = {0};
     sl_model_seq seq = {tokens, n, pos, table, all_logits ? n : 1, NULL};
     return sl_model_forward_batch(c, &kv, &seq, 1, logits, pool);

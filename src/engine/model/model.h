@@ -8,7 +8,7 @@
  * immutable after loading and may be shared by any number of contexts.
  *
  * sl_model_ctx made by sl_model_ctx_create is the state of ONE sequence: its
- * key/value cache (f32, contiguous, n_ctx positions) and the activation
+ * key/value cache (f16 or f32, contiguous, n_ctx positions) and the activation
  * buffers, all allocated once at creation for a maximum batch.
  * sl_model_forward runs a batch of tokens at positions [pos, pos + n) and
  * writes logits. A context made by sl_model_batch_ctx_create has activation
@@ -28,6 +28,7 @@
 
 #include "core/core.h"
 #include "engine/gguf/gguf.h"
+#include "engine/kernels/kernels.h"
 #include "engine/tokenizer/tokenizer.h"
 
 typedef enum { SL_ARCH_LLAMA = 0, SL_ARCH_QWEN2 = 1 } sl_model_arch;
@@ -75,9 +76,11 @@ const sl_model_hparams *sl_model_get_hparams(const sl_model *m);
 const char *sl_model_arch_name(sl_model_arch a);
 
 /* Creates the state of one sequence of up to n_ctx positions, taking batches
- * of up to max_batch tokens, run on up to max_threads threads. Returns 0 and
- * *out (free with sl_model_ctx_free), SL_EINVAL or SL_ENOMEM. */
-int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads,
+ * of up to max_batch tokens, run on up to max_threads threads, with its keys
+ * and values stored as kv_type (SL_MODEL_KV_DEFAULT, SL_KT_F16 or SL_KT_F32;
+ * see sl_model_kv_view). Returns 0 and *out (free with sl_model_ctx_free),
+ * SL_EINVAL or SL_ENOMEM. */
+int sl_model_ctx_create(const sl_model *m, int n_ctx, int max_batch, int max_threads, int kv_type,
                         sl_model_ctx **out);
 /* Frees the context. NULL is a no-op. */
 void sl_model_ctx_free(sl_model_ctx *c);
@@ -122,12 +125,24 @@ int sl_model_forward(sl_model_ctx *c, const int32_t *tokens, int n, int pos, flo
  *     are bitwise the same whichever step computed them, so reusing cached
  *     blocks (a shared prefix, an earlier chunk) changes nothing. */
 typedef struct sl_model_kv_view {
-    float *kbase, *vbase;  /* keys of (block b, layer l, KV head h, row r) at kbase + */
+    void *kbase, *vbase;   /* keys of (block b, layer l, KV head h, row r) at kbase + */
     size_t block_stride;   /*   b * block_stride + l * layer_stride + (h * block_tokens + r) *
-                              head_dim (floats); values the same from vbase */
+                              head_dim (elements of type); values the same from vbase */
     size_t layer_stride;
     int block_tokens;      /* positions per block */
+    int type;              /* SL_KT_F16 or SL_KT_F32 */
 } sl_model_kv_view;
+
+/* The element type of the key/value cache. f16 halves the bytes attention
+ * streams per decoded token and the memory per cached position, as
+ * llama.cpp's default cache does. A key or value is computed in f32 and
+ * rounded to nearest f16 once, when it is written; every reader then sees
+ * the same rounded value, so batch invariance and prefix reuse hold exactly
+ * as with f32 (the rounding depends on the value only). f32 keeps the
+ * engine within f32 rounding of a double-precision reference. */
+#define SL_MODEL_KV_DEFAULT SL_KT_F16
+/* Returns the type named "f16" or "f32", or -1. */
+int sl_model_kv_type_parse(const char *name);
 
 typedef struct sl_model_seq {
     const int32_t *tokens; /* n tokens at positions [pos, pos + n) */

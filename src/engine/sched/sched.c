@@ -69,6 +69,7 @@ struct sl_sched {
     sl_pool *pool;
     sl_model_kv_view view;
     int n_ctx, ctx_eff, n_vocab, n_tok_vocab, n_embd, bt, max_batch;
+    int kv_type;               /* SL_KT_F16 or SL_KT_F32, fixed at creation */
     bool has_chat;
     sl_chat_template tmpl;
     char bos_text[64], eos_text[64];
@@ -143,14 +144,15 @@ static int load(sl_sched *s, char *err, size_t errlen)
     s->o.prefill_chunk = chunk;
     int threads = s->o.threads > 0 ? SL_MIN(s->o.threads, SCHED_MAX_THREADS) : sl_cpu_count();
     int kv_dim = hp->n_head_kv * hp->head_dim;
-    int64_t per_token = (int64_t)2 * hp->n_layer * kv_dim * (int64_t)sizeof(float);
+    int el = s->kv_type == SL_KT_F16 ? 2 : 4;
+    int64_t per_token = (int64_t)2 * hp->n_layer * kv_dim * el;
     int64_t budget = s->o.kv_cache_bytes;
     if (budget <= 0) {
         budget = per_token * s->n_ctx * max_seqs;
         budget = SL_MIN(budget, SCHED_DEFAULT_KV_MAX);
         budget = SL_MAX(budget, per_token * (s->n_ctx + s->bt));
     }
-    if ((rc = sl_kv_create(hp->n_layer, kv_dim, s->bt, budget, &s->kv)))
+    if ((rc = sl_kv_create(hp->n_layer, kv_dim, el, s->bt, budget, &s->kv)))
         return sl_errf(err, errlen, rc,
                      "cannot create a KV cache of %lld bytes (one block of %d positions takes "
                      "%lld bytes): %s",
@@ -825,10 +827,10 @@ static void *engine_main(void *arg)
     char err[512] = "";
     int rc = load(s, err, sizeof err);
     if (!rc) {
-        float *kb, *vb;
+        void *kb, *vb;
         size_t bs, ls;
         sl_kv_layout(s->kv, &kb, &vb, &bs, &ls);
-        s->view = (sl_model_kv_view){kb, vb, bs, ls, s->bt};
+        s->view = (sl_model_kv_view){kb, vb, bs, ls, s->bt, s->kv_type};
     }
     pthread_mutex_lock(&s->mu);
     s->state = rc ? rc : 0;
@@ -902,10 +904,16 @@ int sl_sched_create(const sl_sched_opts *o, sl_sched **out, char *err, size_t er
         err[0] = 0;
     if (!o || !o->model_path || !o->model_path[0])
         return sl_errf(err, errlen, SL_EINVAL, "model_path: missing");
+    int kv_type = o->kv_type ? sl_model_kv_type_parse(o->kv_type) : SL_MODEL_KV_DEFAULT;
+    if (kv_type < 0)
+        return sl_errf(err, errlen, SL_EINVAL, "kv_type: unknown KV cache type '%s' (expected f16 "
+                       "or f32)", o->kv_type);
     sl_sched *s = sl_calloc(1, sizeof *s);
     if (!s)
         return SL_ENOMEM;
     s->o = *o;
+    s->o.kv_type = NULL; /* the caller's string need not outlive this call */
+    s->kv_type = kv_type;
     s->model_path = sl_strdup(o->model_path);
     s->tmpl_name = o->chat_template ? sl_strdup(o->chat_template) : NULL;
     if (!s->model_path || (o->chat_template && !s->tmpl_name)) {

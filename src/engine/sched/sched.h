@@ -49,6 +49,7 @@ typedef struct sl_sched_opts {
     int prefill_chunk;      /* prompt tokens per step over all sequences; <= 0: 64 */
     const char *chat_template; /* family name (engine/chat); NULL: detected from the model */
     int block_tokens;       /* positions per KV block; <= 0: 16 */
+    const char *kv_type;    /* KV cache elements: "f16" or "f32"; NULL: "f16" */
 } sl_sched_opts;
 
 /* Fills o with the defaults (all automatic). */
@@ -56,7 +57,8 @@ void sl_sched_opts_default(sl_sched_opts *o);
 
 /* Starts a scheduler (o is copied) whose engine thread then loads the model.
  * Returns 0 and *out at once (free with sl_sched_destroy), SL_EINVAL (no
- * model path) or SL_ENOMEM / SL_EIO (no thread), with a message in err. */
+ * model path, an unknown kv_type) or SL_ENOMEM / SL_EIO (no thread), with a
+ * message in err. */
 int sl_sched_create(const sl_sched_opts *o, sl_sched **out, char *err, size_t errlen);
 /* Returns 0 when ready, SL_EAGAIN while loading, or the load's negative code
  * with its message in err. */

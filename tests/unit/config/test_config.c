@@ -356,6 +356,24 @@ static void test_error_wrong_type(void)
     expect_one_error("model_list: {a: 1}\n", SL_EINVAL, 1, 13, "model_list: expected a sequence");
 }
 
+/* kv_cache_type names one of the engine's two cache element types. */
+static void test_kv_cache_type(void)
+{
+    static const char *yaml = "model_list:\n  - model_name: m\n    params:\n      provider: local\n"
+                              "      model: /m.gguf\n      kv_cache_type: f32\n";
+    sl_config *c = NULL;
+    sl_config_diags d = {0};
+    EXPECT_EQ_INT(sl_config_load_string(yaml, strlen(yaml), "t.yaml", &c, &d), 0);
+    if (c) {
+        EXPECT_EQ_STR(c->backends[0].kv_cache_type, "f32");
+        sl_config_release(c);
+    }
+    sl_config_diags_free(&d);
+    expect_one_error("model_list:\n  - model_name: m\n    params:\n      provider: local\n"
+                     "      model: /m.gguf\n      kv_cache_type: q8_0\n",
+                     SL_EINVAL, 6, 22, "model_list[0].params.kv_cache_type: expected one of");
+}
+
 static void test_error_out_of_range(void)
 {
     expect_one_error("router_settings:\n  num_retries: 11\n", SL_EINVAL, 2, 16,
@@ -909,6 +927,7 @@ int main(void)
     RUN(test_defaults);
     RUN(test_router_regulation);
     RUN(test_error_wrong_type);
+    RUN(test_kv_cache_type);
     RUN(test_error_out_of_range);
     RUN(test_error_missing_required);
     RUN(test_error_unknown_key_suggestion);

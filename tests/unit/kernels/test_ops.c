@@ -103,6 +103,38 @@ static void attn_run(sl_kernel_isa isa, const float *q, const float *k, size_t s
     sl_kernel_attn_accum(o, scores, k, stride, n, hd);
 }
 
+/* The f16 kernels over rows rounded to f16 must equal the f32 kernels over
+ * the same rounded rows widened back, bitwise, on every ISA, whole and split
+ * in two calls (as over two cache blocks). */
+static void attn_f16_check(const float *q, const float *k, size_t stride, int n, int hd)
+{
+    uint16_t kh[31 * 133];
+    float kw[31 * 133], s1[31], s2[31], o1[128], o2[128];
+    sl_kernel_isa isa0 = sl_kernel_get_isa();
+    for (size_t i = 0; i < (size_t)n * stride; i++) {
+        kh[i] = sl_kernel_f32_to_fp16(k[i]);
+        kw[i] = sl_kernel_fp16_to_f32(kh[i]);
+    }
+    EXPECT_EQ_INT(sl_kernel_set_isa(SL_KISA_SCALAR), 0);
+    attn_run(SL_KISA_SCALAR, q, kw, stride, n, hd, s1, o1);
+    static const sl_kernel_isa isas[] = {SL_KISA_SCALAR, SL_KISA_AVX2, SL_KISA_AVX512};
+    for (size_t a = 0; a < sizeof isas / sizeof isas[0]; a++) {
+        if (sl_kernel_set_isa(isas[a]) != 0)
+            continue;
+        int cut = n / 2;
+        for (int i = 0; i < hd; i++)
+            o2[i] = 0.5f;
+        sl_kernel_attn_scores_f16(s2, q, kh, stride, cut, hd, 0.125f);
+        sl_kernel_attn_scores_f16(s2 + cut, q, kh + (size_t)cut * stride, stride, n - cut, hd,
+                                  0.125f);
+        sl_kernel_attn_accum_f16(o2, s1, kh, stride, cut, hd);
+        sl_kernel_attn_accum_f16(o2, s1 + cut, kh + (size_t)cut * stride, stride, n - cut, hd);
+        EXPECT_EQ_INT(memcmp(s1, s2, sizeof(float) * (size_t)n), 0);
+        EXPECT_EQ_INT(memcmp(o1, o2, sizeof(float) * (size_t)hd), 0);
+    }
+    sl_kernel_set_isa(isa0);
+}
+
 static void test_attention_kernels(void)
 {
     static const int hds[] = {1, 3, 8, 13, 16, 24, 64, 72, 128};
@@ -145,6 +177,7 @@ static void test_attention_kernels(void)
             sl_kernel_attn_accum(o2, s2 + cut, k + (size_t)cut * stride, stride, n - cut, hd);
             EXPECT_EQ_INT(memcmp(s1, s2, sizeof(float) * (size_t)n), 0);
             EXPECT_EQ_INT(memcmp(o1, o2, sizeof(float) * (size_t)hd), 0);
+            attn_f16_check(q, k, stride, n, hd);
         }
     sl_kernel_set_isa(isa0);
 }

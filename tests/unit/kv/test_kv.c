@@ -7,7 +7,7 @@ static void test_alloc_free_refcount(void)
 {
     sl_kv *kv = NULL;
     /* 2 layers x 8 floats x 4 positions x K and V = 128 floats = 512 bytes per block */
-    EXPECT_EQ_INT(sl_kv_create(2, 8, 4, 3 * 512 + 100, &kv), 0);
+    EXPECT_EQ_INT(sl_kv_create(2, 8, 4, 4, 3 * 512 + 100, &kv), 0);
     if (!kv)
         return;
     EXPECT_EQ_INT(sl_kv_n_blocks(kv), 3);
@@ -35,22 +35,35 @@ static void test_alloc_free_refcount(void)
     EXPECT_EQ_INT(st.used, 0);
     EXPECT_EQ_INT(st.free, 3);
     /* the layout: blocks are contiguous, V follows K within a layer */
-    float *kb, *vb;
+    void *kb, *vb;
     size_t bs, ls;
     sl_kv_layout(kv, &kb, &vb, &bs, &ls);
     EXPECT_EQ_UINT(bs, 128);
     EXPECT_EQ_UINT(ls, 64);
-    EXPECT_EQ_INT((int)(vb - kb), 32);
+    EXPECT_EQ_INT((int)((char *)vb - (char *)kb), 32 * 4);
     sl_kv_destroy(kv);
 
-    EXPECT_EQ_INT(sl_kv_create(2, 8, 4, 500, &kv), SL_EINVAL); /* below one block */
-    EXPECT_EQ_INT(sl_kv_create(0, 8, 4, 1 << 20, &kv), SL_EINVAL);
+    /* f16 elements: the same layout in elements, half the bytes per block */
+    EXPECT_EQ_INT(sl_kv_create(2, 8, 2, 4, 3 * 256 + 100, &kv), 0);
+    if (kv) {
+        EXPECT_EQ_INT(sl_kv_n_blocks(kv), 3);
+        EXPECT_EQ_UINT(sl_kv_block_bytes(kv), 256);
+        sl_kv_layout(kv, &kb, &vb, &bs, &ls);
+        EXPECT_EQ_UINT(bs, 128);
+        EXPECT_EQ_UINT(ls, 64);
+        EXPECT_EQ_INT((int)((char *)vb - (char *)kb), 32 * 2);
+        sl_kv_destroy(kv);
+    }
+
+    EXPECT_EQ_INT(sl_kv_create(2, 8, 4, 4, 500, &kv), SL_EINVAL); /* below one block */
+    EXPECT_EQ_INT(sl_kv_create(0, 8, 4, 4, 1 << 20, &kv), SL_EINVAL);
+    EXPECT_EQ_INT(sl_kv_create(2, 8, 3, 4, 1 << 20, &kv), SL_EINVAL); /* no 3-byte type */
 }
 
 static void test_prefix_index_and_lru(void)
 {
     sl_kv *kv = NULL;
-    EXPECT_EQ_INT(sl_kv_create(1, 4, 2, 4 * 64, &kv), 0); /* 4 blocks of 64 bytes */
+    EXPECT_EQ_INT(sl_kv_create(1, 4, 4, 2, 4 * 64, &kv), 0); /* 4 blocks of 64 bytes */
     if (!kv)
         return;
     EXPECT_EQ_INT(sl_kv_n_blocks(kv), 4);

@@ -16,7 +16,10 @@
  * With act_type >= 0, every vector that enters a weight product is first
  * rounded to float and through that activation format (quantize, then
  * dequantize with the kernels' row functions), which is what the engine does
- * for quantized weights. The products themselves stay exact in double. */
+ * for quantized weights. The products themselves stay exact in double.
+ * With kv_f16, every key (after rotation) and value is rounded to float and
+ * then to the nearest f16 before it is stored, as the engine's f16 cache
+ * stores them; attention then reads those rounded values. */
 #ifndef REF_FORWARD_H
 #define REF_FORWARD_H
 
@@ -25,6 +28,7 @@
 typedef struct ref_state {
     const fx_model *m;
     int act_type;  /* -1: exact activations */
+    bool kv_f16;   /* keys and values rounded through f16 (set after ref_init) */
     double *kc, *vc; /* [n_layer][n_ctx][kv_dim] */
     int pos;
 } ref_state;
@@ -33,6 +37,7 @@ static inline void ref_init(ref_state *s, const fx_model *m, int act_type)
 {
     s->m = m;
     s->act_type = act_type;
+    s->kv_f16 = false;
     size_t n = (size_t)m->c.n_layer * m->c.n_ctx * m->kv_dim;
     s->kc = calloc(n, sizeof(double));
     s->vc = calloc(n, sizeof(double));
@@ -136,6 +141,10 @@ static inline void ref_step(ref_state *s, int token, double *logits)
         }
         ref_rotate(m, q, c->n_head, pos);
         ref_rotate(m, k, c->n_head_kv, pos);
+        for (int i = 0; s->kv_f16 && i < m->kv_dim; i++) {
+            k[i] = sl_kernel_fp16_to_f32(sl_kernel_f32_to_fp16((float)k[i]));
+            v[i] = sl_kernel_fp16_to_f32(sl_kernel_f32_to_fp16((float)v[i]));
+        }
         for (int hh = 0; hh < c->n_head; hh++) {
             int kvh = hh / (c->n_head / c->n_head_kv);
             const double *qh = q + (size_t)hh * hd;

@@ -75,7 +75,7 @@ static void expected_greedy(const char *prompt, int n_tokens, char *out, size_t 
     sl_model_load(g, &m, err, sizeof err);
     sl_model_tokenizer_load(g, &t, err, sizeof err);
     sl_model_ctx *ctx = NULL;
-    sl_model_ctx_create(m, 96, 1, 1, &ctx);
+    sl_model_ctx_create(m, 96, 1, 1, SL_MODEL_KV_DEFAULT, &ctx);
     int32_t *ids = NULL, gen[128];
     size_t n = 0;
     sl_tok_encode(t, prompt, strlen(prompt), true, false, &ids, &n);

@@ -371,9 +371,9 @@ static void test_preemption(void)
     settled_stats(s, &st, N);
     EXPECT_EQ_INT(st.preemptions, 0);
     sl_sched_destroy(s);
-    /* 2 layers x 2 kv heads x 16 dims x K,V x 4 bytes = 512 bytes per position;
-     * 30 blocks of 4 positions: about 3 requests' worth */
-    s = open_sched(N, 30 * 4 * 512, 2, 64, 4);
+    /* 2 layers x 2 kv heads x 16 dims x K,V x 2 bytes (the f16 cache) = 256
+     * bytes per position; 30 blocks of 4 positions: about 3 requests' worth */
+    s = open_sched(N, 30 * 4 * 256, 2, 64, 4);
     if (!s)
         return;
     run_all(s, got, N, false);
@@ -533,7 +533,7 @@ static void test_soak(void)
     static result r[N];
     static char prompts[N][128];
     memset(r, 0, sizeof r);
-    sl_sched *s = open_sched(16, 40 * 4 * 512, 2, 24, 4);
+    sl_sched *s = open_sched(16, 40 * 4 * 256, 2, 24, 4); /* 40 blocks of 4 f16 positions */
     if (!s)
         return;
     uint64_t ids[N];

@@ -129,7 +129,7 @@ static void test_export_loads_with_same_logits(void)
         if (mod) {
             EXPECT(sl_model_get_hparams(mod)->tied_output);
             EXPECT(!sl_model_get_hparams(mod)->rope_neox);
-            EXPECT_EQ_INT(sl_model_ctx_create(mod, 16, 16, 1, &ctx), 0);
+            EXPECT_EQ_INT(sl_model_ctx_create(mod, 16, 16, 1, SL_KT_F32, &ctx), 0);
             float *lg = malloc(sizeof(float) * 16 * (size_t)hp.n_vocab);
             EXPECT_EQ_INT(sl_model_forward(ctx, toks, 16, 0, lg, true, NULL), 0);
             double worst = 0, spread = 0;
