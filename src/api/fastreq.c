@@ -264,8 +264,8 @@ static int read_number(fdec *f, bool *is_int, int64_t *i, double *d)
     char *end;
     errno = 0;
     double v = strtod(tmp, &end);
-    if (end != tmp + len || errno == ERANGE)
-        return UNSUP; /* overflow the full parser refuses; underflow it keeps, but rare enough to leave */
+    if (end != tmp + len || (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL)))
+        return UNSUP; /* overflow, which the full parser refuses; it keeps underflow, as here */
     *is_int = false;
     *d = v;
     return 0;
