@@ -20,7 +20,10 @@
  *   - values of the types and ranges request.c accepts for the key, JSON
  *     null where request.c reads null as absent;
  *   - stream_options: null, or an object whose only key is include_usage
- *     (a boolean or null).
+ *     (a boolean or null). For a stream the upstream body replaces that
+ *     whole value with {"include_usage":true} (so null, {} and false all
+ *     become true, as the full path's re-serialisation makes them), while
+ *     r->include_usage keeps what the client sent.
  * Nesting is at most 3 (root, messages, a message), well under
  * SL_API_MAX_DEPTH: no value of unbounded shape is ever walked.
  *
@@ -559,8 +562,8 @@ static int read_member(fdec *f, root_key k)
 int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out)
 {
     *out = NULL;
-    if ((unsigned)kind >= SL_ARRAY_LEN(allowed_keys))
-        return UNSUP;
+    if (len == 0 || (unsigned)kind >= SL_ARRAY_LEN(allowed_keys))
+        return UNSUP; /* body may be NULL when empty */
     sl_request *r = sl_arena_calloc(arena, sizeof *r);
     if (!r)
         return UNSUP;
