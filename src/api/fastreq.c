@@ -12,8 +12,9 @@
  *
  * It accepts only a whitelist, declining everything else:
  *   - strict RFC 8259 JSON (the lexing of internal.h: no \u0000, no unpaired
- *     surrogate escape, valid UTF-8, integers of at most 18 digits, reals
- *     strtod reads without range error), whose root is an object;
+ *     surrogate escape, valid UTF-8, integers of at most 18 digits, reals of
+ *     at most 15 significant digits that strtod reads without overflow),
+ *     whose root is an object;
  *   - top-level keys from the kind's list below, none repeated, none escaped;
  *   - chat messages: objects holding role, content (a string), name and
  *     tool_call_id only, none repeated;
@@ -258,6 +259,19 @@ static int read_number(fdec *f, bool *is_int, int64_t *i, double *d)
         *d = (double)*i;
         return 0;
     }
+    /* The full path sends reals upstream with 15 significant digits
+     * (SL_API_JSON_DUMP_FLAGS); a real of at most 15 digits reads back as the
+     * same double from either text, one with more would not. */
+    int sig = 0;
+    bool lead = true;
+    for (const unsigned char *q = n.start; q < n.end && *q != 'e' && *q != 'E'; q++) {
+        if (!lex_is_digit(*q) || (lead && *q == '0'))
+            continue;
+        lead = false;
+        sig++;
+    }
+    if (sig > 15)
+        return UNSUP;
     char tmp[64];
     size_t len = (size_t)(n.end - n.start);
     if (len >= sizeof tmp)

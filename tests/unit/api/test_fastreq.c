@@ -451,6 +451,9 @@ static void test_declines(void)
         {SL_API_CHAT, CHAT(",'seed':9223372036854775807")},
         {SL_API_CHAT, CHAT(",'seed':1e99999")},
         {SL_API_CHAT, CHAT(",'temperature':1e400")},
+        /* more than 15 significant digits: the full path's upstream body rounds them */
+        {SL_API_CHAT, CHAT(",'temperature':0.30000000000000004")},
+        {SL_API_CHAT, CHAT(",'top_p':1.0000000000000000")},
         {SL_API_CHAT, CHAT(",'temperature':01")},
         {SL_API_CHAT, CHAT(",'temperature':1.")},
         {SL_API_CHAT, CHAT(",'temperature':.5")},
@@ -504,6 +507,8 @@ static void test_accepts(void)
         {SL_API_CHAT, CHAT(",'stream':false")},
         {SL_API_CHAT, CHAT(",'stream':true,'stream_options':{'include_usage':true}")},
         {SL_API_CHAT, CHAT(",'temperature':1e-400")},
+        {SL_API_CHAT, CHAT(",'temperature':0.123456789012345,'top_p':0.000000000000000000001,'seed':-0.0")},
+        {SL_API_CHAT, CHAT(",'temperature':4.94065645841247e-324,'frequency_penalty':1.99999999999999")},
         {SL_API_CHAT, "{'messages':[{'content':'x','role':'user'}],'model':'m'}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'assistant','content':'','name':'bot'}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'user','content':'\\u0041\\u00e9\\u20ac\\uD83D\\uDE00'}]}"},
