@@ -18,9 +18,17 @@
  *
  * Limits: JSON nesting deeper than SL_API_MAX_DEPTH is refused before the
  * parser sees it (the parser's own limit is 2048 and recursive). Body size is
- * the HTTP layer's job. Duplicate object keys are accepted, the last wins; the
- * upstream body is re-serialised from the decoded tree, so the upstream always
- * sees exactly the values that were validated here.
+ * the HTTP layer's job.
+ *
+ * The upstream sees exactly the values validated here. Requests are decoded
+ * one of two ways. Common requests (only whitelisted keys with plain values,
+ * see fastreq.c) are read by a strict single-pass scanner without building a
+ * tree; their upstream body is the client's own bytes with only the model
+ * value replaced (and stream_options set for streams). That scanner declines
+ * any repeated key, so no upstream parser, whichever duplicate it would keep,
+ * can read a value other than the one validated. Everything else goes
+ * through jansson's tree: duplicate keys are accepted there, the last wins,
+ * and the upstream body is re-serialised from the decoded tree.
  *
  * JSON trees are jansson's (json_t) and use jansson's allocator.
  */
@@ -146,25 +154,41 @@ typedef struct sl_request {
     const char *response_format_type; /* "text", "json_object", "json_schema"; NULL when absent */
     /* The whole decoded request object, one reference owned by the request.
      * tools, tool_choice, response_format, logit_bias and every unknown field
-     * live only here and are passed upstream untouched. */
+     * live only here and are passed upstream untouched. NULL when the fast
+     * decoder read the request (raw is set then): such a request holds no
+     * field beyond the ones above, so readers of extension keys (top_k, ...)
+     * find none, rightly. */
     json_t *body;
+    /* Set by the fast decoder instead of body, NULL otherwise: the client's
+     * bytes, copied into the arena (they live as long as the request), strict
+     * JSON with no repeated key, every member validated above. The offsets
+     * are byte offsets into raw and let sl_api_upstream_body splice it. */
+    const char *raw;
+    size_t raw_len;
+    size_t raw_model_off, raw_model_len; /* the model value, quotes included */
+    size_t raw_so_off, raw_so_len;       /* the stream_options value; raw_so_len 0 when absent */
+    size_t raw_close_off;                /* the root object's closing '}' */
 } sl_request;
 
 /* Decodes and validates an OpenAI request body of the given kind. On success
- * *out is allocated in arena (strings too) and holds a json reference that
- * sl_request_release drops. On failure returns SL_EPARSE (not JSON) or
+ * *out is allocated in arena (strings too) and holds either a json reference
+ * (body) that sl_request_release drops or, when the fast decoder read it, an
+ * arena copy of the bytes (raw). On failure returns SL_EPARSE (not JSON) or
  * SL_EINVAL (invalid request), *out is NULL and err says why (status 400,
  * param names the field, e.g. "messages[2].content", "temperature", "stop"). */
 int sl_api_decode_request(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out,
                           sl_api_error *err);
-/* Drops the json reference; arena memory dies with the arena. NULL is a no-op. */
+/* Drops the json reference if any; arena memory dies with the arena. NULL is a no-op. */
 void sl_request_release(sl_request *r);
 
 /* Appends the body to send upstream to out: the client's body with "model"
  * replaced by upstream_model and, for streaming chat/completions,
  * stream_options.include_usage forced true so that the gateway can count
  * tokens (r->include_usage remembers what the client asked; drop usage-only
- * chunks when it is false). r is not modified. Returns 0, SL_ETOOBIG,
+ * chunks when it is false). From the tree it is re-serialised compactly; from
+ * raw it is the client's bytes with the model value and the stream_options
+ * value replaced ({"include_usage":true}; inserted before the closing brace
+ * when absent). r is not modified. Returns 0, SL_ETOOBIG,
  * SL_ENOMEM, or SL_EINVAL when upstream_model is not UTF-8 (out unchanged on failure). */
 int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf *out);
 

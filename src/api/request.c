@@ -5,16 +5,14 @@
  * message says what was expected. JSON null for an optional field means
  * "absent", as OpenAI treats it. Fields this file does not know are left in
  * r->body and reach the upstream untouched. */
-#include "api/api.h"
+#include "api/internal.h"
 
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Longest model name accepted; routing keys are short, and the name lands in
- * logs and metrics labels. */
-#define MODEL_MAX_LEN 256
+#define MODEL_MAX_LEN SL_API_MODEL_MAX_LEN
 
 typedef struct vctx {
     sl_arena *arena;
@@ -812,6 +810,14 @@ static int decode_model(vctx *v, json_t *root, sl_request *r)
 int sl_api_decode_request(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out,
                           sl_api_error *err)
 {
+    if (sl_api_decode_fast(kind, body, len, arena, out) == 0)
+        return 0;
+    return sl_api_decode_full(kind, body, len, arena, out, err);
+}
+
+int sl_api_decode_full(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out,
+                       sl_api_error *err)
+{
     vctx v = {arena, err, kind};
     *out = NULL;
     if (len == 0) {
@@ -1049,6 +1055,8 @@ int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf
     if (!model)
         return SL_EINVAL;
     json_decref(model);
+    if (r->raw)
+        return sl_api_upstream_body_fast(r, upstream_model, out);
     bool force_usage = r->stream && r->kind != SL_API_EMBEDDINGS;
     size_t mark = out->len;
     int rc = sl_buf_append_char(out, '{');

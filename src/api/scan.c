@@ -14,14 +14,11 @@
  * digits, a real whose size it cannot bound) makes it return
  * SL_EUNSUPPORTED, and the caller asks the full parser, which then decides.
  * tests/fuzz/api_scan.c checks this contract against the tree readers. */
-#include "api/api.h"
+#include "api/internal.h"
 
 #include <string.h>
 
-typedef struct scan_cur {
-    const unsigned char *p, *end;
-    int depth;
-} scan_cur;
+typedef lex_cur scan_cur;
 
 /* Which object a member belongs to: decides which keys matter. */
 typedef enum { OBJ_SKIP, OBJ_ROOT, OBJ_CHOICE, OBJ_DELTA, OBJ_USAGE, OBJ_DETAILS } obj_kind;
@@ -55,221 +52,24 @@ typedef struct obj_state {
 
 #define UNSUP SL_EUNSUPPORTED
 
-static inline void skip_ws(scan_cur *c)
-{
-    /* compact JSON has none: one comparison settles the usual case */
-    while (c->p < c->end && *c->p <= ' ' &&
-           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
-
-static int hex4(const unsigned char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        unsigned char h = p[i];
-        unsigned d;
-        if (h >= '0' && h <= '9')
-            d = h - '0';
-        else if (h >= 'a' && h <= 'f')
-            d = h - 'a' + 10;
-        else if (h >= 'A' && h <= 'F')
-            d = h - 'A' + 10;
-        else
-            return UNSUP;
-        v = v << 4 | d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (2..4 bytes, no overlongs,
- * no surrogates, at most U+10FFFF), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char b = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (b >= 0xC2 && b <= 0xDF) {
-        n = 2;
-    } else if (b >= 0xE0 && b <= 0xEF) {
-        n = 3;
-        if (b == 0xE0)
-            lo = 0xA0;
-        else if (b == 0xED)
-            hi = 0x9F;
-    } else if (b >= 0xF0 && b <= 0xF4) {
-        n = 4;
-        if (b == 0xF0)
-            lo = 0x90;
-        else if (b == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-/* Bytes that may appear raw inside a string without a closer look: printable
- * ASCII except '"' and '\\'. */
-static const bool plain_byte[256] = {
-    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1,
-};
-
-/* The first byte at or after p that is not plain (a control byte, '"', '\\'
- * or a byte >= 0x80), or end. Eight bytes at a time: the hot loop of the
- * relay's chunk scan. */
-static const unsigned char *skip_plain(const unsigned char *p, const unsigned char *end)
-{
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    while (end - p >= 8) {
-        uint64_t x;
-        memcpy(&x, p, 8);
-        uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
-        /* the high bit of a byte of t is set when the byte is < 0x20, '"', '\\'
-         * or >= 0x80, or when a borrow from such a byte below it reaches it;
-         * so the lowest set bit marks the first byte that is not plain */
-        uint64_t t = ((x - ones * 0x20) | (q - ones) | (bs - ones) | x) & highs;
-        if (t)
-            return p + (__builtin_ctzll(t) >> 3);
-        p += 8;
-    }
-#endif
-    while (p < end && plain_byte[*p])
-        p++;
-    return p;
-}
-
-/* Passes a string (c->p at its opening quote). *raw and *raw_len: the bytes
- * between the quotes; *escaped tells whether a backslash occurs in them. */
-static int scan_string(scan_cur *c, const unsigned char **raw, size_t *raw_len, bool *escaped)
-{
-    const unsigned char *p = c->p + 1, *end = c->end;
-    bool esc = false;
-    *raw = p;
-    for (;;) {
-        p = skip_plain(p, end);
-        if (p >= end)
-            return UNSUP;
-        unsigned char b = *p;
-        if (b == '"')
-            break;
-        if (b < 0x20)
-            return UNSUP;
-        if (b < 0x80 && b != '\\') {
-            p++;
-            continue;
-        }
-        if (b >= 0x80) {
-            size_t n = utf8_seq(p, end);
-            if (!n)
-                return UNSUP;
-            p += n;
-            continue;
-        }
-        esc = true;
-        if (end - p < 2)
-            return UNSUP;
-        unsigned char e = p[1];
-        if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
-            p += 2;
-            continue;
-        }
-        if (e != 'u' || end - p < 6)
-            return UNSUP;
-        unsigned v;
-        if (hex4(p + 2, &v))
-            return UNSUP;
-        p += 6;
-        if (v == 0 || (v >= 0xDC00 && v <= 0xDFFF))
-            return UNSUP; /* NUL, or a low surrogate without its high half */
-        if (v >= 0xD800 && v <= 0xDBFF) {
-            unsigned lo;
-            if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-                return UNSUP;
-            p += 6;
-        }
-    }
-    *raw_len = (size_t)(p - *raw);
-    *escaped = esc;
-    c->p = p + 1;
-    return 0;
-}
-
-static bool is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
-
-/* Passes a number, by JSON's grammar. Integers of up to 18 digits always fit
- * the full parser's 64-bit integers; a real is accepted only when its size
- * is bounded below 1e301 (the full parser refuses reals that overflow a
- * double; underflow is accepted by both). */
+/* Passes a number. Integers of up to 18 digits always fit the full
+ * parser's 64-bit integers; a real is accepted only when its size is bounded
+ * below 1e301 (the full parser refuses reals that overflow a double;
+ * underflow is accepted by both). */
 static int scan_number(scan_cur *c, val_info *v)
 {
-    const unsigned char *p = c->p, *end = c->end;
-    bool neg = false;
-    if (p < end && *p == '-') {
-        neg = true;
-        p++;
-    }
-    const unsigned char *int_start = p;
-    if (p >= end || !is_digit(*p))
+    lex_num n;
+    if (lex_number(c, &n))
         return UNSUP;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    size_t int_digits = (size_t)(p - int_start);
-    bool real = false;
-    if (p < end && *p == '.') {
-        real = true;
-        p++;
-        if (p >= end || !is_digit(*p))
-            return UNSUP;
-        while (p < end && is_digit(*p))
-            p++;
-    }
-    long exp = 0;
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        real = true;
-        p++;
-        bool eneg = false;
-        if (p < end && (*p == '+' || *p == '-'))
-            eneg = *p++ == '-';
-        const unsigned char *e0 = p;
-        while (p < end && is_digit(*p)) {
-            if (p - e0 >= 4)
-                return UNSUP; /* 5+ exponent digits: not bounded here */
-            exp = exp * 10 + (*p - '0');
-            p++;
-        }
-        if (p == e0)
-            return UNSUP;
-        if (eneg)
-            exp = -exp;
-    }
-    if (real) {
+    if (n.real) {
         /* |value| < 10^(int_digits + exp) */
-        if ((long)int_digits + exp > 300)
+        if ((long)n.int_digits + n.exp > 300)
             return UNSUP;
         v->type = VAL_REAL;
-    } else {
-        if (int_digits > 18)
-            return UNSUP;
-        int64_t x = 0;
-        for (const unsigned char *q = int_start; q < p; q++)
-            x = x * 10 + (*q - '0');
-        v->type = VAL_INT;
-        v->i = neg ? -x : x;
+        return 0;
     }
-    c->p = p;
-    return 0;
+    v->type = VAL_INT;
+    return lex_int_value(&n, &v->i);
 }
 
 static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *child, val_info *v);
@@ -388,7 +188,7 @@ static obj_kind child_kind(obj_kind k, int id, bool *choices)
 static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
 {
     c->p++;
-    skip_ws(c);
+    lex_skip_ws(c);
     if (c->p < c->end && *c->p == '}') {
         c->p++;
         return 0;
@@ -399,7 +199,7 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
         const unsigned char *key;
         size_t key_len;
         bool escaped;
-        if (scan_string(c, &key, &key_len, &escaped))
+        if (lex_string(c, &key, &key_len, &escaped))
             return UNSUP;
         int id = 0;
         if (k != OBJ_SKIP) {
@@ -412,11 +212,11 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
                 st->seen |= 1u << id;
             }
         }
-        skip_ws(c);
+        lex_skip_ws(c);
         if (c->p >= c->end || *c->p != ':')
             return UNSUP;
         c->p++;
-        skip_ws(c);
+        lex_skip_ws(c);
         bool choices;
         obj_kind ck = id ? child_kind(k, id, &choices) : OBJ_SKIP;
         if (!id)
@@ -429,7 +229,7 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
             return UNSUP;
         if (id)
             apply_member(k, id, &v, &child, st);
-        skip_ws(c);
+        lex_skip_ws(c);
         if (c->p >= c->end)
             return UNSUP;
         if (*c->p == '}') {
@@ -439,7 +239,7 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
         if (*c->p != ',')
             return UNSUP;
         c->p++;
-        skip_ws(c);
+        lex_skip_ws(c);
     }
 }
 
@@ -448,7 +248,7 @@ static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
 static int scan_array(scan_cur *c, bool choices, obj_state *st, val_info *v)
 {
     c->p++;
-    skip_ws(c);
+    lex_skip_ws(c);
     size_t n = 0;
     if (c->p < c->end && *c->p == ']') {
         c->p++;
@@ -467,7 +267,7 @@ static int scan_array(scan_cur *c, bool choices, obj_state *st, val_info *v)
             st->any_content = st->any_content || el.content;
             st->any_finish = st->any_finish || el.finish;
         }
-        skip_ws(c);
+        lex_skip_ws(c);
         if (c->p >= c->end)
             return UNSUP;
         if (*c->p == ']') {
@@ -477,19 +277,10 @@ static int scan_array(scan_cur *c, bool choices, obj_state *st, val_info *v)
         if (*c->p != ',')
             return UNSUP;
         c->p++;
-        skip_ws(c);
+        lex_skip_ws(c);
     }
     st->n_choices = n;
     v->nonempty = true;
-    return 0;
-}
-
-static int scan_literal(scan_cur *c, const char *word)
-{
-    size_t n = strlen(word);
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n))
-        return UNSUP;
-    c->p += n;
     return 0;
 }
 
@@ -521,7 +312,7 @@ static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *chil
         const unsigned char *raw;
         size_t n;
         bool escaped;
-        if (scan_string(c, &raw, &n, &escaped))
+        if (lex_string(c, &raw, &n, &escaped))
             return UNSUP;
         v->type = VAL_STRING;
         v->nonempty = n > 0; /* no escape decodes to nothing (\u0000 is refused) */
@@ -529,13 +320,13 @@ static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *chil
     }
     case 't':
         v->type = VAL_LITERAL;
-        return scan_literal(c, "true");
+        return lex_literal(c, "true", 4);
     case 'f':
         v->type = VAL_LITERAL;
-        return scan_literal(c, "false");
+        return lex_literal(c, "false", 5);
     case 'n':
         v->type = VAL_LITERAL;
-        return scan_literal(c, "null");
+        return lex_literal(c, "null", 4);
     default:
         return scan_number(c, v);
     }
@@ -545,7 +336,7 @@ int sl_api_scan_upstream(const char *data, size_t len, sl_api_scan *out)
 {
     memset(out, 0, sizeof *out);
     scan_cur c = {.p = (const unsigned char *)data, .end = (const unsigned char *)data + len, .depth = 0};
-    skip_ws(&c);
+    lex_skip_ws(&c);
     if (c.p >= c.end || *c.p != '{')
         return UNSUP;
     obj_state root;
@@ -553,7 +344,7 @@ int sl_api_scan_upstream(const char *data, size_t len, sl_api_scan *out)
     val_info v;
     if (scan_value(&c, OBJ_ROOT, false, &root, &v))
         return UNSUP;
-    skip_ws(&c);
+    lex_skip_ws(&c);
     if (c.p != c.end)
         return UNSUP;
     size_t n = root.choices_array ? root.n_choices : 0;

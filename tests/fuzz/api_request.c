@@ -1,9 +1,10 @@
-/* Fuzzes request decoding. The first byte picks the kind (mod 3), the rest is
- * the body. A request that decodes must also build an upstream body that is
+/* Fuzzes request decoding through jansson's tree (sl_api_decode_full: the
+ * fast decoder is held to it by api_request_fast.c). The first byte picks the
+ * kind (mod 3), the rest is the body. A request that decodes must also build an upstream body that is
  * itself a JSON object carrying the replaced model, byte for byte what
  * jansson's own serialiser writes for the same change (the reference below),
  * and its error body when it does not decode must be valid JSON. */
-#include "api/api.h"
+#include "api/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl_api_error err;
     sl_buf out;
     sl_buf_init(&out, 1 << 22);
-    int rc = sl_api_decode_request(kind, body, len, arena, &r, &err);
+    int rc = sl_api_decode_full(kind, body, len, arena, &r, &err);
     if (rc == 0) {
         if (!r || !r->model || !json_is_object(r->body))
             abort();

@@ -1,0 +1,339 @@
+/*
+ * api internals: what the files of src/api share and nothing outside it (or
+ * its tests) may use.
+ *
+ * 1. Strict JSON lexing for the allocation-free scanners (scan.c for upstream
+ *    bodies, fastreq.c for client requests). Each helper accepts only text
+ *    that jansson (the full parser) accepts with the same meaning, and returns
+ *    SL_EUNSUPPORTED for anything else, including text that is valid JSON but
+ *    that the scanners leave to the full parser (\u0000, unpaired surrogate
+ *    escapes, exponents of 5+ digits). A scanner answers only when every
+ *    helper it called succeeded.
+ * 2. The two request decoders behind sl_api_decode_request, callable alone so
+ *    that tests can hold the fast one to the full one.
+ */
+#ifndef SL_API_INTERNAL_H
+#define SL_API_INTERNAL_H
+
+#include "api/api.h"
+
+#include <string.h>
+
+/* Longest model name accepted; routing keys are short, and the name lands in
+ * logs and metrics labels. */
+#define SL_API_MODEL_MAX_LEN 256
+
+/* ---- lexing ---- */
+
+typedef struct lex_cur {
+    const unsigned char *p, *end;
+    int depth; /* open objects and arrays, for callers that track it */
+} lex_cur;
+
+static inline void lex_skip_ws(lex_cur *c)
+{
+    /* compact JSON has none: one comparison settles the usual case */
+    while (c->p < c->end && *c->p <= ' ' &&
+           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* Four hex digits at p (the caller checked that they are there). */
+static inline int lex_hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char h = p[i];
+        unsigned d;
+        if (h >= '0' && h <= '9')
+            d = h - '0';
+        else if (h >= 'a' && h <= 'f')
+            d = h - 'a' + 10;
+        else if (h >= 'A' && h <= 'F')
+            d = h - 'A' + 10;
+        else
+            return SL_EUNSUPPORTED;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (2..4 bytes, no overlongs,
+ * no surrogates, at most U+10FFFF), or 0 when it is not one. */
+static inline size_t lex_utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char b = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (b >= 0xC2 && b <= 0xDF) {
+        n = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+        n = 3;
+        if (b == 0xE0)
+            lo = 0xA0;
+        else if (b == 0xED)
+            hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        n = 4;
+        if (b == 0xF0)
+            lo = 0x90;
+        else if (b == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* Bytes that may appear raw inside a string without a closer look: printable
+ * ASCII except '"' and '\\'. */
+static const bool lex_plain_byte[256] = {
+    [0x20] = 1, [0x21] = 1, [0x23 ... 0x5B] = 1, [0x5D ... 0x7F] = 1,
+};
+
+/* The first byte at or after p that is not plain (a control byte, '"', '\\'
+ * or a byte >= 0x80), or end. Eight bytes at a time: the hot loop of both
+ * scanners. */
+static inline const unsigned char *lex_skip_plain(const unsigned char *p, const unsigned char *end)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    while (end - p >= 8) {
+        uint64_t x;
+        memcpy(&x, p, 8);
+        uint64_t q = x ^ (ones * '"'), bs = x ^ (ones * '\\');
+        /* the high bit of a byte of t is set when the byte is < 0x20, '"', '\\'
+         * or >= 0x80, or when a borrow from such a byte below it reaches it;
+         * so the lowest set bit marks the first byte that is not plain */
+        uint64_t t = ((x - ones * 0x20) | (q - ones) | (bs - ones) | x) & highs;
+        if (t)
+            return p + (__builtin_ctzll(t) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && lex_plain_byte[*p])
+        p++;
+    return p;
+}
+
+/* Passes a string (c->p at its opening quote). *raw and *raw_len: the bytes
+ * between the quotes; *escaped tells whether a backslash occurs in them.
+ * Refuses raw control bytes, invalid UTF-8, unknown escapes, \u0000 and
+ * unpaired surrogate escapes; so every accepted string decodes (see
+ * lex_decode) to valid UTF-8 without NUL, as jansson decodes it, and is empty
+ * exactly when raw_len is 0. */
+static inline int lex_string(lex_cur *c, const unsigned char **raw, size_t *raw_len, bool *escaped)
+{
+    const unsigned char *p = c->p + 1, *end = c->end;
+    bool esc = false;
+    *raw = p;
+    for (;;) {
+        p = lex_skip_plain(p, end);
+        if (p >= end)
+            return SL_EUNSUPPORTED;
+        unsigned char b = *p;
+        if (b == '"')
+            break;
+        if (b < 0x20)
+            return SL_EUNSUPPORTED;
+        if (b < 0x80 && b != '\\') {
+            p++;
+            continue;
+        }
+        if (b >= 0x80) {
+            size_t n = lex_utf8_seq(p, end);
+            if (!n)
+                return SL_EUNSUPPORTED;
+            p += n;
+            continue;
+        }
+        esc = true;
+        if (end - p < 2)
+            return SL_EUNSUPPORTED;
+        unsigned char e = p[1];
+        if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' || e == 'r' || e == 't') {
+            p += 2;
+            continue;
+        }
+        if (e != 'u' || end - p < 6)
+            return SL_EUNSUPPORTED;
+        unsigned v;
+        if (lex_hex4(p + 2, &v))
+            return SL_EUNSUPPORTED;
+        p += 6;
+        if (v == 0 || (v >= 0xDC00 && v <= 0xDFFF))
+            return SL_EUNSUPPORTED; /* NUL, or a low surrogate without its high half */
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            unsigned lo;
+            if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || lex_hex4(p + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                return SL_EUNSUPPORTED;
+            p += 6;
+        }
+    }
+    *raw_len = (size_t)(p - *raw);
+    *escaped = esc;
+    c->p = p + 1;
+    return 0;
+}
+
+/* Decodes n raw bytes that lex_string accepted into dst (room for n bytes:
+ * no escape decodes to more bytes than it takes), the way jansson decodes
+ * them. Returns the decoded length. */
+static inline size_t lex_decode(const unsigned char *raw, size_t n, char *dst)
+{
+    const unsigned char *p = raw, *end = raw + n;
+    char *d = dst;
+    while (p < end) {
+        const unsigned char *q = p;
+        while (q < end && *q != '\\')
+            q++;
+        memcpy(d, p, (size_t)(q - p));
+        d += q - p;
+        if (q == end)
+            break;
+        unsigned char e = q[1];
+        p = q + 2;
+        switch (e) {
+        case 'b': *d++ = '\b'; continue;
+        case 'f': *d++ = '\f'; continue;
+        case 'n': *d++ = '\n'; continue;
+        case 'r': *d++ = '\r'; continue;
+        case 't': *d++ = '\t'; continue;
+        case 'u': break;
+        default: *d++ = (char)e; continue; /* '"', '\\', '/' */
+        }
+        unsigned v = 0, lo = 0xDC00;
+        lex_hex4(p, &v);
+        p += 4;
+        if (v >= 0xD800 && v <= 0xDBFF) { /* lex_string saw the low half follow */
+            lex_hex4(p + 2, &lo);
+            p += 6;
+            v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        if (v < 0x80) {
+            *d++ = (char)v;
+        } else if (v < 0x800) {
+            *d++ = (char)(0xC0 | v >> 6);
+            *d++ = (char)(0x80 | (v & 0x3F));
+        } else if (v < 0x10000) {
+            *d++ = (char)(0xE0 | v >> 12);
+            *d++ = (char)(0x80 | (v >> 6 & 0x3F));
+            *d++ = (char)(0x80 | (v & 0x3F));
+        } else {
+            *d++ = (char)(0xF0 | v >> 18);
+            *d++ = (char)(0x80 | (v >> 12 & 0x3F));
+            *d++ = (char)(0x80 | (v >> 6 & 0x3F));
+            *d++ = (char)(0x80 | (v & 0x3F));
+        }
+    }
+    return (size_t)(d - dst);
+}
+
+static inline bool lex_is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
+
+/* A number token by JSON's grammar. */
+typedef struct lex_num {
+    const unsigned char *start, *end; /* the whole token */
+    bool neg, real;                   /* real: it has a fraction or an exponent */
+    size_t int_digits;                /* digits before any '.' */
+    long exp;                         /* the exponent's value (|exp| < 10000) */
+} lex_num;
+
+/* Passes a number at c->p. Exponents of 5 or more digits are refused: the
+ * callers could not bound the value. */
+static inline int lex_number(lex_cur *c, lex_num *n)
+{
+    const unsigned char *p = c->p, *end = c->end;
+    n->start = p;
+    n->neg = false;
+    n->real = false;
+    n->exp = 0;
+    if (p < end && *p == '-') {
+        n->neg = true;
+        p++;
+    }
+    const unsigned char *int_start = p;
+    if (p >= end || !lex_is_digit(*p))
+        return SL_EUNSUPPORTED;
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < end && lex_is_digit(*p))
+            p++;
+    }
+    n->int_digits = (size_t)(p - int_start);
+    if (p < end && *p == '.') {
+        n->real = true;
+        p++;
+        if (p >= end || !lex_is_digit(*p))
+            return SL_EUNSUPPORTED;
+        while (p < end && lex_is_digit(*p))
+            p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        n->real = true;
+        p++;
+        bool eneg = false;
+        if (p < end && (*p == '+' || *p == '-'))
+            eneg = *p++ == '-';
+        const unsigned char *e0 = p;
+        while (p < end && lex_is_digit(*p)) {
+            if (p - e0 >= 4)
+                return SL_EUNSUPPORTED;
+            n->exp = n->exp * 10 + (*p - '0');
+            p++;
+        }
+        if (p == e0)
+            return SL_EUNSUPPORTED;
+        if (eneg)
+            n->exp = -n->exp;
+    }
+    n->end = p;
+    c->p = p;
+    return 0;
+}
+
+/* The value of an integer token of at most 18 digits (always inside the full
+ * parser's 64-bit range); SL_EUNSUPPORTED for longer ones and reals. */
+static inline int lex_int_value(const lex_num *n, int64_t *out)
+{
+    if (n->real || n->int_digits > 18)
+        return SL_EUNSUPPORTED;
+    int64_t x = 0;
+    for (const unsigned char *q = n->start + n->neg; q < n->end; q++)
+        x = x * 10 + (*q - '0');
+    *out = n->neg ? -x : x;
+    return 0;
+}
+
+static inline int lex_literal(lex_cur *c, const char *word, size_t n)
+{
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n))
+        return SL_EUNSUPPORTED;
+    c->p += n;
+    return 0;
+}
+
+/* ---- the two request decoders ----
+ * sl_api_decode_request tries the fast one, then the full one. */
+
+/* The fast decoder (fastreq.c): 0 and *out (arena-allocated, body NULL, raw
+ * set) only when sl_api_decode_full would accept the bytes and fill the same
+ * fields; otherwise SL_EUNSUPPORTED, *out NULL, and err untouched (it never
+ * reports errors). On a decline the arena may hold some of its strings. */
+int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out);
+/* The full decoder (request.c): jansson's tree and the validator, with every
+ * error message. Same contract as sl_api_decode_request. */
+int sl_api_decode_full(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out,
+                       sl_api_error *err);
+/* sl_api_upstream_body for a request with raw set (fastreq.c); upstream_model
+ * already checked to be UTF-8. */
+int sl_api_upstream_body_fast(const sl_request *r, const char *upstream_model, sl_buf *out);
+
+#endif
