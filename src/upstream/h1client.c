@@ -277,6 +277,8 @@ static void conn_release(h1_conn *c, bool reusable)
     c->host->idle = c;
     hp->n_idle++;
     conn_read_start(c); /* a close or stray bytes now close it at once */
+    /* Like libcurl's cache, idle connections do not keep the loop running. */
+    uv_unref((uv_handle_t *)&c->tcp);
     pool_dispatch(hp);
 }
 
@@ -548,6 +550,7 @@ static bool xfer_acquire(h1_xfer *x)
     if (h->idle) {
         h1_conn *c = h->idle;
         idle_unlink(c);
+        uv_ref((uv_handle_t *)&c->tcp);
         c->state = C_ACTIVE;
         c->x = x;
         x->conn = c;

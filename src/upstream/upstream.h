@@ -18,6 +18,9 @@
  * (and http:// when curl_for_http is set) stays on libcurl. Both honour every
  * rule below.
  *
+ * The built-in client writes with write(2), so the process must ignore SIGPIPE
+ * (src/main.c does) or a peer that closed mid-request would kill it.
+ *
  * Transfers speak HTTP/1.1 only, to http:// and https:// URLs only, ignore
  * proxy environment variables and never follow redirects. A connection whose
  * response was not read to its end (cancel, timeout, size cap, error) is
