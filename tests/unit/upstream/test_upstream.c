@@ -1309,6 +1309,73 @@ static void test_hostname_lookup(void)
     fx_close(&f);
 }
 
+/* With one connection allowed, a queued transfer can be cancelled (no
+ * callback) or time out (total deadline) while it waits, and the queue still
+ * moves on once the connection is free. */
+static void test_queued_cancel_and_timeout(void)
+{
+    sl_upstream_limits lim = {.max_host_connections = 1};
+    fx f;
+    fx_open(&f, &lim);
+    rec a, b, c, d;
+    rec_init(&a, &f);
+    rec_init(&b, &f);
+    rec_init(&c, &f);
+    rec_init(&d, &f);
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &a, "/stream/3/100", &req), 0);
+    EXPECT_EQ_INT(start_rec(&f, &b, "/ok", NULL), 0);
+    sl_upstream_req tr = {.total_timeout_ms = 100};
+    EXPECT_EQ_INT(start_rec(&f, &c, "/ok", &tr), 0);
+    EXPECT_EQ_INT(start_rec(&f, &d, "/echo", NULL), 0);
+    b.cancelled = 1;
+    sl_upstream_cancel(b.x);
+    run_until(&f, &c.n_done, 5000);
+    EXPECT_EQ_INT(c.err, SL_ETIMEDOUT);
+    EXPECT_CONTAINS(c.msg, "total");
+    EXPECT_EQ_INT(c.n_headers, 0);
+    EXPECT_EQ_INT(a.n_done, 0); /* still streaming: c timed out in the queue */
+    run_until(&f, &d.n_done, 5000);
+    EXPECT_EQ_INT(a.err, 0);
+    EXPECT_EQ_INT(d.err, 0);
+    EXPECT_EQ_INT(d.status, 201);
+    EXPECT(d.t_done >= a.t_done);
+    EXPECT_EQ_INT(b.after_cancel + b.n_done, 0);
+    EXPECT_EQ_INT(atomic_load(&f.s.accepts), 1);
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 2);
+    sl_buf_free(&a.body);
+    sl_buf_free(&d.body);
+    fx_close(&f);
+}
+
+/* max_total_connections = 1 with two hosts (127.0.0.1 and localhost, the
+ * same server): the idle connection of one host is closed to make room for
+ * the other. */
+static void test_total_limit_evicts_idle(void)
+{
+    sl_upstream_limits lim = {.max_total_connections = 1};
+    fx f;
+    fx_open(&f, &lim);
+    expect_ok(&f, "/ok", 1);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.method = "GET"};
+    char url[128];
+    snprintf(url, sizeof url, "http://localhost:%d/ok", f.s.port);
+    req.url = url;
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, &r.x), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_INT(atomic_load(&f.s.accepts), 2);
+    uint64_t opened = 0, closed = 0;
+    sl_upstream_pool_stats(f.pool, &opened, &closed);
+    EXPECT_EQ_UINT(opened, 2);
+    EXPECT_EQ_UINT(closed, 1);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
 static void run_suite(void)
 {
     RUN(test_normal_response);
@@ -1340,6 +1407,8 @@ static void run_suite(void)
     RUN(test_idle_close_by_server);
     RUN(test_host_connection_limit_queues);
     RUN(test_hostname_lookup);
+    RUN(test_queued_cancel_and_timeout);
+    RUN(test_total_limit_evicts_idle);
     if (!g_curl) {
         /* libcurl accepts these (its header cap is larger; it lets chunked
          * win over Content-Length); the built-in client rejects them. */
