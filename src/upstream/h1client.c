@@ -820,6 +820,7 @@ static void on_kick(uv_timer_t *t)
 typedef struct url_parts {
     const char *host; /* inside the URL, without brackets */
     size_t host_len;
+    bool bracketed; /* [IPv6 literal] */
     const char *authority; /* host as written (brackets kept), for Host */
     size_t authority_len;
     uint16_t port;
@@ -847,6 +848,7 @@ static bool parse_url(const char *url, url_parts *u)
             return false;
         u->host = a + 1;
         u->host_len = (size_t)(rb - a - 1);
+        u->bracketed = true;
         pe = rb + 1;
     } else {
         pe = a;
@@ -896,9 +898,10 @@ static h1_host *host_get(sl_h1_pool *hp, const url_parts *u, bool *bad)
     h->port = u->port;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&h->addr;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&h->addr;
-    if (uv_ip4_addr(h->name, u->port, a4) == 0 && strspn(h->name, "0123456789.") == u->host_len) {
+    if (!u->bracketed && uv_ip4_addr(h->name, u->port, a4) == 0 &&
+        strspn(h->name, "0123456789.") == u->host_len) {
         h->numeric = true;
-    } else if (memchr(h->name, ':', u->host_len)) {
+    } else if (u->bracketed) {
         if (uv_ip6_addr(h->name, u->port, a6) != 0) {
             sl_free(h);
             *bad = true;
@@ -1000,7 +1003,7 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
 int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb *cb,
                 sl_upstream_xfer **out)
 {
-    url_parts u;
+    url_parts u = {0};
     if (!parse_url(req->url, &u))
         return 1;
     bool bad = false;

@@ -39,6 +39,9 @@ typedef struct conn {
     srv *s;
     int fd;
     bool drop_next; /* read the next request, then close without an answer */
+    size_t big_len, big_good; /* a body too big for the buffer: its length, bytes as expected */
+    const char *head;         /* the request head being served, for /rawhead */
+    size_t head_len;
 } conn;
 
 static void msleep_stop(srv *s, int ms)
@@ -146,6 +149,23 @@ static int serve_one(conn *c, char *buf, size_t cap)
     header_value(buf, "Authorization", auth, sizeof auth);
     header_value(buf, "Content-Type", ctype, sizeof ctype);
     size_t blen = strcmp(clen, "-") ? (size_t)atol(clen) : 0;
+    if (hlen + blen >= cap && strcmp(path, "/count") == 0) {
+        /* Streamed through: byte i of the body must be 'a' + i % 26. */
+        c->big_len = blen;
+        c->big_good = 0;
+        size_t i = 0;
+        for (size_t k = hlen; k < len && i < blen; k++, i++)
+            c->big_good += buf[k] == 'a' + (char)(i % 26);
+        while (i < blen) {
+            ssize_t r = srv_recv(c, buf, SL_MIN(cap, blen - i));
+            if (r <= 0)
+                return -1;
+            for (ssize_t k = 0; k < r; k++, i++)
+                c->big_good += buf[k] == 'a' + (char)(i % 26);
+        }
+        len = hlen;
+        blen = 0;
+    }
     if (hlen + blen >= cap)
         return -1;
     while (len < hlen + blen) {
@@ -163,6 +183,8 @@ static int serve_one(conn *c, char *buf, size_t cap)
     int seen = atomic_load(&c->s->max_inflight);
     while (now > seen && !atomic_compare_exchange_weak(&c->s->max_inflight, &seen, now)) {
     }
+    c->head = buf;
+    c->head_len = hlen;
     int rc = serve_path(c, method, path, xrid, auth, ctype, body);
     atomic_fetch_sub(&c->s->inflight, 1);
     return rc;
@@ -258,6 +280,16 @@ static int serve_path(conn *c, const char *method, const char *path, const char 
         gmtime_r(&t, &tm);
         strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         return srv_sendf(c, "HTTP/1.1 503 Unavailable\r\nRetry-After: %s\r\nContent-Length: 0\r\n\r\n", date);
+    }
+    if (strncmp(path, "/rawhead", 8) == 0) {
+        if (srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", c->head_len))
+            return -1;
+        return srv_send(c, c->head, c->head_len);
+    }
+    if (strcmp(path, "/count") == 0) {
+        char out[128];
+        int on = snprintf(out, sizeof out, "len=%zu good=%zu", c->big_len, c->big_good);
+        return srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", on, out);
     }
     if (strcmp(path, "/chunkext") == 0) /* extensions, trailers, a lower-case hex size */
         return srv_sendf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -1376,6 +1408,71 @@ static void test_total_limit_evicts_idle(void)
     fx_close(&f);
 }
 
+/* A 4 MiB body does not fit one non-blocking write: the rest goes out
+ * through the loop, in order and whole. */
+static void test_large_request_body(void)
+{
+    enum { N = 4 << 20 };
+    fx f;
+    fx_open(&f, NULL);
+    char *body = malloc(N);
+    for (size_t i = 0; i < N; i++)
+        body[i] = (char)('a' + i % 26);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_req req = {.method = "POST", .body = body, .body_len = N};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/count", &req), 0);
+    free(body); /* start copied it */
+    run_until(&f, &r.n_done, 10000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_STR(body_str(&r), "len=4194304 good=4194304");
+    expect_ok(&f, "/ok", 1);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+/* The request head as the server received it. */
+static void test_request_head(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_header h[] = {{"X-Request-Id", "r1"}};
+    sl_upstream_req req = {.method = "POST", .api_key = "sk-k", .body = "{}", .body_len = 2,
+                           .headers = h, .n_headers = 1};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/rawhead?q=1", &req), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_INT(r.status, 200);
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: 127.0.0.1:%d\r\n", f.s.port);
+    const char *b = body_str(&r);
+    EXPECT(strncmp(b, "POST /rawhead?q=1 HTTP/1.1\r\n", 28) == 0);
+    EXPECT_CONTAINS(b, host);
+    EXPECT_CONTAINS(b, "\r\nAuthorization: Bearer sk-k\r\n");
+    EXPECT_CONTAINS(b, "\r\nContent-Type: application/json\r\n");
+    EXPECT_CONTAINS(b, "\r\nAccept: application/json\r\n");
+    EXPECT_CONTAINS(b, "\r\nContent-Length: 2\r\n");
+    EXPECT_CONTAINS(b, "\r\nX-Request-Id: r1\r\n");
+    EXPECT(strstr(b, "Expect") == NULL);
+    sl_buf_free(&r.body);
+    /* GET, streaming: no body headers, the SSE Accept */
+    rec g;
+    rec_init(&g, &f);
+    sl_upstream_req gr = {.method = "GET", .stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &g, "/rawhead", &gr), 0);
+    run_until(&f, &g.n_done, 5000);
+    b = body_str(&g);
+    EXPECT_EQ_INT(g.status, 200);
+    EXPECT_EQ_INT(g.err, 0);
+    EXPECT(strncmp(b, "GET /rawhead HTTP/1.1\r\n", 23) == 0);
+    EXPECT_CONTAINS(b, "\r\nAccept: text/event-stream\r\n");
+    EXPECT(strstr(b, "Content-Length") == NULL && strstr(b, "Content-Type") == NULL);
+    sl_buf_free(&g.body);
+    fx_close(&f);
+}
+
 static void run_suite(void)
 {
     RUN(test_normal_response);
@@ -1409,6 +1506,8 @@ static void run_suite(void)
     RUN(test_hostname_lookup);
     RUN(test_queued_cancel_and_timeout);
     RUN(test_total_limit_evicts_idle);
+    RUN(test_large_request_body);
+    RUN(test_request_head);
     if (!g_curl) {
         /* libcurl accepts these (its header cap is larger; it lets chunked
          * win over Content-Length); the built-in client rejects them. */
