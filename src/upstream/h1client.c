@@ -25,6 +25,7 @@
  * memory (this h1 pool included) goes when the count reaches zero after
  * destroy. After any user callback the code only reads flags of the transfer
  * (still allocated until the loop runs close callbacks) before returning. */
+#include <assert.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -947,7 +948,7 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
     if (r->api_key && sizeof auth - 1 + kn >= SL_UPSTREAM_HEADER_LINE_MAX)
         return SL_EINVAL;
     need += r->api_key ? sizeof auth + kn + 2 : 0;
-    need += 64 + 64 + 64 + r->body_len; /* content-type, accept, length, blank line */
+    need += 64 + 64 + 64 + 16 + r->body_len; /* content-type, accept, length, blank line */
     char *b = sl_malloc(need);
     if (!b)
         return SL_ENOMEM;
@@ -995,6 +996,7 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
         PUT(r->body, r->body_len);
 #undef PUT
 #undef PUTS
+    assert(n <= need);
     *out = b;
     *out_len = n;
     return 0;

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Usage: python3 tests/unit/upstream/bench_h1_vs_curl.py [ROUNDS]  (after make release; ports 27501-2)
+"""Usage: python3 tests/unit/upstream/bench_h1_vs_curl.py [ROUNDS [BENCH OPTIONS...]]  (after make release; ports 27501-2)
 A/B: sluice relay in front of mockllm, built-in http client (A) vs libcurl (B,
 SLUICE_UPSTREAM_CURL_HTTP=1). Alternates A and B, prints per-run rps and CPU us/request."""
 import json, os, re, subprocess, sys, tempfile, time
 B = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "build", "release")
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+extra = sys.argv[2:]  # more `sluice bench` options, e.g. --stream
 tck = os.sysconf("SC_CLK_TCK")
 def cpu(pid):
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -36,7 +37,7 @@ try:
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             c0 = cpu(sl.pid)
             out = subprocess.run([f"{B}/sluice", "bench", "--url", "http://127.0.0.1:27502/v1", "--model", "mock",
-                                  "--concurrency", "64", "--duration", "5", "--json", "--quiet"],
+                                  "--concurrency", "64", "--duration", "5", "--json", "--quiet"] + extra,
                                  capture_output=True, text=True).stdout
             c1 = cpu(sl.pid)
             sl.terminate(); sl.wait()
