@@ -390,6 +390,22 @@ static int listen_any(int *port)
     return fd;
 }
 
+/* On [::1]; -1 when the machine has no IPv6 loopback. */
+static int listen_any6(int *port)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 64) ||
+        getsockname(fd, (struct sockaddr *)&a, &al)) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin6_port);
+    return fd;
+}
+
 static void srv_start(srv *s)
 {
     memset(s, 0, sizeof *s);
@@ -1473,6 +1489,98 @@ static void test_request_head(void)
     fx_close(&f);
 }
 
+/* Everything arrives in one burst while the transfer is paused after its
+ * first body bytes: the rest, the end of the response included, is held and
+ * delivered after resume, and the connection is then reused. */
+static void test_pause_burst_then_reuse(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    r.pause_on_body = 1;
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/stream/6/0", &req), 0);
+    run_until(&f, &r.n_body, 5000);
+    run_for(&f, 100);
+    resume_ctx c = {&r, 0, 0, 0};
+    uv_timer_t t;
+    uv_timer_init(&f.loop, &t);
+    t.data = &c;
+    uv_timer_start(&t, on_resume_timer, 0, 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(c.fired, 1);
+    EXPECT_EQ_INT(c.n_body_at_resume, 1);
+    EXPECT_EQ_INT(r.err, 0);
+    EXPECT_EQ_STR(body_str(&r),
+                  "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\ndata: 5\n\n");
+    expect_ok(&f, "/ok", 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+/* Cancel from on_body while bytes held during a pause are being delivered. */
+static void test_cancel_during_held_delivery(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    rec r;
+    rec_init(&r, &f);
+    r.pause_on_body = 1;
+    r.cancel_on_body = 2;
+    sl_upstream_req req = {.stream = true};
+    EXPECT_EQ_INT(start_rec(&f, &r, "/forever", &req), 0);
+    run_until(&f, &r.n_body, 5000);
+    run_for(&f, 100);
+    resume_ctx c = {&r, 0, 0, 0};
+    uv_timer_t t;
+    uv_timer_init(&f.loop, &t);
+    t.data = &c;
+    uv_timer_start(&t, on_resume_timer, 0, 0);
+    run_until(&f, &r.cancelled, 5000);
+    run_for(&f, 100);
+    EXPECT_EQ_INT(r.n_body, 2);
+    EXPECT_EQ_INT(r.after_cancel, 0);
+    EXPECT_EQ_INT(r.n_done, 0);
+    check_next_is_new_connection(&f, 1);
+    uv_close((uv_handle_t *)&t, NULL);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+/* An IPv6 literal host ("[::1]"), needing no lookup. */
+static void test_ipv6_literal(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    srv s6;
+    memset(&s6, 0, sizeof s6);
+    s6.lfd = listen_any6(&s6.port);
+    if (s6.lfd < 0) {
+        fprintf(stderr, "  (no IPv6 loopback here: test_ipv6_literal checks nothing)\n");
+        fx_close(&f);
+        return;
+    }
+    pthread_create(&s6.th, NULL, srv_main, &s6);
+    rec r;
+    rec_init(&r, &f);
+    char url[128];
+    snprintf(url, sizeof url, "http://[::1]:%d/rawhead", s6.port);
+    sl_upstream_req req = {.url = url, .method = "GET"};
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, &r.x), 0);
+    run_until(&f, &r.n_done, 5000);
+    EXPECT_EQ_INT(r.err, 0);
+    char host[64];
+    snprintf(host, sizeof host, "\r\nHost: [::1]:%d\r\n", s6.port);
+    EXPECT_CONTAINS(body_str(&r), host);
+    EXPECT_EQ_INT(atomic_load(&s6.accepts), 1);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+    srv_stop(&s6);
+}
+
 static void run_suite(void)
 {
     RUN(test_normal_response);
@@ -1508,6 +1616,9 @@ static void run_suite(void)
     RUN(test_total_limit_evicts_idle);
     RUN(test_large_request_body);
     RUN(test_request_head);
+    RUN(test_pause_burst_then_reuse);
+    RUN(test_cancel_during_held_delivery);
+    RUN(test_ipv6_literal);
     if (!g_curl) {
         /* libcurl accepts these (its header cap is larger; it lets chunked
          * win over Content-Length); the built-in client rejects them. */
