@@ -1630,6 +1630,7 @@ static void run_suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as src/main.c does: see upstream.h */
+    unsetenv("SLUICE_UPSTREAM_CURL_HTTP"); /* each pass picks its client itself */
     sl_upstream_global_init();
     fprintf(stderr, "== built-in http:// client\n");
     g_curl = false;
