@@ -24,18 +24,19 @@
  * Lifetimes: each transfer owns a uv_timer, so its memory is freed in that
  * timer's close callback; the pool counts open handles and frees itself when
  * the last one closes after sl_upstream_pool_destroy. */
-#include "upstream/upstream.h"
+#include "upstream/upstream_int.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define XFER_MSG_MAX 256
-#define HEADER_LINE_MAX 8192 /* longest extra header line we send, bytes */
+#define XFER_MSG_MAX SL_UPSTREAM_XFER_MSG_MAX
+#define HEADER_LINE_MAX SL_UPSTREAM_HEADER_LINE_MAX
 /* Easy handles kept for reuse per pool: a reset handle keeps its buffers, so a
  * transfer does not pay for libcurl's per-handle set-up and tear-down. */
 #define SPARE_EASY_MAX 256
@@ -53,6 +54,7 @@ typedef struct conn_slot {
 } conn_slot;
 
 struct sl_upstream_xfer {
+    int impl; /* SL_UPSTREAM_IMPL_CURL; must stay first (see upstream_int.h) */
     sl_upstream_pool *pool;
     CURL *easy;
     struct curl_slist *hdrs;
@@ -98,6 +100,7 @@ struct sl_upstream_pool {
     conn_slot *conns;      /* indexed by fd */
     size_t n_conns;
     uint64_t sockets_opened, sockets_closed;
+    sl_h1_pool *h1;        /* built-in client for http://, NULL when curl_for_http */
 };
 
 /* ---- global init ---- */
@@ -121,10 +124,15 @@ int sl_upstream_global_init(void)
 static void pool_handle_closed(sl_upstream_pool *p)
 {
     if (--p->open_handles == 0 && p->destroying) {
+        sl_h1_pool_free(p->h1);
         sl_free(p->conns);
         sl_free(p);
     }
 }
+
+void sl_upstream_handle_opened(sl_upstream_pool *p) { p->open_handles++; }
+
+void sl_upstream_handle_closed(sl_upstream_pool *p) { pool_handle_closed(p); }
 
 static void on_pool_timer_closed(uv_handle_t *h) { pool_handle_closed(h->data); }
 
@@ -389,9 +397,7 @@ static void on_xfer_timer(uv_timer_t *t)
 
 /* ---- libcurl per-transfer callbacks (run inside libcurl) ---- */
 
-/* Parses Retry-After: delta seconds or an HTTP date; returns seconds from now
- * (>= 0) or -1 when absent or malformed. */
-static double parse_retry_after(const char *v)
+double sl_upstream_parse_retry_after(const char *v)
 {
     while (*v == ' ' || *v == '\t')
         v++;
@@ -437,7 +443,7 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     struct curl_header *h = NULL;
     if (curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h &&
         h->value)
-        retry = parse_retry_after(h->value);
+        retry = sl_upstream_parse_retry_after(h->value);
     if (x->cb.on_headers)
         x->cb.on_headers(x->cb.ud, (int)code, ct, retry);
     return x->cancelled ? 0 : n;
@@ -712,11 +718,19 @@ int sl_upstream_pool_create(uv_loop_t *loop, const sl_upstream_limits *lim, sl_u
         curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)lim->max_host_connections);
     if (lim && lim->max_total_connections > 0)
         curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)lim->max_total_connections);
+    const char *env = getenv("SLUICE_UPSTREAM_CURL_HTTP");
+    bool curl_for_http = (lim && lim->curl_for_http) || (env && strcmp(env, "1") == 0);
+    /* Fails (out of memory) before it opens any handle. */
+    if (!curl_for_http && sl_h1_pool_create(p, loop, lim, p->max_response, &p->h1) != 0) {
+        curl_multi_cleanup(p->multi);
+        sl_free(p);
+        return SL_ENOMEM;
+    }
     uv_timer_init(loop, &p->curl_timer);
     uv_timer_init(loop, &p->kick);
     p->curl_timer.data = p;
     p->kick.data = p;
-    p->open_handles = 2;
+    p->open_handles += 2;
     *out = p;
     return 0;
 }
@@ -725,6 +739,8 @@ void sl_upstream_pool_destroy(sl_upstream_pool *p)
 {
     if (!p)
         return;
+    if (p->h1)
+        sl_h1_pool_destroy(p->h1);
     /* Transfers first, while the socket callback still closes watchers. */
     while (p->xfers) {
         sl_upstream_xfer *x = p->xfers;
@@ -753,10 +769,13 @@ void sl_upstream_pool_destroy(sl_upstream_pool *p)
 void sl_upstream_pool_stats(const sl_upstream_pool *p, uint64_t *sockets_opened,
                             uint64_t *sockets_closed)
 {
+    uint64_t h1_opened = 0, h1_closed = 0;
+    if (p->h1)
+        sl_h1_pool_stats(p->h1, &h1_opened, &h1_closed);
     if (sockets_opened)
-        *sockets_opened = p->sockets_opened;
+        *sockets_opened = p->sockets_opened + h1_opened;
     if (sockets_closed)
-        *sockets_closed = p->sockets_closed;
+        *sockets_closed = p->sockets_closed + h1_closed;
 }
 
 /* ---- transfers ---- */
@@ -933,9 +952,16 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
     int rc = validate_req(req);
     if (rc)
         return rc;
+    if (p->h1 && strncasecmp(req->url, "http://", 7) == 0) {
+        rc = sl_h1_start(p->h1, req, cb, out);
+        if (rc != 1)
+            return rc;
+        /* 1: a URL form the built-in client leaves to libcurl */
+    }
     sl_upstream_xfer *x = sl_calloc(1, sizeof *x);
     if (!x)
         return SL_ENOMEM;
+    x->impl = SL_UPSTREAM_IMPL_CURL;
     x->pool = p;
     x->cb = *cb;
     x->fd = CURL_SOCKET_BAD;
@@ -987,6 +1013,10 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
 
 void sl_upstream_pause(sl_upstream_xfer *x)
 {
+    if (x && sl_upstream_impl_of(x) == SL_UPSTREAM_IMPL_H1) {
+        sl_h1_pause(x);
+        return;
+    }
     if (!x || x->cancelled || x->finishing)
         return;
     x->paused = true; /* the next write callback returns CURL_WRITEFUNC_PAUSE */
@@ -994,6 +1024,10 @@ void sl_upstream_pause(sl_upstream_xfer *x)
 
 void sl_upstream_resume(sl_upstream_xfer *x)
 {
+    if (x && sl_upstream_impl_of(x) == SL_UPSTREAM_IMPL_H1) {
+        sl_h1_resume(x);
+        return;
+    }
     if (!x || x->cancelled || x->finishing || !x->paused)
         return;
     sl_upstream_pool *p = x->pool;
@@ -1010,6 +1044,10 @@ void sl_upstream_resume(sl_upstream_xfer *x)
 
 void sl_upstream_cancel(sl_upstream_xfer *x)
 {
+    if (x && sl_upstream_impl_of(x) == SL_UPSTREAM_IMPL_H1) {
+        sl_h1_cancel(x);
+        return;
+    }
     if (!x || x->cancelled || x->finishing)
         return;
     sl_upstream_pool *p = x->pool;

@@ -11,6 +11,16 @@
  * taking a pool or a transfer must be called on that thread; pools are never
  * shared. The SSE parser is a plain value with no thread affinity.
  *
+ * http:// transfers run on a built-in HTTP/1.1 client on the same loop instead
+ * of libcurl (h1client.c, with its own response parser h1parse.c): one
+ * uv_tcp_t per connection, idle keep-alive connections kept reading so that a
+ * peer close is seen at once, and one request buffer per transfer. https://
+ * (and http:// when curl_for_http is set) stays on libcurl. Both honour every
+ * rule below.
+ *
+ * The built-in client writes with write(2), so the process must ignore SIGPIPE
+ * (src/main.c does) or a peer that closed mid-request would kill it.
+ *
  * Transfers speak HTTP/1.1 only, to http:// and https:// URLs only, ignore
  * proxy environment variables and never follow redirects. A connection whose
  * response was not read to its end (cancel, timeout, size cap, error) is
@@ -51,6 +61,10 @@ typedef struct sl_upstream_limits {
                                   0 = SL_UPSTREAM_DEFAULT_MAX_IDLE */
     size_t max_response_bytes; /* non-streamed body cap; 0 = SL_UPSTREAM_DEFAULT_MAX_RESPONSE.
                                   Exceeding it fails the transfer with SL_ETOOBIG. */
+    bool curl_for_http;        /* run http:// transfers on libcurl too, not on the built-in
+                                  client (for tests and comparisons). The environment variable
+                                  SLUICE_UPSTREAM_CURL_HTTP=1, read at pool creation, does the
+                                  same for every pool. */
 } sl_upstream_limits;
 
 /* Initialises libcurl's global state once per process (thread-safe, idempotent).

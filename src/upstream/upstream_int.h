@@ -1,0 +1,59 @@
+/*
+ * Internals shared by the two transfer implementations of src/upstream:
+ * upstream.c (the public entry points and the libcurl path, used for https://
+ * and, when asked, for http://) and h1client.c (the built-in HTTP/1.1 client
+ * on the pool's libuv loop, used for http://). Not for use outside
+ * src/upstream and its tests.
+ *
+ * Both transfer structs begin with an int naming their implementation, so the
+ * public pause/resume/cancel can dispatch on an sl_upstream_xfer pointer.
+ */
+#ifndef SL_UPSTREAM_INT_H
+#define SL_UPSTREAM_INT_H
+
+#include "upstream/upstream.h"
+
+#define SL_UPSTREAM_IMPL_CURL 1
+#define SL_UPSTREAM_IMPL_H1 2
+#define SL_UPSTREAM_HEADER_LINE_MAX 8192 /* longest extra header line we send, bytes */
+#define SL_UPSTREAM_XFER_MSG_MAX 256
+
+/* Which implementation runs x: reads the leading int of either struct. */
+static inline int sl_upstream_impl_of(const sl_upstream_xfer *x)
+{
+    return *(const int *)(const void *)x;
+}
+
+/* Parses Retry-After: delta seconds or an HTTP date; returns seconds from now
+ * (>= 0) or -1 when absent or malformed. */
+double sl_upstream_parse_retry_after(const char *v);
+
+/* The owning pool counts libuv handles (and requests) whose callbacks have not
+ * run yet; its memory, the h1 pool's included, goes when the count reaches 0
+ * after destroy. */
+void sl_upstream_handle_opened(sl_upstream_pool *p);
+void sl_upstream_handle_closed(sl_upstream_pool *p);
+
+/* ---- built-in HTTP/1.1 client (h1client.c) ---- */
+typedef struct sl_h1_pool sl_h1_pool;
+
+/* Creates the h1 half of owner. Returns 0 or SL_ENOMEM; freed by sl_h1_pool_free. */
+int sl_h1_pool_create(sl_upstream_pool *owner, uv_loop_t *loop, const sl_upstream_limits *lim,
+                      size_t max_response, sl_h1_pool **out);
+/* Cancels every transfer (no callback fires) and starts closing every
+ * connection and handle; the memory stays until sl_h1_pool_free. */
+void sl_h1_pool_destroy(sl_h1_pool *hp);
+/* Frees hp's memory; called by the owner once every handle has closed. */
+void sl_h1_pool_free(sl_h1_pool *hp);
+/* Sockets opened and closed by the h1 client over the pool's life. */
+void sl_h1_pool_stats(const sl_h1_pool *hp, uint64_t *opened, uint64_t *closed);
+/* Starts a transfer of an already validated request. Returns 0, 1 when the
+ * URL is one the h1 client does not take (user info, odd host syntax: the
+ * caller then uses libcurl), SL_EINVAL or SL_ENOMEM. */
+int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb *cb,
+                sl_upstream_xfer **out);
+void sl_h1_pause(sl_upstream_xfer *x);
+void sl_h1_resume(sl_upstream_xfer *x);
+void sl_h1_cancel(sl_upstream_xfer *x);
+
+#endif
