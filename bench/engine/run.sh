@@ -4,7 +4,8 @@
 #   bash bench/engine/run.sh            (from the repository root)
 #
 # Env: BUILD (default build/release), OUT (default bench/engine/out),
-#      REPS (default 3), TYPES (default "f16 q8_0 q4_0 q4_k"), THREADS ("1 2").
+#      REPS (default 3), TYPES (default "f16 q8_0 q4_0 q4_k"), THREADS ("1 2"),
+#      KV (the KV cache type passed as --kv-type: f16 or f32; default: sluice's, f16).
 # Builds the random-weight models once (make_model), runs the triad and
 # matmul_hot REPS times, then `sluice run MODEL -p <128-token prompt> -n 64
 # --temp 0 --threads T` REPS times per type and thread count, and prints
@@ -18,6 +19,7 @@ OUT=${OUT:-bench/engine/out}
 REPS=${REPS:-3}
 TYPES=${TYPES:-f16 q8_0 q4_0 q4_k}
 THREADS=${THREADS:-1 2}
+KV=${KV:-}
 SLUICE=$BUILD/sluice
 [ -x "$SLUICE" ] && [ -x "$BUILD/bench_engine_make_model" ] || {
     echo "build first: make release JOBS=1" >&2; exit 1; }
@@ -46,7 +48,7 @@ for t in $TYPES; do
             # machine's state, and the paired ratio cancels slow phases
             tri=$("$BUILD/bench_engine_triad" 128 10 2 | sed -n 's/^triad threads=2 .*GB\/s=\([0-9.]*\)$/\1/p')
             "$SLUICE" run "$OUT/$t.gguf" -p "$PROMPT" -n 64 --temp 0 --threads "$th" \
-                > /dev/null 2> "$OUT/last.err"
+                ${KV:+--kv-type "$KV"} > /dev/null 2> "$OUT/last.err"
             pp=$(sed -n 's/^prompt eval time.*tokens (.*ms per token, *\([0-9.]*\) tokens per second)/\1/p' "$OUT/last.err")
             pn=$(sed -n 's/^prompt eval time.*\/ *\([0-9]*\) tokens.*/\1/p' "$OUT/last.err")
             tg=$(sed -n 's/^eval time.*tokens (.*ms per token, *\([0-9.]*\) tokens per second)/\1/p' "$OUT/last.err")

@@ -15,6 +15,8 @@ Every target is measured on the same workloads with `sluice bench`:
   c1      non-streaming chat, closed loop, concurrency 1 (latency)
   c64     non-streaming chat, closed loop, concurrency 64 (throughput)
   s64     streaming chat, 64 tokens, closed loop, concurrency 64 (throughput, TTFT)
+  rN      non-streaming chat, open loop at N requests/s (--rps-steps; latency
+          counted from each request's scheduled start, so queueing shows)
 in interleaved rounds (round -> workload -> target, the target order rotating
 each round) so that noise on this shared machine falls on everyone alike. The
 figure reported for each cell is the median over rounds. mockllm's own /stats
@@ -23,6 +25,7 @@ generator completed: proof that the requests really went through the proxy.
 
 Usage: bash bench/peers/run.sh [--rounds 3] [--duration 5] [--workers 1]
        [--targets direct,sluice,nginx,portkey] [--json-out FILE]
+       [--rps-steps 1000,5000,10000,15000,20000] (open-loop steps; "" for none)
        [--sluice PATH]   (or SLUICE_BIN=PATH: another sluice binary as the gateway)
 """
 import argparse
@@ -186,6 +189,21 @@ WORKLOADS = {
 }
 
 
+# A target sustains an open-loop step when it completes at least this share of
+# the offered rate with no errors and a p99 latency under SUSTAIN_P99_MS.
+SUSTAIN_SHARE = 0.97
+SUSTAIN_P99_MS = 25.0
+
+
+def workload(w):
+    """(upstream key, load generator arguments) of a workload name."""
+    if w in WORKLOADS:
+        return WORKLOADS[w]
+    if re.fullmatch(r"r[1-9][0-9]*", w):
+        return ("a", ["--rps", w[1:], "--max-tokens", "16", "--max-inflight", "4096"])
+    raise SystemExit(f"unknown workload {w}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
@@ -196,6 +214,8 @@ def main():
     ap.add_argument("--stream-tps", type=float, default=2000, help="mockllm token rate for streams")
     ap.add_argument("--targets", default="direct,sluice,nginx,portkey,litellm")
     ap.add_argument("--workloads", default="c1,c64,s64")
+    ap.add_argument("--rps-steps", default="1000,5000,10000,15000,20000",
+                    help="open-loop request rates, each a workload rN ('' for none)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--sluice", default=os.environ.get("SLUICE_BIN"),
                     help="the sluice binary under test (default: SLUICE_BIN, else BUILD/sluice); "
@@ -209,7 +229,10 @@ def main():
         if not os.access(exe, os.X_OK):
             sys.exit(f"missing {exe}: run `make release` first")
     wanted = args.targets.split(",")
-    workloads = args.workloads.split(",")
+    workloads = [w for w in args.workloads.split(",") if w]
+    workloads += [f"r{int(x)}" for x in args.rps_steps.split(",") if x.strip()]
+    for w in workloads:
+        workload(w)
     absent = {}
 
     tmp = tempfile.mkdtemp(prefix="sluice-peers-")
@@ -291,7 +314,7 @@ def main():
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
             for w in workloads:
-                key, wargs = WORKLOADS[w]
+                key, wargs = workload(w)
                 for t in order:
                     url, model, headers = targets[t][key]
                     cmd = [sluice, "bench", "--url", url, "--model", model, "--json", "--quiet",
@@ -334,6 +357,44 @@ def med(runs, f):
     return statistics.median(f(r) for r in runs)
 
 
+def report_steps(names, steps, results):
+    """Open-loop steps: per step and target the achieved rate and latency
+    (medians over rounds), the latency added over direct at the same step, and
+    each target's highest sustained step."""
+    print("Open-loop steps (latency from the scheduled start; medians over rounds):")
+    print()
+    print("| offered rps | target | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors | sustained |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
+    best = {t: 0 for t in names}
+    for w in steps:
+        offered = int(w[1:])
+        for t in names:
+            runs = results[w][t]
+            rps = med(runs, lambda r: r["throughput_rps"])
+            p50 = med(runs, lambda r: r["latency_ms"]["p50"])
+            p99 = med(runs, lambda r: r["latency_ms"]["p99"])
+            errs = sum(r["errors_total"] for r in runs)
+            ok = rps >= SUSTAIN_SHARE * offered and errs == 0 and p99 <= SUSTAIN_P99_MS
+            if ok:
+                best[t] = max(best[t], offered)
+            if "direct" in names and t != "direct":
+                d = results[w]["direct"]
+                a50 = f"{p50 - med(d, lambda r: r['latency_ms']['p50']):.3f}"
+                a99 = f"{p99 - med(d, lambda r: r['latency_ms']['p99']):.3f}"
+            else:
+                a50 = a99 = "-"
+            print(f"| {offered} | {t} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {a50} | {a99} | {errs} | "
+                  f"{'yes' if ok else 'no'} |")
+    print()
+    print(f"Highest sustained step (achieved >= {SUSTAIN_SHARE:.0%} of offered, no errors, p99 <= "
+          f"{SUSTAIN_P99_MS:g} ms): " + ", ".join(f"{t} {best[t]}" for t in names))
+    if "sluice" in best:
+        print("Sluice's highest sustained step / each peer's: " +
+              ", ".join(f"{t} {best['sluice'] / best[t]:.2f}" if best[t] else f"{t} n/a"
+                        for t in names if t not in ("sluice", "direct")))
+    print()
+
+
 def report(args, names, workloads, results, absent, gw_pid):
     load = os.getloadavg()
     print(f"rounds {args.rounds}, {args.duration:g} s per run after {args.warmup:g} s warm-up, "
@@ -349,6 +410,11 @@ def report(args, names, workloads, results, absent, gw_pid):
             ("c64", "c64 gw CPU us/req", lambda r: r["gateway_cpu_us_per_req"]),
             ("s64", "s64 gw CPU us/req", lambda r: r["gateway_cpu_us_per_req"])]
     cols = [c for c in cols if c[0] in workloads]
+    steps = [w for w in workloads if w.startswith("r")]
+    if steps:
+        report_steps(names, steps, results)
+    if not cols:
+        return
     v = {t: [med(results[w][t], f) for w, _, f in cols] for t in names}
     print("| target | " + " | ".join(c[1] for c in cols) + " | errors | upstream = client |")
     print("|---|" + "---:|" * len(cols) + "---:|---|")

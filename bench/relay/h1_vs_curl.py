@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Usage: python3 tests/unit/upstream/bench_h1_vs_curl.py [ROUNDS [BENCH OPTIONS...]]  (after make release; ports 27501-2)
+"""Usage: python3 bench/relay/h1_vs_curl.py [ROUNDS [BENCH OPTIONS...]]  (after make release; ports 27501-2)
 A/B: sluice relay in front of mockllm, built-in http client (A) vs libcurl (B,
 SLUICE_UPSTREAM_CURL_HTTP=1). Alternates A and B, prints per-run rps and CPU us/request."""
 import json, os, re, subprocess, sys, tempfile, time
-B = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "build", "release")
+B = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "release")
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 extra = sys.argv[2:]  # more `sluice bench` options, e.g. --stream
 tck = os.sysconf("SC_CLK_TCK")
