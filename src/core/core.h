@@ -134,6 +134,10 @@ bool sl_str_starts_with(sl_str a, const char *prefix);
 sl_str sl_str_trim(sl_str a);
 /* Parses a whole slice as a non-negative decimal; SL_EPARSE/SL_ERANGE. */
 int sl_str_to_u64(sl_str a, uint64_t *out);
+/* Writes v in decimal (no sign, no NUL) to out, which has room for 20
+ * digits; returns the number of digits. For hot paths that would otherwise
+ * call snprintf for one number. */
+size_t sl_u64_to_dec(uint64_t v, char out[20]);
 
 /* ---- logging (stderr, one line per call) ---- */
 typedef enum { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level;

@@ -33,6 +33,19 @@ sl_str sl_str_trim(sl_str a)
     return a;
 }
 
+size_t sl_u64_to_dec(uint64_t v, char out[20])
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 int sl_str_to_u64(sl_str a, uint64_t *out)
 {
     if (a.n == 0)

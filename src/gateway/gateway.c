@@ -386,6 +386,7 @@ typedef struct gw_req {
     const char *endpoint; /* "/chat/completions", ... */
     char request_id[72];
     uint64_t t_start, t_first_token, t_last_token;
+    sl_metrics_series *itl; /* this request's inter-token latency series, looked up once */
 
     /* routing */
     const gw_group *group;
@@ -657,7 +658,9 @@ static int on_sse_event(void *ud, const sl_sse_event *ev)
             q->t_first_token = now;
             sl_metrics_observe(q->w->metrics, SL_M_TTFT, q->model, NULL, NULL, (double)(now - q->t_start) / 1e9);
         } else {
-            sl_metrics_observe(q->w->metrics, SL_M_ITL, q->model, NULL, NULL, (double)(now - q->t_last_token) / 1e9);
+            if (!q->itl)
+                q->itl = sl_metrics_series_get(q->w->metrics, SL_M_ITL, q->model, NULL, NULL);
+            sl_metrics_observe_series(q->w->metrics, q->itl, (double)(now - q->t_last_token) / 1e9);
         }
         q->t_last_token = now;
     }
@@ -844,7 +847,9 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
     q->xfer_live = false;
     q->xfer = NULL;
     q->up_err = err;
-    snprintf(q->up_msg, sizeof q->up_msg, "%s", msg ? msg : "");
+    size_t ml = msg ? strnlen(msg, sizeof q->up_msg - 1) : 0;
+    memcpy(q->up_msg, msg ? msg : "", ml);
+    q->up_msg[ml] = 0;
 
     /* a 2xx stream that ended without [DONE] was cut */
     if (err == 0 && q->streaming && !q->got_done) {
@@ -1189,8 +1194,9 @@ static void local_drain(gw_req *q)
                 q->t_first_token = now;
                 sl_metrics_observe(q->w->metrics, SL_M_TTFT, q->model, NULL, NULL, (double)(now - q->t_start) / 1e9);
             } else {
-                sl_metrics_observe(q->w->metrics, SL_M_ITL, q->model, NULL, NULL,
-                                   (double)(now - q->t_last_token) / 1e9);
+                if (!q->itl)
+                    q->itl = sl_metrics_series_get(q->w->metrics, SL_M_ITL, q->model, NULL, NULL);
+                sl_metrics_observe_series(q->w->metrics, q->itl, (double)(now - q->t_last_token) / 1e9);
             }
             q->t_last_token = now;
             stream_json(q, local_chunk(q, text.data, text.len, NULL, false));

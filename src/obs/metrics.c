@@ -207,6 +207,18 @@ void sl_metrics_add(sl_metrics_shard *sh, sl_metric_id id, const char *l1, const
     pthread_mutex_unlock(&sh->lock);
 }
 
+/* Adds one observation to s; shard lock held. */
+static void observe_locked(series *s, double v)
+{
+    s->value += v;
+    s->count++;
+    for (int i = 0; i < N_BUCKETS; i++)
+        if (v <= buckets[i]) {
+            s->bucket[i]++;
+            break;
+        }
+}
+
 void sl_metrics_observe(sl_metrics_shard *sh, sl_metric_id id, const char *l1, const char *l2, const char *l3,
                         double v)
 {
@@ -214,15 +226,30 @@ void sl_metrics_observe(sl_metrics_shard *sh, sl_metric_id id, const char *l1, c
         return;
     pthread_mutex_lock(&sh->lock);
     series *s = lookup(sh, id, l1, l2, l3);
-    if (s) {
-        s->value += v;
-        s->count++;
-        for (int i = 0; i < N_BUCKETS; i++)
-            if (v <= buckets[i]) {
-                s->bucket[i]++;
-                break;
-            }
-    }
+    if (s)
+        observe_locked(s, v);
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* A handle is the series node itself: nodes are allocated one by one and
+ * freed only with the registry, so the pointer stays valid. */
+sl_metrics_series *sl_metrics_series_get(sl_metrics_shard *sh, sl_metric_id id, const char *l1,
+                                         const char *l2, const char *l3)
+{
+    if (!sh)
+        return NULL;
+    pthread_mutex_lock(&sh->lock);
+    series *s = lookup(sh, id, l1, l2, l3);
+    pthread_mutex_unlock(&sh->lock);
+    return (sl_metrics_series *)s;
+}
+
+void sl_metrics_observe_series(sl_metrics_shard *sh, sl_metrics_series *ser, double v)
+{
+    if (!sh || !ser || !(v >= 0))
+        return;
+    pthread_mutex_lock(&sh->lock);
+    observe_locked((series *)ser, v);
     pthread_mutex_unlock(&sh->lock);
 }
 

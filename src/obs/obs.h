@@ -41,6 +41,18 @@ void sl_metrics_add(sl_metrics_shard *s, sl_metric_id id, const char *l1, const 
 /* Records one observation into a histogram. */
 void sl_metrics_observe(sl_metrics_shard *s, sl_metric_id id, const char *l1, const char *l2, const char *l3,
                         double v);
+/* One label set of one family in one shard: a handle that skips the label
+ * lookup of sl_metrics_observe on hot paths (the inter-token latency is
+ * observed once per streamed chunk). Valid as long as the registry. */
+typedef struct sl_metrics_series sl_metrics_series;
+/* Returns the series of (id, labels) in shard s, created when new (the
+ * same fold into "other" past the cap as sl_metrics_observe), or NULL when
+ * out of memory. */
+sl_metrics_series *sl_metrics_series_get(sl_metrics_shard *s, sl_metric_id id, const char *l1,
+                                         const char *l2, const char *l3);
+/* Records one histogram observation into a series of shard s (from
+ * sl_metrics_series_get on the same shard). NULL ser is a no-op. */
+void sl_metrics_observe_series(sl_metrics_shard *s, sl_metrics_series *ser, double v);
 /* Registers a gauge read at scrape time: name must be a valid metric name; fn is called from the scraping thread. */
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *ud), void *ud);
 /* Registers a section written at scrape time after the gauges: fn appends

@@ -968,8 +968,10 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
     if (!have_host) {
         PUTS("Host: ");
         PUT(u->authority, u->authority_len);
-        if (u->port != 80)
-            n += (size_t)snprintf(b + n, need - n, ":%u", u->port);
+        if (u->port != 80) {
+            PUT(":", 1);
+            n += sl_u64_to_dec(u->port, b + n);
+        }
         PUTS("\r\n");
     }
     for (size_t i = 0; i < r->n_headers; i++) {
@@ -989,8 +991,11 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
         PUTS("Content-Type: application/json\r\n");
     if (!have_accept)
         PUTS(r->stream ? "Accept: text/event-stream\r\n" : "Accept: application/json\r\n");
-    if (body)
-        n += (size_t)snprintf(b + n, need - n, "Content-Length: %zu\r\n", r->body_len);
+    if (body) {
+        PUTS("Content-Length: ");
+        n += sl_u64_to_dec(r->body_len, b + n);
+        PUTS("\r\n");
+    }
     PUTS("\r\n");
     if (body && r->body_len)
         PUT(r->body, r->body_len);

@@ -90,6 +90,14 @@ static void test_str(void)
     EXPECT_EQ_UINT(v, 12345);
     EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT("18446744073709551616"), &v), SL_ERANGE);
     EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT("12a"), &v), SL_EPARSE);
+    char dec[21];
+    static const uint64_t vals[] = {0, 7, 10, 99, 1000, 4294967296ull, UINT64_MAX};
+    static const char *const want[] = {"0", "7", "10", "99", "1000", "4294967296", "18446744073709551615"};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        size_t n = sl_u64_to_dec(vals[i], dec);
+        dec[n] = 0;
+        EXPECT_EQ_STR(dec, want[i]);
+    }
     EXPECT_EQ_INT(sl_str_to_u64(SL_STR_LIT(""), &v), SL_EPARSE);
     sl_str t = sl_str_trim(SL_STR_LIT("  hi \r\n"));
     EXPECT(sl_str_eq_c(t, "hi"));

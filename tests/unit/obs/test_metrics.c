@@ -49,6 +49,37 @@ static void test_series_cap(void)
     sl_metrics_destroy(m);
 }
 
+/* A series handle records into the same series as the label lookup does,
+ * and keeps working after other series are created (and past the cap). */
+static void test_series_handle(void)
+{
+    sl_metrics *m = sl_metrics_create();
+    sl_metrics_shard *a = sl_metrics_shard_new(m);
+    sl_metrics_series *h = sl_metrics_series_get(a, SL_M_ITL, "gpt", NULL, NULL);
+    EXPECT(h != NULL);
+    EXPECT(sl_metrics_series_get(a, SL_M_ITL, "gpt", NULL, NULL) == h);
+    EXPECT(sl_metrics_series_get(a, SL_M_ITL, "other-model", NULL, NULL) != h);
+    sl_metrics_observe_series(a, h, 0.004);
+    char name[32];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "m%d", i);
+        sl_metrics_add(a, SL_M_REQUESTS, name, "b", "200", 1);
+    }
+    sl_metrics_observe(a, SL_M_ITL, "gpt", NULL, NULL, 0.2);
+    sl_metrics_observe_series(a, h, 3.0);
+    sl_metrics_observe_series(a, h, -1.0); /* ignored, as by sl_metrics_observe */
+    sl_metrics_observe_series(a, NULL, 1.0); /* no-op */
+    sl_buf out;
+    sl_buf_init(&out, 4 << 20);
+    EXPECT_EQ_INT(sl_metrics_render(m, &out), 0);
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_count{model=\"gpt\"} 3\n");
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_sum{model=\"gpt\"} 3.204\n");
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_bucket{model=\"gpt\",le=\"0.005\"} 1\n");
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_bucket{model=\"gpt\",le=\"0.25\"} 2\n");
+    sl_buf_free(&out);
+    sl_metrics_destroy(m);
+}
+
 typedef struct {
     sl_metrics *m;
 } targ;
@@ -82,6 +113,7 @@ int main(void)
 {
     RUN(test_render_counters_and_histograms);
     RUN(test_series_cap);
+    RUN(test_series_handle);
     RUN(test_threads_merge);
     return TEST_REPORT();
 }
