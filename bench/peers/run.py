@@ -150,6 +150,21 @@ def mock_requests(port):
         return json.load(r)["requests"]
 
 
+def settle(port, limit_s=180.0):
+    """Waits until the upstream's request counter stops moving (1 s without a
+    change, at most limit_s) and returns it. A gateway pushed past its
+    capacity keeps forwarding its backlog after the load generator has
+    stopped; without this wait that backlog would run during the next
+    target's measurement and be counted as its traffic."""
+    last, still, t0 = mock_requests(port), 0.0, time.monotonic()
+    while still < 1.0 and time.monotonic() - t0 < limit_s:
+        time.sleep(0.25)
+        n = mock_requests(port)
+        still = still + 0.25 if n == last else 0.0
+        last = n
+    return last
+
+
 NGINX_CONF = """daemon off;
 master_process on;
 worker_processes {workers};
@@ -325,8 +340,8 @@ def main():
                     before = mock_requests(up[key])
                     cpu0 = cpu_s(pids)
                     out = subprocess.run(cmd, capture_output=True, timeout=args.duration + args.warmup + 120)
-                    cpu1 = cpu_s(pids)
-                    after = mock_requests(up[key])
+                    after = settle(up[key])
+                    cpu1 = cpu_s(pids)  # after the backlog, which this run caused
                     if out.returncode != 0:
                         raise RuntimeError(f"bench {t}/{w} failed: {out.stderr.decode()[-800:]}")
                     r = json.loads(out.stdout)

@@ -1,8 +1,8 @@
 /*
  * upstream: Sluice's client for remote OpenAI-compatible backends.
  *
- * It owns one libcurl multi handle per I/O worker, driven by that worker's
- * libuv loop (one uv_poll per socket that libcurl watches, one uv_timer for
+ * For https:// it owns one libcurl multi handle per I/O worker (http:// goes
+ * to the built-in client below), driven by that worker's libuv loop (one uv_poll per socket that libcurl watches, one uv_timer for
  * libcurl's timeouts, one uv_timer per transfer for our own first-byte, idle
  * and total deadlines), the keep-alive connection cache that comes with the
  * multi handle, and an incremental, bounded text/event-stream parser.
@@ -27,7 +27,8 @@
  * closed and never goes back to the reuse cache, so bytes meant for one
  * request can never be read as the answer to another.
  *
- * Callbacks and re-entrancy: on_headers and on_body run inside libcurl. From
+ * Callbacks and re-entrancy: on_headers and on_body run inside libcurl (or
+ * inside the built-in client's read callback, with the same rules). From
  * them the caller may call sl_upstream_pause, sl_upstream_resume,
  * sl_upstream_cancel (on any transfer of the pool) and sl_upstream_start; the
  * pool defers whatever libcurl forbids there until libcurl has returned.
