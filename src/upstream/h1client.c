@@ -90,14 +90,12 @@ struct h1_xfer {
     char *held;                   /* undelivered bytes of the last read, held during a pause */
     size_t held_off, held_len;
     bool stream, head;
-    bool paused, cancelled, finishing, body_started;
+    bool cancelled, finishing;
     bool blocked;                 /* reading stopped: body is held until resume */
     bool retried;                 /* the stale-connection retry was used */
-    bool connecting;
     int pending_err;              /* failure to deliver from the kick timer */
     size_t received;
-    uint64_t start_ms, activity_ms, connect_start_ms;
-    uint32_t first_byte_ms, idle_ms, total_ms, connect_ms;
+    sl_up_deadlines dl;           /* connect, first-byte, idle and total deadlines */
     char msg[SL_UPSTREAM_XFER_MSG_MAX];
 };
 
@@ -432,7 +430,7 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     c->state = C_ACTIVE;
-    x->connecting = false;
+    x->dl.connecting = false;
     xfer_arm(x);
     conn_begin(c);
 }
@@ -506,8 +504,8 @@ static void conn_open(h1_xfer *x, const struct sockaddr_storage *addrs, int n_ad
     hp->conns = c;
     h->n_conns++;
     hp->n_conns++;
-    x->connecting = true;
-    x->connect_start_ms = uv_now(hp->loop);
+    x->dl.connecting = true;
+    x->dl.connect_start_ms = uv_now(hp->loop);
     xfer_arm(x);
     if (n_addrs > 0) {
         memcpy(c->addrs, addrs, (size_t)n_addrs * sizeof addrs[0]);
@@ -647,17 +645,7 @@ static void xfer_arm_cb(uv_timer_t *t);
 
 static void xfer_arm(h1_xfer *x)
 {
-    uint64_t due = UINT64_MAX;
-    if (x->total_ms)
-        due = x->start_ms + x->total_ms;
-    if (x->connecting)
-        due = SL_MIN(due, x->connect_start_ms + x->connect_ms);
-    if (!x->paused) {
-        if (!x->body_started && x->first_byte_ms)
-            due = SL_MIN(due, x->activity_ms + x->first_byte_ms);
-        if (x->body_started && x->idle_ms)
-            due = SL_MIN(due, x->activity_ms + x->idle_ms);
-    }
+    uint64_t due = sl_up_deadline_due(&x->dl);
     if (due == UINT64_MAX) {
         uv_timer_stop(&x->timer);
         return;
@@ -672,17 +660,7 @@ static void xfer_arm_cb(uv_timer_t *t)
     h1_xfer *x = t->data;
     if (x->cancelled || x->finishing)
         return;
-    uint64_t now = uv_now(x->hp->loop);
-    if (x->total_ms && now >= x->start_ms + x->total_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream total timeout after %u ms", x->total_ms);
-    else if (x->connecting && now >= x->connect_start_ms + x->connect_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream connect timeout after %u ms", x->connect_ms);
-    else if (!x->paused && !x->body_started && x->first_byte_ms &&
-             now >= x->activity_ms + x->first_byte_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream first-byte timeout after %u ms", x->first_byte_ms);
-    else if (!x->paused && x->body_started && x->idle_ms && now >= x->activity_ms + x->idle_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream idle timeout: no body bytes for %u ms", x->idle_ms);
-    else {
+    if (!sl_up_deadline_passed(&x->dl, uv_now(x->hp->loop), x->msg, sizeof x->msg)) {
         xfer_arm(x);
         return;
     }
@@ -720,7 +698,7 @@ static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held)
     for (;;) {
         sl_h1p_event ev;
         size_t used = 0;
-        int rc = sl_h1p_step(&x->parser, buf + pos, n - pos, !x->paused, &used, &ev);
+        int rc = sl_h1p_step(&x->parser, buf + pos, n - pos, !x->dl.paused, &used, &ev);
         pos += used;
         if (rc) {
             xfer_fail(x, rc == SL_ENOMEM ? SL_ENOMEM : SL_EUPSTREAM,
@@ -751,14 +729,14 @@ static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held)
                 return;
             }
             x->received += ev.len;
-            x->activity_ms = uv_now(hp->loop);
-            if (!x->body_started) {
-                x->body_started = true;
+            x->dl.activity_ms = uv_now(hp->loop);
+            if (!x->dl.body_started) {
+                x->dl.body_started = true;
                 xfer_arm(x); /* from the first-byte deadline to the idle one */
             } /* else the idle deadline moved later: the timer re-arms when it fires */
             if (x->cb.on_body && x->cb.on_body(x->cb.ud, ev.data, ev.len) == SL_EAGAIN &&
                 !x->cancelled && !x->finishing) {
-                x->paused = true;
+                x->dl.paused = true;
                 xfer_arm(x);
             }
             if (x->cancelled || x->finishing)
@@ -799,7 +777,7 @@ static void on_kick(uv_timer_t *t)
             xfer_fail(x, x->pending_err, x->msg);
             continue;
         }
-        if (x->paused || !x->blocked)
+        if (x->dl.paused || !x->blocked)
             continue;
         x->blocked = false;
         if (x->held && x->held_off < x->held_len)
@@ -1031,10 +1009,10 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
     x->cb = *cb;
     x->stream = req->stream;
     x->head = strcmp(req->method, "HEAD") == 0;
-    x->connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : DEFAULT_CONNECT_MS;
-    x->first_byte_ms = req->first_byte_timeout_ms;
-    x->idle_ms = req->idle_timeout_ms;
-    x->total_ms = req->total_timeout_ms;
+    x->dl.connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : DEFAULT_CONNECT_MS;
+    x->dl.first_byte_ms = req->first_byte_timeout_ms;
+    x->dl.idle_ms = req->idle_timeout_ms;
+    x->dl.total_ms = req->total_timeout_ms;
     sl_h1p_reset(&x->parser, x->head);
     uv_timer_init(hp->loop, &x->timer);
     x->timer.data = x;
@@ -1044,7 +1022,7 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
         hp->xfers->prev = x;
     hp->xfers = x;
     uv_update_time(hp->loop);
-    x->start_ms = x->activity_ms = uv_now(hp->loop);
+    x->dl.start_ms = x->dl.activity_ms = uv_now(hp->loop);
     xfer_arm(x);
     /* First come first served: x goes behind every waiter, and goes now if
      * none of them holds it up. */
@@ -1063,19 +1041,19 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
 void sl_h1_pause(sl_upstream_xfer *ux)
 {
     h1_xfer *x = (h1_xfer *)(void *)ux;
-    if (x->cancelled || x->finishing || x->paused)
+    if (x->cancelled || x->finishing || x->dl.paused)
         return;
-    x->paused = true; /* the next body bytes are held and reading stops */
+    x->dl.paused = true; /* the next body bytes are held and reading stops */
     xfer_arm(x);
 }
 
 void sl_h1_resume(sl_upstream_xfer *ux)
 {
     h1_xfer *x = (h1_xfer *)(void *)ux;
-    if (x->cancelled || x->finishing || !x->paused)
+    if (x->cancelled || x->finishing || !x->dl.paused)
         return;
-    x->paused = false;
-    x->activity_ms = uv_now(x->hp->loop); /* the idle gap restarts: the pause was ours */
+    x->dl.paused = false;
+    x->dl.activity_ms = uv_now(x->hp->loop); /* the idle gap restarts: the pause was ours */
     xfer_arm(x);
     if (x->blocked)
         kick_push(x->hp, x); /* held bytes go out from the loop, not from here */

@@ -69,15 +69,12 @@ struct sl_upstream_xfer {
     bool resume_pending;
     bool cancelled;                   /* the caller gave the handle up; no callbacks */
     bool finishing;                   /* on_done is being delivered */
-    bool headers_done, body_started;
-    bool paused;                      /* the caller asked for no more on_body */
+    bool headers_done;
     bool curl_paused;                 /* libcurl holds data because we returned PAUSE */
     bool stream;
     int fail_err;                     /* our own reason to fail (SL_ETOOBIG) or 0 */
     size_t received;                  /* body bytes delivered, for the size cap */
-    uint64_t start_ms;                /* uv_now at start */
-    uint64_t activity_ms;             /* start, resume or last body byte: base of first-byte/idle */
-    uint32_t first_byte_ms, idle_ms, total_ms, connect_ms;
+    sl_up_deadlines dl;               /* first-byte, idle and total deadlines */
     char msg[XFER_MSG_MAX];
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -348,19 +345,43 @@ static void pool_action(sl_upstream_pool *p, curl_socket_t fd, int flags)
 
 /* ---- deadlines ---- */
 
+uint64_t sl_up_deadline_due(const sl_up_deadlines *d)
+{
+    uint64_t due = UINT64_MAX;
+    if (d->total_ms)
+        due = d->start_ms + d->total_ms;
+    if (d->connecting && d->connect_ms)
+        due = SL_MIN(due, d->connect_start_ms + d->connect_ms);
+    if (!d->paused) {
+        if (!d->body_started && d->first_byte_ms)
+            due = SL_MIN(due, d->activity_ms + d->first_byte_ms);
+        if (d->body_started && d->idle_ms)
+            due = SL_MIN(due, d->activity_ms + d->idle_ms);
+    }
+    return due;
+}
+
+bool sl_up_deadline_passed(const sl_up_deadlines *d, uint64_t now, char *msg, size_t cap)
+{
+    if (d->total_ms && now >= d->start_ms + d->total_ms)
+        snprintf(msg, cap, "upstream total timeout after %u ms", d->total_ms);
+    else if (d->connecting && d->connect_ms && now >= d->connect_start_ms + d->connect_ms)
+        snprintf(msg, cap, "upstream connect timeout after %u ms", d->connect_ms);
+    else if (!d->paused && !d->body_started && d->first_byte_ms &&
+             now >= d->activity_ms + d->first_byte_ms)
+        snprintf(msg, cap, "upstream first-byte timeout after %u ms", d->first_byte_ms);
+    else if (!d->paused && d->body_started && d->idle_ms && now >= d->activity_ms + d->idle_ms)
+        snprintf(msg, cap, "upstream idle timeout: no body bytes for %u ms", d->idle_ms);
+    else
+        return false;
+    return true;
+}
+
 static void on_xfer_timer(uv_timer_t *t);
 
 static void xfer_arm(sl_upstream_xfer *x)
 {
-    uint64_t due = UINT64_MAX;
-    if (x->total_ms)
-        due = x->start_ms + x->total_ms;
-    if (!x->paused) {
-        if (!x->body_started && x->first_byte_ms)
-            due = SL_MIN(due, x->activity_ms + x->first_byte_ms);
-        if (x->body_started && x->idle_ms)
-            due = SL_MIN(due, x->activity_ms + x->idle_ms);
-    }
+    uint64_t due = sl_up_deadline_due(&x->dl);
     if (due == UINT64_MAX) {
         uv_timer_stop(&x->timer);
         return;
@@ -377,15 +398,7 @@ static void on_xfer_timer(uv_timer_t *t)
     sl_upstream_xfer *x = t->data;
     if (x->cancelled || x->finishing)
         return;
-    uint64_t now = uv_now(x->pool->loop);
-    if (x->total_ms && now >= x->start_ms + x->total_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream total timeout after %u ms", x->total_ms);
-    else if (!x->paused && !x->body_started && x->first_byte_ms &&
-             now >= x->activity_ms + x->first_byte_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream first-byte timeout after %u ms", x->first_byte_ms);
-    else if (!x->paused && x->body_started && x->idle_ms && now >= x->activity_ms + x->idle_ms)
-        snprintf(x->msg, sizeof x->msg, "upstream idle timeout: no body bytes for %u ms", x->idle_ms);
-    else {
+    if (!sl_up_deadline_passed(&x->dl, uv_now(x->pool->loop), x->msg, sizeof x->msg)) {
         xfer_arm(x);
         return;
     }
@@ -455,7 +468,7 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
     size_t n = size * nmemb;
     if (x->cancelled || x->fail_err)
         return 0;
-    if (x->paused) {
+    if (x->dl.paused) {
         /* libcurl keeps these bytes and hands them over again after unpause. */
         x->curl_paused = true;
         return CURL_WRITEFUNC_PAUSE;
@@ -470,13 +483,13 @@ static size_t on_write(char *ptr, size_t size, size_t nmemb, void *ud)
         return 0;
     }
     x->received += n;
-    x->activity_ms = uv_now(p->loop);
-    if (!x->body_started) {
-        x->body_started = true;
+    x->dl.activity_ms = uv_now(p->loop);
+    if (!x->dl.body_started) {
+        x->dl.body_started = true;
         xfer_arm(x); /* from the first-byte deadline to the idle one */
     }
     if (x->cb.on_body && x->cb.on_body(x->cb.ud, ptr, n) == SL_EAGAIN && !x->cancelled)
-        x->paused = true;
+        x->dl.paused = true;
     return x->cancelled ? 0 : n;
 }
 
@@ -564,7 +577,7 @@ static int map_curl_error(sl_upstream_xfer *x, CURLcode rc, char *msg, size_t ca
     const char *detail = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT: /* only the connect timeout is libcurl's */
-        snprintf(msg, cap, "upstream connect timeout after %u ms", x->connect_ms);
+        snprintf(msg, cap, "upstream connect timeout after %u ms", x->dl.connect_ms);
         return SL_ETIMEDOUT;
     case CURLE_COULDNT_RESOLVE_HOST:
         snprintf(msg, cap, "cannot resolve upstream host: %.200s", detail);
@@ -625,7 +638,7 @@ static void xfer_do_resume(sl_upstream_xfer *x)
 {
     sl_upstream_pool *p = x->pool;
     x->resume_pending = false;
-    if (x->paused || !x->curl_paused || !x->in_multi)
+    if (x->dl.paused || !x->curl_paused || !x->in_multi)
         return;
     x->curl_paused = false;
     p->in_curl++;
@@ -966,10 +979,10 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
     x->cb = *cb;
     x->fd = CURL_SOCKET_BAD;
     x->stream = req->stream;
-    x->connect_ms = req->connect_timeout_ms;
-    x->first_byte_ms = req->first_byte_timeout_ms;
-    x->idle_ms = req->idle_timeout_ms;
-    x->total_ms = req->total_timeout_ms;
+    x->dl.connect_ms = req->connect_timeout_ms;
+    x->dl.first_byte_ms = req->first_byte_timeout_ms;
+    x->dl.idle_ms = req->idle_timeout_ms;
+    x->dl.total_ms = req->total_timeout_ms;
     x->easy = easy_get(p);
     rc = x->easy ? build_headers(x, req) : SL_ENOMEM;
     if (!rc)
@@ -988,7 +1001,7 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
         p->xfers->prev = x;
     p->xfers = x;
     uv_update_time(p->loop);
-    x->start_ms = x->activity_ms = uv_now(p->loop);
+    x->dl.start_ms = x->dl.activity_ms = uv_now(p->loop);
 
     if (p->in_curl > 0) {
         /* Inside a libcurl callback: add once libcurl has returned. */
@@ -1019,7 +1032,7 @@ void sl_upstream_pause(sl_upstream_xfer *x)
     }
     if (!x || x->cancelled || x->finishing)
         return;
-    x->paused = true; /* the next write callback returns CURL_WRITEFUNC_PAUSE */
+    x->dl.paused = true; /* the next write callback returns CURL_WRITEFUNC_PAUSE */
 }
 
 void sl_upstream_resume(sl_upstream_xfer *x)
@@ -1028,11 +1041,11 @@ void sl_upstream_resume(sl_upstream_xfer *x)
         sl_h1_resume(x);
         return;
     }
-    if (!x || x->cancelled || x->finishing || !x->paused)
+    if (!x || x->cancelled || x->finishing || !x->dl.paused)
         return;
     sl_upstream_pool *p = x->pool;
-    x->paused = false;
-    x->activity_ms = uv_now(p->loop); /* the idle gap restarts: the pause was ours */
+    x->dl.paused = false;
+    x->dl.activity_ms = uv_now(p->loop); /* the idle gap restarts: the pause was ours */
     xfer_arm(x);
     if (x->curl_paused) {
         x->resume_pending = true;

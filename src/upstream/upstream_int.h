@@ -28,6 +28,26 @@ static inline int sl_upstream_impl_of(const sl_upstream_xfer *x)
  * (>= 0) or -1 when absent or malformed. */
 double sl_upstream_parse_retry_after(const char *v);
 
+/* One transfer's deadlines, in ms of the loop's clock (uv_now), with the
+ * state they depend on; both clients keep one and arm one timer from it.
+ * First-byte and idle deadlines are suspended while paused; the connect
+ * deadline runs only while connecting (the built-in client's; libcurl keeps
+ * its own connect timeout); the total deadline always runs. */
+typedef struct sl_up_deadlines {
+    uint64_t start_ms;         /* uv_now at start */
+    uint64_t activity_ms;      /* start, resume or last body byte: base of first-byte/idle */
+    uint64_t connect_start_ms; /* when the current connect began */
+    uint32_t first_byte_ms, idle_ms, total_ms, connect_ms; /* 0 = none */
+    bool paused;               /* the caller asked for no more on_body */
+    bool body_started, connecting;
+} sl_up_deadlines;
+
+/* The earliest running deadline, or UINT64_MAX when none runs. */
+uint64_t sl_up_deadline_due(const sl_up_deadlines *d);
+/* Whether a running deadline has passed at now; if so writes which one to
+ * msg (cap bytes) and returns true. An early timer fire returns false. */
+bool sl_up_deadline_passed(const sl_up_deadlines *d, uint64_t now, char *msg, size_t cap);
+
 /* The owning pool counts libuv handles (and requests) whose callbacks have not
  * run yet; its memory, the h1 pool's included, goes when the count reaches 0
  * after destroy. */
