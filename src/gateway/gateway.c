@@ -690,6 +690,7 @@ static int on_up_body(void *ud, const char *p, size_t n)
         if (q->stream_failed || !q->http)
             return 0;
         q->busy++;
+        sl_http_stream_hold(q->http, true); /* the events of this read go out in one write */
         int rc = sl_sse_parser_feed(q->sse, p, n, on_sse_event, q);
         if (rc == SL_ETOOBIG && !q->stream_failed) {
             sl_api_error e;
@@ -698,6 +699,11 @@ static int on_up_body(void *ud, const char *p, size_t n)
             stream_begin(q);
             stream_end(q, &e);
         }
+        /* After [DONE] only the end of the response can follow (on_up_done):
+         * the last bytes wait for it, so that they and the end go out in one
+         * write. */
+        if (q->http && !q->got_done)
+            sl_http_stream_hold(q->http, false);
         q->busy--;
         if (q->stream_failed || !q->http) {
             /* the client's answer is over: stop reading this upstream */

@@ -88,13 +88,20 @@ typedef struct sl_http_header {
 void sl_http_respond(sl_http_req *r, int status, const char *content_type, const sl_http_header *hdrs,
                      size_t n_hdrs, const char *body, size_t len);
 
-/* Starts a streamed (chunked) response. */
+/* Starts a streamed (chunked) response. The status and headers are sent
+ * with the first sl_http_stream_write (or sl_http_stream_end), in the same
+ * write as those bytes. */
 void sl_http_stream_begin(sl_http_req *r, int status, const char *content_type, const sl_http_header *hdrs,
                           size_t n_hdrs);
 /* Queues bytes (copied). Returns 0, or SL_EAGAIN when the unsent backlog is past the
  * high-water mark: the bytes were taken, but the producer should pause until the
  * drain callback fires. */
 int sl_http_stream_write(sl_http_req *r, const char *p, size_t n);
+/* While held, sl_http_stream_write only queues; releasing (hold false) sends
+ * everything queued in one write. A caller that produces several pieces at
+ * once (one upstream read) holds around them. sl_http_stream_end sends
+ * regardless. */
+void sl_http_stream_hold(sl_http_req *r, bool hold);
 /* Called when a backlog that returned SL_EAGAIN has been written out. */
 void sl_http_req_on_drain(sl_http_req *r, void (*cb)(void *ud), void *ud);
 /* Finishes the stream: ok=true ends it cleanly after the queued bytes; ok=false

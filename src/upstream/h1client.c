@@ -92,6 +92,7 @@ struct h1_xfer {
     bool stream, head;
     bool cancelled, finishing;
     bool blocked;                 /* reading stopped: body is held until resume */
+    bool done_held;               /* the response ended while paused: on_done waits for resume */
     bool retried;                 /* the stale-connection retry was used */
     int pending_err;              /* failure to deliver from the kick timer */
     size_t received;
@@ -120,7 +121,7 @@ static void conn_close(h1_conn *c, bool dispatch);
 static void conn_open(h1_xfer *x, const struct sockaddr_storage *addrs, int n_addrs);
 static void conn_begin(h1_conn *c);
 static void xfer_arm(h1_xfer *x);
-static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held);
+static void xfer_feed(h1_xfer *x, char *buf, size_t n, bool from_held);
 static void pool_dispatch(sl_h1_pool *hp);
 
 /* ---- lists ---- */
@@ -689,24 +690,46 @@ static int xfer_hold(h1_xfer *x, const char *buf, size_t n, bool from_held)
     return 0;
 }
 
+/* Hands n body bytes at p to the caller; false when x ended (cancelled or
+ * finishing) during the call. */
+static bool xfer_deliver(h1_xfer *x, const char *p, size_t n)
+{
+    if (x->cb.on_body && x->cb.on_body(x->cb.ud, p, n) == SL_EAGAIN && !x->cancelled && !x->finishing) {
+        x->dl.paused = true;
+        xfer_arm(x);
+    }
+    return !x->cancelled && !x->finishing;
+}
+
 /* Parses and delivers buf[0..n) of x's response. from_held: buf is x->held
- * (from the kick timer after a resume). */
-static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held)
+ * (from the kick timer after a resume).
+ *
+ * The body pieces of one read (one per chunk of a chunked response) are moved
+ * together in buf, over the chunk framing already parsed, and handed over in
+ * one on_body call when the read is used up, so that a caller relaying a
+ * stream writes once per read, not once per chunk. */
+static void xfer_feed(h1_xfer *x, char *buf, size_t n, bool from_held)
 {
     sl_h1_pool *hp = x->hp;
     size_t pos = 0;
+    char *acc = NULL; /* this read's body bytes so far: acc[0..acc_len) */
+    size_t acc_len = 0;
     for (;;) {
         sl_h1p_event ev;
         size_t used = 0;
         int rc = sl_h1p_step(&x->parser, buf + pos, n - pos, !x->dl.paused, &used, &ev);
         pos += used;
         if (rc) {
+            if (acc_len && !xfer_deliver(x, acc, acc_len))
+                return;
             xfer_fail(x, rc == SL_ENOMEM ? SL_ENOMEM : SL_EUPSTREAM,
                       rc == SL_ENOMEM ? "out of memory reading upstream response" : x->parser.err);
             return;
         }
         switch (ev.kind) {
         case SL_H1P_NEED_MORE:
+            if (acc_len && !xfer_deliver(x, acc, acc_len))
+                return;
             if (from_held) {
                 sl_free(x->held);
                 x->held = NULL;
@@ -734,19 +757,21 @@ static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held)
                 x->dl.body_started = true;
                 xfer_arm(x); /* from the first-byte deadline to the idle one */
             } /* else the idle deadline moved later: the timer re-arms when it fires */
-            if (x->cb.on_body && x->cb.on_body(x->cb.ud, ev.data, ev.len) == SL_EAGAIN &&
-                !x->cancelled && !x->finishing) {
-                x->dl.paused = true;
-                xfer_arm(x);
-            }
-            if (x->cancelled || x->finishing)
-                return;
+            /* ev.data lies in buf[pos - used, pos), after acc's end */
+            if (!acc)
+                acc = buf + (ev.data - buf);
+            else if (ev.data != acc + acc_len)
+                memmove(acc + acc_len, ev.data, ev.len);
+            acc_len += ev.len;
             break;
         case SL_H1P_BLOCKED:
+            /* only while paused, which changes only in xfer_deliver: acc is empty */
             if (xfer_hold(x, buf + pos, n - pos, from_held))
                 xfer_fail(x, SL_ENOMEM, "out of memory holding upstream bytes");
             return;
         case SL_H1P_DONE: {
+            if (acc_len && !xfer_deliver(x, acc, acc_len))
+                return;
             /* Reusable only when nothing followed the response in this read
              * (nor in the held bytes): those bytes belong to no request. */
             h1_conn *c = x->conn;
@@ -758,6 +783,12 @@ static void xfer_feed(h1_xfer *x, const char *buf, size_t n, bool from_held)
             }
             if (c)
                 conn_release(c, reusable);
+            if (x->dl.paused) {
+                /* paused by the last delivery: the end, too, waits for resume */
+                x->done_held = true;
+                x->blocked = true;
+                return;
+            }
             xfer_finish(x, 0, "ok");
             return;
         }
@@ -780,6 +811,10 @@ static void on_kick(uv_timer_t *t)
         if (x->dl.paused || !x->blocked)
             continue;
         x->blocked = false;
+        if (x->done_held) {
+            xfer_finish(x, 0, "ok");
+            continue;
+        }
         if (x->held && x->held_off < x->held_len)
             xfer_feed(x, x->held + x->held_off, x->held_len - x->held_off, true);
         else if (x->held) {
