@@ -40,6 +40,25 @@ void sl_arena_destroy(sl_arena *a)
     sl_free(a);
 }
 
+void sl_arena_reset(sl_arena *a)
+{
+    block *keep = NULL, *b = a->head;
+    while (b) {
+        block *n = b->next;
+        if (!keep && b->cap == a->block_size)
+            keep = b;
+        else
+            sl_free(b);
+        b = n;
+    }
+    if (keep) {
+        keep->next = NULL;
+        keep->used = 0;
+    }
+    a->head = keep;
+    a->total = 0;
+}
+
 void *sl_arena_alloc(sl_arena *a, size_t n)
 {
     size_t need = (n + 15) & ~(size_t)15;

@@ -86,6 +86,9 @@ typedef struct sl_arena sl_arena;
 sl_arena *sl_arena_create(size_t block_size);
 /* Frees every block of the arena and the arena itself. NULL is a no-op. */
 void sl_arena_destroy(sl_arena *a);
+/* Frees everything the arena handed out, keeping one block of the block size
+ * for what comes next: a recycled arena costs no allocation. */
+void sl_arena_reset(sl_arena *a);
 /* Returns 16-byte aligned memory owned by the arena, or NULL. */
 void *sl_arena_alloc(sl_arena *a, size_t n);
 void *sl_arena_calloc(sl_arena *a, size_t n);

@@ -85,7 +85,13 @@ typedef struct gw_worker {
     pthread_mutex_t wake_lock;
     gw_req *wake_head;       /* requests whose wait ended, under wake_lock */
     bool closing;            /* under wake_lock: the worker is stopping */
+    gw_req *spare;           /* finished requests kept with their arena (req_recycle) */
+    int n_spare;
+    sl_buf scratch;          /* the upstream request body, built per attempt */
 } gw_worker;
+
+/* The per-worker upstream body buffer (gw_worker.scratch) is kept up to this capacity. */
+#define SCRATCH_KEEP_BYTES (256u << 10)
 
 /* What the active health checker knows of one backend. */
 typedef struct hc_state {
@@ -377,6 +383,7 @@ static int router_install(sl_router *r, const gw_snapshot *s)
 typedef struct gw_req {
     sl_gateway *g;
     gw_worker *w;
+    struct gw_req *spare_next; /* w->spare */
     sl_http_req *http; /* NULL once answered or gone */
     bool client_gone;
     gw_snapshot *snap;
@@ -1498,23 +1505,24 @@ static void attempt_send(gw_req *q)
         return;
     }
 
-    sl_buf ub;
-    sl_buf_init(&ub, 64u << 20);
+    sl_buf *ub = &q->w->scratch; /* copied by sl_upstream_start */
+    sl_buf_reset(ub);
+    ub->max = 64u << 20;
     size_t base_len = strlen(bc->api_base), ep_len = strlen(q->endpoint);
     char *url = sl_arena_alloc(q->arena, base_len + ep_len + 1);
     if (url) {
         memcpy(url, bc->api_base, base_len);
         memcpy(url + base_len, q->endpoint, ep_len + 1);
     }
-    int rc = url ? sl_api_upstream_body(q->req, bc->model, &ub) : SL_ENOMEM;
+    int rc = url ? sl_api_upstream_body(q->req, bc->model, ub) : SL_ENOMEM;
     sl_upstream_header hdr[1] = {{"X-Request-Id", q->request_id}};
     double first_byte = bc->first_byte_timeout_s > 0 ? bc->first_byte_timeout_s : bc->timeout_s;
     sl_upstream_req ur = {
         .url = url,
         .method = "POST",
         .api_key = bc->api_key,
-        .body = ub.data,
-        .body_len = ub.len,
+        .body = ub->data,
+        .body_len = ub->len,
         .headers = hdr,
         .n_headers = 1,
         .stream = q->req->stream,
@@ -1526,7 +1534,8 @@ static void attempt_send(gw_req *q)
     sl_upstream_cb cb = {.ud = q, .on_headers = on_up_headers, .on_body = on_up_body, .on_done = on_up_done};
     if (rc == 0)
         rc = sl_upstream_start(q->w->pool, &ur, &cb, &q->xfer);
-    sl_buf_free(&ub);
+    if (ub->cap > SCRATCH_KEEP_BYTES)
+        sl_buf_free(ub);
     if (rc != 0) {
         lease_end(q, SL_ROUTER_NEUTRAL, -1);
         sl_api_error e;
@@ -1667,6 +1676,43 @@ static void on_timer_closed(uv_handle_t *h)
     req_maybe_free(q);
 }
 
+/* Finished requests kept per worker for reuse, each with its arena, so that
+ * a request allocates neither its struct nor its first arena block. */
+#define MAX_SPARE_REQS 256
+
+/* A zeroed request, with an arena: a spare, or new. NULL when out of memory. */
+static gw_req *req_new(gw_worker *w)
+{
+    gw_req *q = w->spare;
+    if (q) {
+        w->spare = q->spare_next;
+        w->n_spare--;
+        sl_arena *a = q->arena;
+        memset(q, 0, sizeof *q);
+        q->arena = a;
+        return q;
+    }
+    q = sl_calloc(1, sizeof *q);
+    if (q && !(q->arena = sl_arena_create(16384))) {
+        sl_free(q);
+        q = NULL;
+    }
+    return q;
+}
+
+static void req_free(gw_worker *w, gw_req *q)
+{
+    if (w->n_spare < MAX_SPARE_REQS) {
+        sl_arena_reset(q->arena);
+        q->spare_next = w->spare;
+        w->spare = q;
+        w->n_spare++;
+        return;
+    }
+    sl_arena_destroy(q->arena);
+    sl_free(q);
+}
+
 static void req_maybe_free(gw_req *q)
 {
     if (q->http || q->xfer_live || q->timer_closing || q->busy || q->waiting || q->local_live)
@@ -1685,8 +1731,7 @@ static void req_maybe_free(gw_req *q)
     sl_buf_free(&q->out);
     sl_request_release(q->req);
     snap_release(q->snap);
-    sl_arena_destroy(q->arena);
-    sl_free(q);
+    req_free(q->w, q);
 }
 
 static void on_client_gone(void *ud)
@@ -1921,10 +1966,9 @@ static void on_request(void *ud, sl_http_req *r)
 {
     sl_gateway *g = ud;
     gw_worker *w = sl_http_worker_data(sl_http_req_worker(r));
-    gw_req *q = sl_calloc(1, sizeof *q);
-    sl_arena *arena = q ? sl_arena_create(16384) : NULL;
+    gw_req *q = req_new(w);
+    sl_arena *arena = q ? q->arena : NULL;
     if (!arena) {
-        sl_free(q);
         static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":\"server_error\","
                                   "\"param\":null,\"code\":\"internal_error\"}}";
         sl_http_respond(r, 500, "application/json", NULL, 0, oom, sizeof oom - 1);
@@ -1933,7 +1977,6 @@ static void on_request(void *ud, sl_http_req *r)
     q->g = g;
     q->w = w;
     q->http = r;
-    q->arena = arena;
     q->busy = 1; /* released at the end of on_request */
     q->t_start = sl_now_ns();
     q->snap = snap_get(g);
@@ -2528,6 +2571,13 @@ void sl_gateway_destroy(sl_gateway *g)
     }
     for (gw_worker *w = g->workers, *n; w; w = n) {
         n = w->next_all;
+        while (w->spare) {
+            gw_req *q = w->spare;
+            w->spare = q->spare_next;
+            sl_arena_destroy(q->arena);
+            sl_free(q);
+        }
+        sl_buf_free(&w->scratch);
         pthread_mutex_destroy(&w->wake_lock);
         sl_free(w);
     }

@@ -79,13 +79,12 @@ struct h1_xfer {
     h1_host *host;
     h1_conn *conn;
     sl_upstream_cb cb;
-    uv_timer_t timer;             /* deadlines */
-    h1_xfer *prev, *next;         /* pool list of live transfers */
+    h1_xfer *prev, *next;         /* pool list of live transfers (of spares: next) */
     h1_xfer *wprev, *wnext;       /* wait queue */
     h1_xfer *kprev, *knext;       /* kick list */
     bool waiting, kicked;
-    char *req;                    /* the whole request, kept for the one retry; wiped at free */
-    size_t req_len;
+    char *req;                    /* the whole request, kept for the one retry; wiped at release */
+    size_t req_len, req_cap;
     sl_h1p parser;
     char *held;                   /* undelivered bytes of the last read, held during a pause */
     size_t held_off, held_len;
@@ -98,6 +97,9 @@ struct h1_xfer {
     size_t received;
     sl_up_deadlines dl;           /* connect, first-byte, idle and total deadlines */
     char msg[SL_UPSTREAM_XFER_MSG_MAX];
+    /* Last: a spare transfer is cleared up to here (xfer_clear), its timer
+     * (an open handle) and buffers kept. */
+    uv_timer_t timer;             /* deadlines */
 };
 
 struct sl_h1_pool {
@@ -113,6 +115,8 @@ struct sl_h1_pool {
     h1_xfer *xfers;
     h1_xfer *wait_head, *wait_tail;
     h1_xfer *kick_head, *kick_tail;
+    h1_xfer *spare;               /* released transfers kept for reuse */
+    int n_spare;
     uint64_t sockets_opened, sockets_closed;
     char rbuf[READ_BUF_BYTES]; /* every read lands here and is handled before the next */
 };
@@ -606,8 +610,33 @@ static void on_xfer_timer_closed(uv_handle_t *h)
     sl_upstream_handle_closed(owner);
 }
 
-/* Frees everything of x but its memory, which goes with its timer. x has no
- * connection any more. */
+/* Frees x's buffers; its memory goes when its timer has closed. */
+static void xfer_close(h1_xfer *x)
+{
+    sl_free(x->req);
+    x->req = NULL;
+    sl_h1p_free(&x->parser);
+    uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
+}
+
+/* Up to this many released transfers are kept, with their timer and
+ * buffers, so that a request costs no allocation here. */
+#define MAX_SPARE_XFERS 64
+
+/* Zeroes a spare transfer for reuse, keeping its request and header buffers. */
+static void xfer_clear(h1_xfer *x)
+{
+    char *req = x->req, *hbuf = x->parser.hbuf;
+    size_t req_cap = x->req_cap, hcap = x->parser.hcap;
+    memset(x, 0, offsetof(h1_xfer, timer));
+    x->req = req;
+    x->req_cap = req_cap;
+    x->parser.hbuf = hbuf;
+    x->parser.hcap = hcap;
+}
+
+/* Frees everything of x but its memory, which goes with its timer, or keeps
+ * it as a spare. x has no connection any more. */
 static void xfer_release(h1_xfer *x)
 {
     sl_h1_pool *hp = x->hp;
@@ -619,16 +648,18 @@ static void xfer_release(h1_xfer *x)
         hp->xfers = x->next;
     if (x->next)
         x->next->prev = x->prev;
-    if (x->req) {
+    if (x->req)
         memset(x->req, 0, x->req_len); /* it may hold the api key */
-        sl_free(x->req);
-        x->req = NULL;
-    }
     sl_free(x->held);
     x->held = NULL;
-    sl_h1p_free(&x->parser);
     uv_timer_stop(&x->timer);
-    uv_close((uv_handle_t *)&x->timer, on_xfer_timer_closed);
+    if (!hp->destroying && hp->n_spare < MAX_SPARE_XFERS) {
+        x->next = hp->spare;
+        hp->spare = x;
+        hp->n_spare++;
+        return;
+    }
+    xfer_close(x);
 }
 
 static void xfer_finish(h1_xfer *x, int err, const char *msg)
@@ -941,7 +972,8 @@ static bool is_framing_header(const char *name)
 
 /* Builds the whole request into a fresh buffer. Returns 0, SL_EINVAL (a header
  * line longer than the libcurl path accepts) or SL_ENOMEM. */
-static int build_request(const sl_upstream_req *r, const url_parts *u, char **out, size_t *out_len)
+/* Writes the request into *buf (capacity *cap, grown as needed). */
+static int build_request(const sl_upstream_req *r, const url_parts *u, char **buf, size_t *cap, size_t *out_len)
 {
     bool have_ct = false, have_accept = false, have_host = false;
     bool body = sends_body(r);
@@ -962,9 +994,14 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
         return SL_EINVAL;
     need += r->api_key ? sizeof auth + kn + 2 : 0;
     need += 64 + 64 + 64 + 16 + r->body_len; /* content-type, accept, length, blank line */
-    char *b = sl_malloc(need);
-    if (!b)
-        return SL_ENOMEM;
+    if (need > *cap) {
+        char *nb = sl_realloc(*buf, need);
+        if (!nb)
+            return SL_ENOMEM;
+        *buf = nb;
+        *cap = need;
+    }
+    char *b = *buf;
     size_t n = 0;
 #define PUT(p, len)                                                                            \
     do {                                                                                       \
@@ -1015,7 +1052,6 @@ static int build_request(const sl_upstream_req *r, const url_parts *u, char **ou
 #undef PUT
 #undef PUTS
     assert(n <= need);
-    *out = b;
     *out_len = n;
     return 0;
 }
@@ -1030,12 +1066,26 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
     h1_host *h = host_get(hp, &u, &bad);
     if (!h)
         return bad ? 1 : SL_ENOMEM;
-    h1_xfer *x = sl_calloc(1, sizeof *x);
-    if (!x)
-        return SL_ENOMEM;
-    int rc = build_request(req, &u, &x->req, &x->req_len);
+    h1_xfer *x = hp->spare;
+    if (x) {
+        hp->spare = x->next;
+        hp->n_spare--;
+        xfer_clear(x);
+    } else {
+        x = sl_calloc(1, sizeof *x);
+        if (!x)
+            return SL_ENOMEM;
+        x->hp = hp;
+        uv_timer_init(hp->loop, &x->timer);
+        x->timer.data = x;
+        sl_upstream_handle_opened(hp->owner);
+    }
+    int rc = build_request(req, &u, &x->req, &x->req_cap, &x->req_len);
     if (rc) {
-        sl_free(x);
+        x->hp = hp;
+        x->next = hp->spare; /* back to the spares, timer and all */
+        hp->spare = x;
+        hp->n_spare++;
         return rc;
     }
     x->impl = SL_UPSTREAM_IMPL_H1;
@@ -1049,9 +1099,6 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
     x->dl.idle_ms = req->idle_timeout_ms;
     x->dl.total_ms = req->total_timeout_ms;
     sl_h1p_reset(&x->parser, x->head);
-    uv_timer_init(hp->loop, &x->timer);
-    x->timer.data = x;
-    sl_upstream_handle_opened(hp->owner);
     x->next = hp->xfers;
     if (hp->xfers)
         hp->xfers->prev = x;
@@ -1145,6 +1192,12 @@ void sl_h1_pool_destroy(sl_h1_pool *hp)
         xfer_release(x);
     }
     hp->destroying = true;
+    while (hp->spare) {
+        h1_xfer *x = hp->spare;
+        hp->spare = x->next;
+        xfer_close(x);
+    }
+    hp->n_spare = 0;
     while (hp->conns)
         conn_close(hp->conns, false);
     uv_timer_stop(&hp->kick);

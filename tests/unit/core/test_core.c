@@ -80,7 +80,25 @@ static void test_arena(void)
     char *t = sl_arena_sprintf(a, "%s-%d", "x", 7);
     EXPECT_EQ_STR(t, "x-7");
     EXPECT(sl_arena_used(a) >= 10005);
+    /* reset keeps one normal block and hands its memory out again */
+    sl_arena_reset(a);
+    EXPECT_EQ_UINT(sl_arena_used(a), 0);
+    char *u = sl_arena_alloc(a, 16);
+    EXPECT(u != NULL);
+    EXPECT(u == s); /* the kept block's start, where s came from */
+    memset(u, 'x', 16);
+    void *big2 = sl_arena_alloc(a, 10000);
+    EXPECT(big2 != NULL);
+    memset(big2, 0, 10000);
+    EXPECT(sl_arena_used(a) >= 10016);
     sl_arena_destroy(a);
+    sl_arena *e = sl_arena_create(256);
+    sl_arena_reset(e); /* empty: a no-op */
+    EXPECT(sl_arena_alloc(e, 300) != NULL);
+    sl_arena_reset(e); /* only an oversized block: freed, none kept */
+    EXPECT_EQ_UINT(sl_arena_used(e), 0);
+    EXPECT(sl_arena_alloc(e, 8) != NULL);
+    sl_arena_destroy(e);
 }
 
 static void test_str(void)
