@@ -141,6 +141,8 @@ int sl_str_to_u64(sl_str a, uint64_t *out);
  * digits; returns the number of digits. For hot paths that would otherwise
  * call snprintf for one number. */
 size_t sl_u64_to_dec(uint64_t v, char out[20]);
+/* The bytes of an HTTP token (RFC 9110 tchar), such as a header name. */
+extern const bool sl_http_tchar[256];
 
 /* ---- logging (stderr, one line per call) ---- */
 typedef enum { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level;

@@ -75,10 +75,6 @@ static int hbuf_append(sl_h1p *p, const char *src, size_t n, size_t cap, const c
     return 0;
 }
 
-static bool is_tchar(unsigned char c)
-{
-    return c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
 
 static bool ieq(const char *a, size_t an, const char *b)
 {
@@ -172,7 +168,7 @@ static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
             return fail(p, at, "too many header fields");
         char *colon = line;
         while (colon < lend && *colon != ':') {
-            if (!is_tchar((unsigned char)*colon))
+            if (!sl_http_tchar[(unsigned char)*colon])
                 return fail(p, base + (uint64_t)(colon - b), "bad header name");
             colon++;
         }

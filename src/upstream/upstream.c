@@ -806,8 +806,7 @@ static bool is_token(const char *s)
     if (!*s)
         return false;
     for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c))
+        if (!sl_http_tchar[(unsigned char)*s])
             return false;
     }
     return true;

@@ -101,6 +101,18 @@ static void test_arena(void)
     sl_arena_destroy(e);
 }
 
+/* sl_http_tchar against RFC 9110's wording: visible ASCII but the delimiters. */
+static void test_http_tchar(void)
+{
+    int n = 0;
+    for (int c = 0; c < 256; c++) {
+        bool want = c > 32 && c < 127 && !strchr("\"(),/:;<=>?@[\\]{}", c);
+        EXPECT_EQ_INT(sl_http_tchar[c], want);
+        n += want;
+    }
+    EXPECT_EQ_INT(n, 77); /* 62 alphanumerics and 15 symbols */
+}
+
 static void test_str(void)
 {
     uint64_t v;
@@ -141,6 +153,7 @@ int main(void)
     RUN(test_alloc_counting_and_injection);
     RUN(test_huge_alloc);
     RUN(test_arena);
+    RUN(test_http_tchar);
     RUN(test_str);
     RUN(test_rand_and_hash);
     return TEST_REPORT();
