@@ -128,7 +128,7 @@ static inline const unsigned char *lex_skip_plain(const unsigned char *p, const 
  * unpaired surrogate escapes; so every accepted string decodes (see
  * lex_decode) to valid UTF-8 without NUL, as jansson decodes it, and is empty
  * exactly when raw_len is 0. */
-static inline int lex_string(lex_cur *c, const unsigned char **raw, size_t *raw_len, bool *escaped)
+static inline __attribute__((always_inline)) int lex_string(lex_cur *c, const unsigned char **raw, size_t *raw_len, bool *escaped)
 {
     const unsigned char *p = c->p + 1, *end = c->end;
     bool esc = false;

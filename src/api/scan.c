@@ -74,36 +74,33 @@ static int scan_number(scan_cur *c, val_info *v)
 
 static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *child, val_info *v);
 
-/* The id of a key that matters in an object of kind k (bit index + 1), or 0. */
-typedef struct scan_key {
-    const char *name;
-    size_t len;
-} scan_key;
-#define KEY(s) {s, sizeof s - 1}
-
+/* The id of a key that matters in an object of kind k (bit index + 1), or 0.
+ * Compared by length first, then with memcmp of a constant size, which the
+ * compiler inlines: this runs for every key of every streamed chunk. */
 static int key_id(obj_kind k, const unsigned char *s, size_t n)
 {
-    static const scan_key root[] = {KEY("choices"), KEY("usage")};
-    static const scan_key choice[] = {KEY("text"), KEY("delta"), KEY("finish_reason")};
-    static const scan_key delta[] = {KEY("content"),   KEY("refusal"),    KEY("reasoning_content"),
-                                     KEY("reasoning"), KEY("tool_calls"), KEY("function_call")};
-    static const scan_key usage[] = {KEY("prompt_tokens"), KEY("completion_tokens"), KEY("total_tokens"),
-                                     KEY("prompt_tokens_details")};
-    static const scan_key details[] = {KEY("cached_tokens")};
-    const scan_key *keys;
-    size_t nk;
+#define IS(lit) (n == sizeof lit - 1 && !memcmp(s, lit, sizeof lit - 1))
     switch (k) {
-    case OBJ_ROOT: keys = root; nk = SL_ARRAY_LEN(root); break;
-    case OBJ_CHOICE: keys = choice; nk = SL_ARRAY_LEN(choice); break;
-    case OBJ_DELTA: keys = delta; nk = SL_ARRAY_LEN(delta); break;
-    case OBJ_USAGE: keys = usage; nk = SL_ARRAY_LEN(usage); break;
-    case OBJ_DETAILS: keys = details; nk = SL_ARRAY_LEN(details); break;
+    case OBJ_ROOT: return IS("choices") ? 1 : IS("usage") ? 2 : 0;
+    case OBJ_CHOICE: return IS("text") ? 1 : IS("delta") ? 2 : IS("finish_reason") ? 3 : 0;
+    case OBJ_DELTA:
+        return IS("content")             ? 1
+               : IS("refusal")           ? 2
+               : IS("reasoning_content") ? 3
+               : IS("reasoning")         ? 4
+               : IS("tool_calls")        ? 5
+               : IS("function_call")     ? 6
+                                         : 0;
+    case OBJ_USAGE:
+        return IS("prompt_tokens")           ? 1
+               : IS("completion_tokens")     ? 2
+               : IS("total_tokens")          ? 3
+               : IS("prompt_tokens_details") ? 4
+                                             : 0;
+    case OBJ_DETAILS: return IS("cached_tokens") ? 1 : 0;
     default: return 0;
     }
-    for (size_t i = 0; i < nk; i++)
-        if (keys[i].len == n && !memcmp(keys[i].name, s, n))
-            return (int)i + 1;
-    return 0;
+#undef IS
 }
 
 /* Folds one member value (already scanned into v, and child when it was an

@@ -683,10 +683,14 @@ static void xfer_arm(h1_xfer *x)
         return;
     }
     uint64_t now = uv_now(x->hp->loop);
+    /* A timer already set to fire no later stays: the early fire re-arms. */
+    if (uv_is_active((uv_handle_t *)&x->timer) && now + uv_timer_get_due_in(&x->timer) <= due)
+        return;
     uv_timer_start(&x->timer, xfer_arm_cb, due > now ? due - now : 0, 0);
 }
 
-/* Deadlines only move later between arms, so an early fire just re-arms. */
+/* A fire may come before the deadline (xfer_arm leaves an earlier timer set
+ * when deadlines move later): then it just re-arms. */
 static void xfer_arm_cb(uv_timer_t *t)
 {
     h1_xfer *x = t->data;

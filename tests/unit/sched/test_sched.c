@@ -400,8 +400,18 @@ static void test_cancel(void)
     uint64_t id[3];
     /* r[0] is cancelled right after submit, r[1] after its first text (its
      * callback is slow, so it cannot run to the end of the context first) */
+    /* the engine waits in r[0]'s first callback until the cancel is in, so
+     * that it cannot run r[0] to the end of its context first when the OS
+     * does not schedule this thread for a while */
+    pthread_mutex_lock(&g_mu);
+    g_hold = true;
+    pthread_mutex_unlock(&g_mu);
     submit_one(s, "hello world", 0, &r[0], &id[0]); /* until the context is full */
     sl_sched_cancel(s, id[0]);
+    pthread_mutex_lock(&g_mu);
+    g_hold = false;
+    pthread_cond_broadcast(&g_cv);
+    pthread_mutex_unlock(&g_mu);
     r[1].slow = true;
     sl_sched_req q;
     sl_sched_req_default(&q);
