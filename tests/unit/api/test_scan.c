@@ -4,6 +4,9 @@
 #include "api/api.h"
 #include "test.h"
 
+#include <stdlib.h>
+#include <time.h>
+
 #define SCAN(s, out) sl_api_scan_upstream((s), strlen(s), (out))
 
 static void test_chunks(void)
@@ -153,10 +156,52 @@ static void test_fallback(void)
     EXPECT_EQ_INT(sl_api_parse_response("{\"a\":1e400}", 11, &u), SL_EPARSE);
 }
 
+static double now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+/* Time per scan of mockllm's streamed chunk and of its whole answer, printed
+ * (not asserted: the machine is shared). SL_SCAN_ITERS sets the loop count. */
+static void test_timing(void)
+{
+    static const char *const texts[] = {
+        "{\"id\":\"chatcmpl-mock-0-7353\",\"object\":\"chat.completion.chunk\",\"created\":1795250500,"
+        "\"model\":\"mock\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" hi\"},\"logprobs\":null,"
+        "\"finish_reason\":null}]}",
+        "{\"id\":\"chatcmpl-mock-0-178833\",\"object\":\"chat.completion\",\"created\":1795246909,\"model\":"
+        "\"mock\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi hi hi hi hi "
+        "hi hi hi hi hi hi hi hi hi hi hi\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":"
+        "{\"prompt_tokens\":1,\"completion_tokens\":16,\"total_tokens\":17}}",
+    };
+    const int iters = getenv("SL_SCAN_ITERS") ? atoi(getenv("SL_SCAN_ITERS")) : 2000;
+    for (size_t k = 0; k < 2; k++) {
+        size_t len = strlen(texts[k]);
+        double best = 1e30;
+        for (int round = 0; round < 5; round++) {
+            double t0 = now_ns();
+            int bad = 0;
+            for (int i = 0; i < iters; i++) {
+                sl_api_scan sc;
+                bad += sl_api_scan_upstream(texts[k], len, &sc) != 0 || (k ? !sc.usage.known : !sc.has_content);
+            }
+            EXPECT_EQ_INT(bad, 0);
+            double per = (now_ns() - t0) / iters;
+            if (per < best)
+                best = per;
+        }
+        printf("# scan of %s (%zu bytes): %.0f ns (best of 5 rounds x %d)\n", k ? "an answer" : "a chunk", len,
+               best, iters);
+    }
+}
+
 int main(void)
 {
     RUN(test_chunks);
     RUN(test_left_to_the_parser);
     RUN(test_fallback);
+    RUN(test_timing);
     return TEST_REPORT();
 }
