@@ -119,9 +119,11 @@ typedef struct sl_upstream_cb {
      * the parsed Retry-After (delta seconds or HTTP date, relative to now, >= 0)
      * or -1. content_type may be NULL; valid only during the call. */
     void (*on_headers)(void *ud, int status, const char *content_type, double retry_after_s);
-    /* Body bytes as they arrive. Return 0 to continue, or SL_EAGAIN to pause
-     * (backpressure): no more on_body until sl_upstream_resume(). The bytes
-     * passed are consumed either way. Any other return value is treated as 0. */
+    /* Body bytes as they arrive (decoded from chunked framing; the built-in
+     * client passes all the body bytes of one read in one call). Return 0 to
+     * continue, or SL_EAGAIN to pause (backpressure): no more on_body, and no
+     * on_done, until sl_upstream_resume(). The bytes passed are consumed
+     * either way. Any other return value is treated as 0. */
     int (*on_body)(void *ud, const char *p, size_t n);
     /* Exactly once at the end, unless cancelled: err 0 on success (any HTTP
      * status), else SL_ETIMEDOUT (which timeout is in msg), SL_EUPSTREAM
