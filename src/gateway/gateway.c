@@ -85,7 +85,7 @@ typedef struct gw_worker {
     pthread_mutex_t wake_lock;
     gw_req *wake_head;       /* requests whose wait ended, under wake_lock */
     bool closing;            /* under wake_lock: the worker is stopping */
-    gw_req *spare;           /* finished requests kept with their arena (req_recycle) */
+    gw_req *spare;           /* finished requests kept with their arena (req_new, req_free) */
     int n_spare;
     sl_buf scratch;          /* the upstream request body, built per attempt */
 } gw_worker;
