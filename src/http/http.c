@@ -420,7 +420,9 @@ int sl_http_stream_write(sl_http_req *r, const char *p, size_t n)
     int rc = sl_buf_append(&r->pending, p, n);
     if (rc)
         return rc;
-    if (!r->held)
+    /* held: no send, unless the producer is about to be told to pause (then
+     * a send must be under way for the drain callback to come) */
+    if (!r->held || r->pending.len + r->inflight.len > STREAM_HIGH_WATER)
         stream_flush(r);
     if (r->state == REQ_STREAMING && r->pending.len + r->inflight.len > STREAM_HIGH_WATER) {
         r->paused_producer = true;

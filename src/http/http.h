@@ -97,8 +97,9 @@ void sl_http_stream_begin(sl_http_req *r, int status, const char *content_type, 
  * high-water mark: the bytes were taken, but the producer should pause until the
  * drain callback fires. */
 int sl_http_stream_write(sl_http_req *r, const char *p, size_t n);
-/* While held, sl_http_stream_write only queues; releasing (hold false) sends
- * everything queued in one write. A caller that produces several pieces at
+/* While held, sl_http_stream_write only queues (unless the backlog passes
+ * the high-water mark); releasing (hold false) sends everything queued in one
+ * write. A caller that produces several pieces at
  * once (one upstream read) holds around them. sl_http_stream_end sends
  * regardless. */
 void sl_http_stream_hold(sl_http_req *r, bool hold);
