@@ -161,12 +161,7 @@ int sl_api_error_body(const sl_api_error *e, sl_buf *out)
         rc = append_str_or_null(out, e->code);
     if (!rc)
         rc = sl_buf_append_str(out, "}}");
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-    }
-    return rc;
+    return sl_buf_rollback(out, mark, rc);
 }
 
 /* The constructors share one shape: fixed status/type/code, a printf message

@@ -675,11 +675,7 @@ int sl_api_upstream_body_fast(const sl_request *r, const char *upstream_model, s
     }
     if (!rc)
         rc = sl_buf_append(out, r->raw + at, r->raw_len - at);
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-        return rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG;
-    }
+    if (rc)
+        return sl_buf_rollback(out, mark, rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG);
     return 0;
 }

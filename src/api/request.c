@@ -1092,11 +1092,7 @@ int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf
     }
     if (!rc)
         rc = sl_buf_append_char(out, '}');
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-        return rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG;
-    }
+    if (rc)
+        return sl_buf_rollback(out, mark, rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG);
     return 0;
 }

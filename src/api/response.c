@@ -129,12 +129,8 @@ int sl_api_rewrite_model(const char *data, size_t len, const char *client_model,
         }
     }
     size_t mark = out->len;
-    if (json_dump_callback(root, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS)) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-        rc = SL_ETOOBIG;
-    }
+    if (json_dump_callback(root, dump_to_buf, out, SL_API_JSON_DUMP_FLAGS))
+        rc = sl_buf_rollback(out, mark, SL_ETOOBIG);
 done:
     json_decref(root);
     return rc;
@@ -226,20 +222,11 @@ static int model_object(const sl_api_model *m, sl_buf *out)
     return rc;
 }
 
-static int restore(sl_buf *out, size_t mark, int rc)
-{
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-    }
-    return rc;
-}
 
 int sl_api_model_object(const sl_api_model *m, sl_buf *out)
 {
     size_t mark = out->len;
-    return restore(out, mark, model_object(m, out));
+    return sl_buf_rollback(out, mark, model_object(m, out));
 }
 
 int sl_api_models_list(const sl_api_model *models, size_t n, sl_buf *out)
@@ -254,5 +241,5 @@ int sl_api_models_list(const sl_api_model *models, size_t n, sl_buf *out)
     }
     if (!rc)
         rc = sl_buf_append_str(out, "]}");
-    return restore(out, mark, rc);
+    return sl_buf_rollback(out, mark, rc);
 }

@@ -6,15 +6,6 @@
 
 #include <string.h>
 
-static int restore(sl_buf *out, size_t mark, int rc)
-{
-    if (rc) {
-        out->len = mark;
-        if (out->data)
-            out->data[mark] = 0;
-    }
-    return rc;
-}
 
 int sl_sse_data(sl_buf *out, const char *data, size_t len)
 {
@@ -38,7 +29,7 @@ int sl_sse_data(sl_buf *out, const char *data, size_t len)
     }
     if (!rc)
         rc = sl_buf_append_char(out, '\n');
-    return restore(out, mark, rc);
+    return sl_buf_rollback(out, mark, rc);
 }
 
 int sl_sse_done(sl_buf *out) { return sl_buf_append_str(out, "data: [DONE]\n\n"); }
@@ -51,5 +42,5 @@ int sl_sse_error(sl_buf *out, const sl_api_error *e)
         rc = sl_api_error_body(e, out);
     if (!rc)
         rc = sl_buf_append(out, "\n\n", 2);
-    return restore(out, mark, rc);
+    return sl_buf_rollback(out, mark, rc);
 }

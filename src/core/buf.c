@@ -25,6 +25,16 @@ void sl_buf_reset(sl_buf *b)
         b->data[0] = 0;
 }
 
+int sl_buf_rollback(sl_buf *b, size_t mark, int rc)
+{
+    if (rc && mark <= b->len) {
+        b->len = mark;
+        if (b->data)
+            b->data[mark] = 0;
+    }
+    return rc;
+}
+
 int sl_buf_reserve(sl_buf *b, size_t extra)
 {
     if (extra > b->max || b->len > b->max - extra)

@@ -110,6 +110,9 @@ typedef struct sl_buf {
 void sl_buf_init(sl_buf *b, size_t max);
 void sl_buf_free(sl_buf *b);
 void sl_buf_reset(sl_buf *b);              /* len = 0, keeps memory */
+/* For all-or-nothing appenders: when rc is not 0, cuts b back to its first
+ * mark bytes (keeping memory). Returns rc. */
+int sl_buf_rollback(sl_buf *b, size_t mark, int rc);
 int sl_buf_reserve(sl_buf *b, size_t extra);
 int sl_buf_append(sl_buf *b, const void *p, size_t n);
 int sl_buf_append_str(sl_buf *b, const char *s);

@@ -18,6 +18,12 @@ static void test_buf_bounded(void)
     EXPECT_EQ_INT(sl_buf_appendf(&b, "%d", 123), 0);
     EXPECT_EQ_STR(b.data, "defgh123");
     EXPECT_EQ_INT(sl_buf_appendf(&b, "%d", 4), SL_ETOOBIG);
+    /* rollback: rc 0 keeps what was appended; an error cuts back to the mark */
+    EXPECT_EQ_INT(sl_buf_rollback(&b, 5, 0), 0);
+    EXPECT_EQ_STR(b.data, "defgh123");
+    EXPECT_EQ_INT(sl_buf_rollback(&b, 5, SL_ETOOBIG), SL_ETOOBIG);
+    EXPECT_EQ_UINT(b.len, 5);
+    EXPECT_EQ_STR(b.data, "defgh");
     sl_buf_free(&b);
 }
 
