@@ -2,7 +2,6 @@
 #include "cli/cli.h"
 #include "loadgen/loadgen.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -123,7 +122,6 @@ int sl_cmd_bench(int argc, char **argv)
     o.n_headers = n_headers;
     o.progress = !quiet && isatty(STDERR_FILENO);
 
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     sl_loadgen_stats st;
     sl_loadgen_stats_init(&st);
     char err[512] = "";
@@ -131,7 +129,6 @@ int sl_cmd_bench(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "sluice bench: %s\n", err[0] ? err : sl_strerror(rc));
         sl_loadgen_stats_free(&st);
-        curl_global_cleanup();
         return rc == SL_EINVAL ? 2 : 1;
     }
     sl_loadgen_summary sum;
@@ -148,6 +145,5 @@ int sl_cmd_bench(int argc, char **argv)
     fflush(stdout);
     sl_buf_free(&out);
     sl_loadgen_stats_free(&st);
-    curl_global_cleanup();
     return 0;
 }

@@ -2,11 +2,13 @@
  * loadgen: a load generator for any OpenAI-compatible endpoint, behind
  * `sluice bench`.
  *
- * It drives one libcurl multi handle from one thread, with keep-alive
- * connection reuse, in one of two modes: closed loop (C requests always in
- * flight) or open loop (a fixed arrival rate; latency is measured from each
- * request's scheduled send time so that a slow server cannot hide queueing:
- * coordinated omission is avoided and no scheduled request is ever skipped).
+ * It drives Sluice's own HTTP client (upstream/) on one libuv loop in the
+ * calling thread, with keep-alive connection reuse, in one of two modes:
+ * closed loop (C requests always in flight) or open loop (a fixed arrival
+ * rate; latency is measured from each request's scheduled send time so that a
+ * slow server cannot hide queueing: coordinated omission is avoided and no
+ * scheduled request is ever skipped). The cost of one request does not grow
+ * with the number in flight. The process must ignore SIGPIPE (upstream.h).
  *
  * It owns the samples of one run and their summary. Percentiles are exact:
  * every sample is recorded and sorted (nearest-rank), no histogram.

@@ -429,7 +429,7 @@ static void on_connect(uv_connect_t *req, int status)
             conn_open(x, rest, n);
             return;
         }
-        snprintf(x->msg, sizeof x->msg, "cannot connect to upstream %.120s:%u: %s", x->host->name,
+        snprintf(x->msg, sizeof x->msg, SL_UPSTREAM_MSG_CONNECT " %.120s:%u: %s", x->host->name,
                  x->host->port, uv_strerror(status));
         xfer_fail(x, SL_EUPSTREAM, x->msg);
         return;
@@ -460,7 +460,7 @@ static void conn_connect(h1_conn *c)
         rc = uv_tcp_connect(&c->creq, &c->tcp, a, on_connect);
     }
     if (rc) {
-        snprintf(x->msg, sizeof x->msg, "cannot connect to upstream %.120s:%u: %s", x->host->name,
+        snprintf(x->msg, sizeof x->msg, SL_UPSTREAM_MSG_CONNECT " %.120s:%u: %s", x->host->name,
                  x->host->port, uv_strerror(rc));
         xfer_defer_fail(x, SL_EUPSTREAM, x->msg);
     }
@@ -479,7 +479,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         if (status == 0 && c->n_addrs > 0) {
             conn_connect(c);
         } else {
-            snprintf(x->msg, sizeof x->msg, "cannot resolve upstream host %.120s: %s", x->host->name,
+            snprintf(x->msg, sizeof x->msg, SL_UPSTREAM_MSG_RESOLVE " %.120s: %s", x->host->name,
                      status ? uv_strerror(status) : "no address");
             xfer_fail(x, SL_EUPSTREAM, x->msg);
         }
@@ -526,7 +526,7 @@ static void conn_open(h1_xfer *x, const struct sockaddr_storage *addrs, int n_ad
                              .ai_protocol = IPPROTO_TCP};
     int rc = uv_getaddrinfo(hp->loop, &c->gai, on_resolved, h->name, port, &hints);
     if (rc) {
-        snprintf(x->msg, sizeof x->msg, "cannot resolve upstream host %.120s: %s", h->name,
+        snprintf(x->msg, sizeof x->msg, SL_UPSTREAM_MSG_RESOLVE " %.120s: %s", h->name,
                  uv_strerror(rc));
         xfer_defer_fail(x, SL_EUPSTREAM, x->msg);
         return;

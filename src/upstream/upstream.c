@@ -580,10 +580,10 @@ static int map_curl_error(sl_upstream_xfer *x, CURLcode rc, char *msg, size_t ca
         snprintf(msg, cap, "upstream connect timeout after %u ms", x->dl.connect_ms);
         return SL_ETIMEDOUT;
     case CURLE_COULDNT_RESOLVE_HOST:
-        snprintf(msg, cap, "cannot resolve upstream host: %.200s", detail);
+        snprintf(msg, cap, SL_UPSTREAM_MSG_RESOLVE ": %.200s", detail);
         return SL_EUPSTREAM;
     case CURLE_COULDNT_CONNECT:
-        snprintf(msg, cap, "cannot connect to upstream: %.200s", detail);
+        snprintf(msg, cap, SL_UPSTREAM_MSG_CONNECT ": %.200s", detail);
         return SL_EUPSTREAM;
     case CURLE_OUT_OF_MEMORY:
         snprintf(msg, cap, "out of memory in upstream transfer");
@@ -952,6 +952,12 @@ static int setup_easy(sl_upstream_xfer *x, const sl_upstream_req *r)
     if (c == CURLE_OUT_OF_MEMORY)
         return SL_ENOMEM;
     return c == CURLE_OK ? 0 : SL_EUPSTREAM;
+}
+
+bool sl_upstream_msg_no_connection(const char *msg)
+{
+    return msg && (!strncmp(msg, SL_UPSTREAM_MSG_CONNECT, sizeof SL_UPSTREAM_MSG_CONNECT - 1) ||
+                   !strncmp(msg, SL_UPSTREAM_MSG_RESOLVE, sizeof SL_UPSTREAM_MSG_RESOLVE - 1));
 }
 
 int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_upstream_cb *cb,

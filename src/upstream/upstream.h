@@ -133,6 +133,16 @@ typedef struct sl_upstream_cb {
     void (*on_done)(void *ud, int err, const char *msg);
 } sl_upstream_cb;
 
+/* on_done's msg starts with one of these when no connection could be made,
+ * so the request was never sent: the host name did not resolve, or every
+ * address refused or could not be reached. (A connect timeout is
+ * SL_ETIMEDOUT.) */
+#define SL_UPSTREAM_MSG_RESOLVE "cannot resolve upstream host"
+#define SL_UPSTREAM_MSG_CONNECT "cannot connect to upstream"
+/* Whether msg, as given to on_done, says that no connection could be made.
+ * NULL gives false. */
+bool sl_upstream_msg_no_connection(const char *msg);
+
 /* Starts a transfer; *out (optional) identifies it until on_done returns or it
  * is cancelled. Returns 0, SL_EINVAL (bad URL, method or header text), SL_ENOMEM
  * or SL_EUPSTREAM. If it returns an error, no callback is ever called. */

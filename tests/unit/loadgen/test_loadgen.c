@@ -3,10 +3,10 @@
 #include "loadgen/loadgen.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -301,8 +301,7 @@ int main(void)
     RUN(test_stats_and_summary);
     RUN(test_run_rejects_bad_options);
     RUN(test_header_check);
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    signal(SIGPIPE, SIG_IGN); /* as src/main.c does: see upstream.h */
     RUN(test_run_sends_extra_headers);
-    curl_global_cleanup();
     return TEST_REPORT();
 }

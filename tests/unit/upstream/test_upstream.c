@@ -741,6 +741,8 @@ static void test_connect_refused(void)
     EXPECT_EQ_INT(r.err, SL_EUPSTREAM);
     EXPECT_EQ_INT(r.n_headers, 0);
     EXPECT_CONTAINS(r.msg, "connect");
+    EXPECT(sl_upstream_msg_no_connection(r.msg));
+    EXPECT(!sl_upstream_msg_no_connection(NULL));
     fx_close(&f);
 }
 
@@ -755,6 +757,7 @@ static void test_first_byte_timeout(void)
     run_until(&f, &r.n_done, 5000);
     EXPECT_EQ_INT(r.err, SL_ETIMEDOUT);
     EXPECT_CONTAINS(r.msg, "first-byte");
+    EXPECT(!sl_upstream_msg_no_connection(r.msg));
     EXPECT(strstr(r.msg, "sk-hidden") == NULL);
     EXPECT_EQ_INT(r.n_headers, 1); /* headers came; the body did not */
     EXPECT_EQ_INT(r.n_body, 0);
