@@ -587,14 +587,16 @@ static void stream_begin(gw_req *q)
 }
 
 /* Writes framed bytes to the client; pauses the upstream when the client is slow. */
-static void stream_write(gw_req *q, const sl_buf *b)
+static void stream_write_bytes(gw_req *q, const char *p, size_t n)
 {
-    if (!q->http || !b->len)
+    if (!q->http || !n)
         return;
-    int rc = sl_http_stream_write(q->http, b->data, b->len);
+    int rc = sl_http_stream_write(q->http, p, n);
     if (rc == SL_EAGAIN && q->xfer_live)
         sl_upstream_pause(q->xfer);
 }
+
+static void stream_write(gw_req *q, const sl_buf *b) { stream_write_bytes(q, b->data, b->len); }
 
 /* Ends the client stream; with an error, an SSE error event goes first. */
 static void stream_end(gw_req *q, const sl_api_error *e)
@@ -670,6 +672,12 @@ static int on_sse_event(void *ud, const sl_sse_event *ev)
             sl_metrics_observe_series(q->w->metrics, q->itl, (double)(now - q->t_last_token) / 1e9);
         }
         q->t_last_token = now;
+    }
+    if (ev->raw && ev->raw_len == ev->data_len + 8 && !memcmp(ev->raw, "data: ", 6) &&
+        !memcmp(ev->raw + ev->raw_len - 2, "\n\n", 2)) {
+        /* the upstream framed it as sl_sse_data would: send its bytes */
+        stream_write_bytes(q, ev->raw, ev->raw_len);
+        return 0;
     }
     sl_buf_reset(&q->out);
     if (sl_sse_data(&q->out, ev->data, ev->data_len) == 0)

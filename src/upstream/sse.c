@@ -3,7 +3,10 @@
  *
  * Lines that lie whole inside one fed buffer are parsed in place; only a line
  * split across feeds is copied into `line`. Data lines are copied into `data`
- * (joined with '\n') because an event is dispatched only at its blank line. */
+ * (joined with '\n') because an event is dispatched only at its blank line,
+ * except in the usual case of a streamed chunk: one "data:" line followed by
+ * the blank line, both in the buffer fed. That event is dispatched in place,
+ * with its raw bytes (see sl_sse_event.raw). */
 #include "upstream/upstream.h"
 
 #include <string.h>
@@ -182,6 +185,43 @@ int sl_sse_parser_feed(sl_sse_parser *p, const char *buf, size_t n,
                 next++;
             else if (next == n)
                 p->skip_lf = true;
+        }
+        if (l != p->line.data && p->data.len == 0 && len >= 5 && !memcmp(l, "data:", 5) && next < n &&
+            (buf[next] == '\n' || buf[next] == '\r')) {
+            /* one data line and the blank line: dispatch in place */
+            size_t after = next + 1;
+            bool skip = false;
+            if (buf[next] == '\r') {
+                if (after < n && buf[after] == '\n')
+                    after++;
+                else if (after == n)
+                    skip = true;
+            }
+            const char *v = l + 5;
+            size_t vlen = len - 5;
+            if (vlen > 0 && v[0] == ' ') {
+                v++;
+                vlen--;
+            }
+            if (vlen > p->max_event)
+                return p->err = SL_ETOOBIG;
+            sl_sse_event ev = {
+                .event = buf_ptr(&p->event),
+                .event_len = p->event.len,
+                .data = v,
+                .data_len = vlen,
+                .id = buf_ptr(&p->id),
+                .id_len = p->id.len,
+                .raw = l,
+                .raw_len = after - i,
+            };
+            int user_rc = on_event ? on_event(ud, &ev) : 0;
+            sl_buf_reset(&p->event);
+            p->skip_lf = skip;
+            if (user_rc != 0)
+                return user_rc;
+            i = after;
+            continue;
         }
         int user_rc = 0;
         int rc = sse_line(p, l, len, on_event, ud, &user_rc);

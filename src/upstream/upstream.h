@@ -181,6 +181,12 @@ typedef struct sl_sse_event {
     size_t data_len;
     const char *id;
     size_t id_len;
+    /* The event's data line through the blank line that ended the event, as
+     * they arrived ("data: x\n\n", line ends as sent), when the data came
+     * from that one line and both lines lay in the buffer just fed; else NULL.
+     * Lets a relay forward the bytes instead of framing them again. */
+    const char *raw;
+    size_t raw_len;
 } sl_sse_event;
 
 /* Creates a parser. max_event_bytes caps one event's accumulated data and any

@@ -2,6 +2,7 @@
  * point; the rest is the stream. The stream is parsed whole, in two pieces at
  * the split point and (when short) byte by byte: every way must give the same
  * events, the same result code, and every event must respect the cap. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,24 @@ static int on_event(void *ud, const sl_sse_event *ev)
     summary *s = ud;
     if (!ev->event || !ev->data || !ev->id || ev->data_len > s->max_event)
         abort();
+    if (ev->raw) {
+        /* raw: "data:" [" "] data, a line end, a blank line; nothing else */
+        const char *r = ev->raw, *d = r + 5;
+        if (ev->raw_len < 7 || memcmp(r, "data:", 5) != 0)
+            abort();
+        if (*d == ' ' && (size_t)(ev->data - r) == 6)
+            d++;
+        if (ev->data != d || memchr(ev->data, '\n', ev->data_len) || memchr(ev->data, '\r', ev->data_len))
+            abort();
+        size_t tail = ev->raw_len - (size_t)(d - r) - ev->data_len;
+        const char *t = d + ev->data_len;
+        bool ok = (tail == 2 && !memcmp(t, "\n\n", 2)) || (tail == 2 && !memcmp(t, "\r\r", 2)) ||
+                  (tail == 2 && !memcmp(t, "\n\r", 2)) || (tail == 3 && !memcmp(t, "\r\n\n", 3)) ||
+                  (tail == 3 && !memcmp(t, "\r\n\r", 3)) || (tail == 3 && !memcmp(t, "\n\r\n", 3)) ||
+                  (tail == 3 && !memcmp(t, "\r\r\n", 3)) || (tail == 4 && !memcmp(t, "\r\n\r\n", 4));
+        if (!ok)
+            abort();
+    }
     s->count++;
     s->hash = sl_hash64(ev->event, ev->event_len, s->hash ^ 0x65);
     s->hash = sl_hash64(ev->data, ev->data_len, s->hash ^ 0x64);

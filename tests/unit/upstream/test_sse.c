@@ -171,6 +171,52 @@ static void test_stop(void)
     sl_buf_free(&c.out);
 }
 
+/* Raw spans: each event's raw bytes (or "-" when none) joined by '|'. */
+static int on_raw(void *ud, const sl_sse_event *ev)
+{
+    sl_buf *b = ud;
+    if (ev->raw)
+        sl_buf_append(b, ev->raw, ev->raw_len);
+    else
+        sl_buf_append_char(b, '-');
+    sl_buf_append_char(b, '|');
+    return 0;
+}
+
+static const char *raws(sl_buf *b, const char *s, size_t max)
+{
+    sl_sse_parser *p = NULL;
+    EXPECT_EQ_INT(sl_sse_parser_create(max, &p), 0);
+    sl_buf_reset(b);
+    EXPECT_EQ_INT(sl_sse_parser_feed(p, s, strlen(s), on_raw, b), 0);
+    sl_sse_parser_destroy(p);
+    return b->len ? b->data : "";
+}
+
+static void test_raw(void)
+{
+    sl_buf b;
+    sl_buf_init(&b, 1 << 16);
+    /* one data line and the blank line: raw, line ends as sent */
+    EXPECT_EQ_STR(raws(&b, "data: {\"a\":1}\n\ndata:x\r\n\r\n", 64),
+                  "data: {\"a\":1}\n\n|data:x\r\n\r\n|");
+    /* two data lines, an event field before the data, a comment between: no raw
+     * for the first two; a comment before the data line leaves it out of raw */
+    EXPECT_EQ_STR(raws(&b, "data: a\ndata: b\n\nevent: e\ndata: c\n\n: hi\ndata: d\n\n", 64),
+                  "-|data: c\n\n|data: d\n\n|");
+    /* the event type of an in-place event is still given */
+    collect c = {0};
+    EXPECT_EQ_STR(parse_all("event: e\ndata: c\n\n", 64, &c), "e|c|\n");
+    sl_buf_free(&c.out);
+    /* the cap holds in place too */
+    sl_sse_parser *p = NULL;
+    EXPECT_EQ_INT(sl_sse_parser_create(3, &p), 0);
+    EXPECT_EQ_INT(sl_sse_parser_feed(p, "data: abc\n\n", 11, on_raw, &b), 0);
+    EXPECT_EQ_INT(sl_sse_parser_feed(p, "data: abcd\n\n", 12, on_raw, &b), SL_ETOOBIG);
+    sl_sse_parser_destroy(p);
+    sl_buf_free(&b);
+}
+
 int main(void)
 {
     RUN(test_basic_openai_stream);
@@ -181,5 +227,6 @@ int main(void)
     RUN(test_bom);
     RUN(test_cap);
     RUN(test_stop);
+    RUN(test_raw);
     return TEST_REPORT();
 }
