@@ -91,6 +91,26 @@ static inline size_t lex_utf8_seq(const unsigned char *p, const unsigned char *e
     return n;
 }
 
+/* Whether s[0..n) is well-formed UTF-8 (lex_utf8_seq's rules; any ASCII byte
+ * but NUL): what json_string accepts for a NUL-terminated string. */
+static inline bool lex_utf8_valid(const unsigned char *s, size_t n)
+{
+    const unsigned char *p = s, *end = s + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            if (!*p)
+                return false;
+            p++;
+            continue;
+        }
+        size_t k = lex_utf8_seq(p, end);
+        if (!k)
+            return false;
+        p += k;
+    }
+    return true;
+}
+
 /* Bytes that may appear raw inside a string without a closer look: printable
  * ASCII except '"' and '\\'. */
 static const bool lex_plain_byte[256] = {

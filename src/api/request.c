@@ -1050,11 +1050,9 @@ static int dump_stream_options(sl_buf *out, const json_t *so)
 
 int sl_api_upstream_body(const sl_request *r, const char *upstream_model, sl_buf *out)
 {
-    /* the same check json_string makes: upstream_model must be UTF-8 */
-    json_t *model = json_string(upstream_model);
-    if (!model)
+    /* the check json_string makes, without its allocation: upstream_model must be UTF-8 */
+    if (!lex_utf8_valid((const unsigned char *)upstream_model, strlen(upstream_model)))
         return SL_EINVAL;
-    json_decref(model);
     if (r->raw)
         return sl_api_upstream_body_fast(r, upstream_model, out);
     bool force_usage = r->stream && r->kind != SL_API_EMBEDDINGS;

@@ -1501,11 +1501,9 @@ static void attempt_send(gw_req *q)
     q->t_attempt_first = 0;
     sl_buf_reset(&q->body);
     q->body.max = q->req->stream ? MAX_ERROR_BODY : SL_UPSTREAM_DEFAULT_MAX_RESPONSE;
-    if (q->sse) {
-        sl_sse_parser_destroy(q->sse);
-        q->sse = NULL;
-    }
-    if (q->req->stream && sl_sse_parser_create(MAX_SSE_EVENT, &q->sse) != 0) {
+    if (q->sse)
+        sl_sse_parser_reset(q->sse); /* a retry starts a new stream; a spare's parser is kept */
+    else if (q->req->stream && sl_sse_parser_create(MAX_SSE_EVENT, &q->sse) != 0) {
         lease_end(q, SL_ROUTER_NEUTRAL, -1);
         sl_api_error e;
         sl_api_error_internal(&e, "out of memory");
@@ -1687,6 +1685,7 @@ static void on_timer_closed(uv_handle_t *h)
 /* Finished requests kept per worker for reuse, each with its arena, so that
  * a request allocates neither its struct nor its first arena block. */
 #define MAX_SPARE_REQS 256
+#define SPARE_BUF_MAX (64u << 10) /* a spare keeps body and out buffers up to this capacity */
 
 /* A zeroed request, with an arena: a spare, or new. NULL when out of memory. */
 static gw_req *req_new(gw_worker *w)
@@ -1696,8 +1695,13 @@ static gw_req *req_new(gw_worker *w)
         w->spare = q->spare_next;
         w->n_spare--;
         sl_arena *a = q->arena;
+        sl_buf body = q->body, out = q->out;
+        sl_sse_parser *sse = q->sse;
         memset(q, 0, sizeof *q);
         q->arena = a;
+        q->body = body;
+        q->out = out;
+        q->sse = sse;
         return q;
     }
     q = sl_calloc(1, sizeof *q);
@@ -1708,17 +1712,36 @@ static gw_req *req_new(gw_worker *w)
     return q;
 }
 
+/* Frees what a request owns for good (not kept by a spare). */
+static void req_destroy(gw_req *q)
+{
+    sl_sse_parser_destroy(q->sse);
+    sl_buf_free(&q->body);
+    sl_buf_free(&q->out);
+    sl_arena_destroy(q->arena);
+    sl_free(q);
+}
+
+/* A buffer a spare keeps: emptied, or freed when it has grown large. */
+static void buf_keep(sl_buf *b)
+{
+    if (b->cap > SPARE_BUF_MAX)
+        sl_buf_free(b);
+    sl_buf_reset(b);
+}
+
 static void req_free(gw_worker *w, gw_req *q)
 {
     if (w->n_spare < MAX_SPARE_REQS) {
         sl_arena_reset(q->arena);
+        buf_keep(&q->body);
+        buf_keep(&q->out);
         q->spare_next = w->spare;
         w->spare = q;
         w->n_spare++;
         return;
     }
-    sl_arena_destroy(q->arena);
-    sl_free(q);
+    req_destroy(q);
 }
 
 static void req_maybe_free(gw_req *q)
@@ -1734,9 +1757,6 @@ static void req_maybe_free(gw_req *q)
     if (q->counted_inflight)
         atomic_fetch_sub(&q->g->inflight, 1);
     localx_free(q->lx);
-    sl_sse_parser_destroy(q->sse);
-    sl_buf_free(&q->body);
-    sl_buf_free(&q->out);
     sl_request_release(q->req);
     snap_release(q->snap);
     req_free(q->w, q);
@@ -1833,8 +1853,9 @@ static void handle_proxy(gw_req *q, sl_api_kind kind)
         respond_error(q, &e, -1);
         return;
     }
-    sl_buf_init(&q->body, SL_UPSTREAM_DEFAULT_MAX_RESPONSE);
-    sl_buf_init(&q->out, MAX_SSE_EVENT + 1024);
+    /* a spare's buffers are kept (empty); a new request's are still unallocated */
+    q->body.max = SL_UPSTREAM_DEFAULT_MAX_RESPONSE;
+    q->out.max = MAX_SSE_EVENT + 1024;
     sl_http_req_on_gone(q->http, on_client_gone, q);
     sl_router_note_request(g->router);
     attempt_start(q);
@@ -2582,8 +2603,7 @@ void sl_gateway_destroy(sl_gateway *g)
         while (w->spare) {
             gw_req *q = w->spare;
             w->spare = q->spare_next;
-            sl_arena_destroy(q->arena);
-            sl_free(q);
+            req_destroy(q);
         }
         sl_buf_free(&w->scratch);
         pthread_mutex_destroy(&w->wake_lock);

@@ -899,15 +899,7 @@ int sl_router_acquire_or_wait(sl_router *r, const char *group, const char *exclu
     *ticket = 0;
     if (!fn)
         return SL_EINVAL;
-    rwaiter *w = sl_calloc(1, sizeof *w);
-    if (!w)
-        return SL_ENOMEM;
-    if (exclude_id && !(w->exclude = sl_strdup(exclude_id))) {
-        sl_free(w);
-        return SL_ENOMEM;
-    }
-    w->fn = fn;
-    w->ud = ud;
+    rwaiter *w = NULL; /* allocated only when the request must wait */
     fire_list fl = {0};
     int rc;
     pthread_mutex_lock(&r->mu);
@@ -924,7 +916,11 @@ int sl_router_acquire_or_wait(sl_router *r, const char *group, const char *exclu
         } else if (g->depth >= g->queue_max) {
             g->rejected_full++;
             rc = SL_EFULL;
+        } else if (!(w = sl_calloc(1, sizeof *w)) || (exclude_id && !(w->exclude = sl_strdup(exclude_id)))) {
+            rc = SL_ENOMEM;
         } else {
+            w->fn = fn;
+            w->ud = ud;
             w->ticket = r->next_ticket++;
             w->enq_at = now;
             w->deadline = now + (uint64_t)ceil(g->queue_timeout_ms);

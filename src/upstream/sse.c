@@ -57,6 +57,26 @@ void sl_sse_parser_destroy(sl_sse_parser *p)
     sl_free(p);
 }
 
+/* Empties b, freeing it when it has grown large. */
+static void buf_keep(sl_buf *b)
+{
+    if (b->cap > (64u << 10))
+        sl_buf_free(b);
+    sl_buf_reset(b);
+}
+
+void sl_sse_parser_reset(sl_sse_parser *p)
+{
+    buf_keep(&p->line);
+    buf_keep(&p->data);
+    buf_keep(&p->event);
+    buf_keep(&p->id);
+    p->bom_pos = 0;
+    p->bom_done = false;
+    p->skip_lf = false;
+    p->err = 0;
+}
+
 size_t sl_sse_parser_pending(const sl_sse_parser *p) { return p->line.len + p->data.len + p->event.len; }
 
 static const char *buf_ptr(const sl_buf *b) { return b->len ? b->data : ""; }

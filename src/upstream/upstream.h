@@ -195,6 +195,10 @@ typedef struct sl_sse_event {
 int sl_sse_parser_create(size_t max_event_bytes, sl_sse_parser **out);
 /* Frees the parser. NULL is a no-op. */
 void sl_sse_parser_destroy(sl_sse_parser *p);
+/* Returns the parser to its state after create, for a new stream: no pending
+ * line or event, no last event id, no sticky error. Keeps its buffers unless
+ * they have grown past 64 KiB. */
+void sl_sse_parser_reset(sl_sse_parser *p);
 /* Feeds bytes; calls on_event for each complete event (data lines joined with
  * \n per the spec; comments ":..." ignored; CRLF, CR and LF line ends; a UTF-8
  * BOM at the very start ignored). Returns 0, SL_ETOOBIG (sticky: every later

@@ -613,8 +613,53 @@ static void test_timing(void)
     sl_buf_free(&out);
 }
 
+/* lex_utf8_valid says yes exactly where json_string does: every 1- and 2-byte
+ * string, and 3- and 4-byte ones around the edges (overlongs, surrogates,
+ * U+10FFFF), each also after an ASCII byte. */
+static void test_utf8_valid_matches_json_string(void)
+{
+    static const unsigned char firsts[] = {0x00, 0x41, 0x7F, 0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1,
+                                           0xEC, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF3, 0xF4, 0xF5, 0xFF};
+    static const unsigned char conts[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xFF};
+    int checked = 0, bad = 0;
+    unsigned char s[8];
+    for (int pre = 0; pre < 2; pre++) {
+        for (size_t a = 0; a < sizeof firsts; a++) {
+            for (int len = 1; len <= 4; len++) {
+                size_t nb = len == 1 ? 1 : sizeof conts;
+                for (size_t b = 0; b < nb; b++)
+                    for (size_t c = 0; c < (len >= 3 ? sizeof conts : 1); c++)
+                        for (size_t d = 0; d < (len == 4 ? sizeof conts : 1); d++) {
+                            size_t n = 0;
+                            if (pre)
+                                s[n++] = 'x';
+                            s[n++] = firsts[a];
+                            if (len >= 2)
+                                s[n++] = conts[b];
+                            if (len >= 3)
+                                s[n++] = conts[c];
+                            if (len >= 4)
+                                s[n++] = conts[d];
+                            s[n] = 0;
+                            /* json_string reads up to the first NUL */
+                            size_t sl = strlen((const char *)s);
+                            json_t *j = sl == n ? json_string((const char *)s) : NULL;
+                            bool want = j != NULL;
+                            json_decref(j);
+                            if (lex_utf8_valid(s, n) != want)
+                                bad++;
+                            checked++;
+                        }
+            }
+        }
+    }
+    EXPECT(checked > 10000);
+    EXPECT_EQ_INT(bad, 0);
+}
+
 int main(void)
 {
+    RUN(test_utf8_valid_matches_json_string);
     RUN(test_loadgen_bodies);
     RUN(test_chat_every_key);
     RUN(test_completions_embeddings_every_key);

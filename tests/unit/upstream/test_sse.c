@@ -217,6 +217,32 @@ static void test_raw(void)
     sl_buf_free(&b);
 }
 
+/* reset: a new stream, with no partial line, event, id or sticky error */
+static int feed_str(sl_sse_parser *p, const char *s, collect *c)
+{
+    return sl_sse_parser_feed(p, s, strlen(s), on_ev, c);
+}
+
+static void test_reset(void)
+{
+    collect c = {0};
+    sl_buf_init(&c.out, 1 << 16);
+    sl_sse_parser *p = NULL;
+    EXPECT_EQ_INT(sl_sse_parser_create(8, &p), 0);
+    EXPECT_EQ_INT(feed_str(p, "id: 7\ndata: a\ndata: b", &c), 0);
+    EXPECT(sl_sse_parser_pending(p) > 0);
+    sl_sse_parser_reset(p);
+    EXPECT_EQ_INT(sl_sse_parser_pending(p), 0);
+    EXPECT_EQ_INT(feed_str(p, "\ndata: c\n\n", &c), 0);
+    EXPECT_EQ_INT(feed_str(p, "data: 123456789\n\n", &c), SL_ETOOBIG);
+    EXPECT_EQ_INT(feed_str(p, "data: d\n\n", &c), SL_ETOOBIG); /* sticky */
+    sl_sse_parser_reset(p);
+    EXPECT_EQ_INT(feed_str(p, "\xEF\xBB\xBF" "data: e\n\n", &c), 0); /* a BOM again */
+    EXPECT_EQ_STR(c.out.data, "|c|\n|e|\n");
+    sl_sse_parser_destroy(p);
+    sl_buf_free(&c.out);
+}
+
 int main(void)
 {
     RUN(test_basic_openai_stream);
@@ -228,5 +254,6 @@ int main(void)
     RUN(test_cap);
     RUN(test_stop);
     RUN(test_raw);
+    RUN(test_reset);
     return TEST_REPORT();
 }
