@@ -410,7 +410,7 @@ typedef struct gw_req {
     sl_router_lease wait_lease;
     gw_req *wake_next;
     uint64_t t_attempt;        /* when the current attempt started (ns) */
-    uint64_t t_attempt_first;  /* its first content token (streams) */
+    uint64_t t_attempt_first;  /* its first content token (streams), or its end */
     sl_upstream_xfer *xfer;
     bool xfer_live;
     struct gw_localx *lx;      /* the current local-engine attempt, or NULL */
@@ -877,23 +877,29 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
         err = q->up_err = SL_EUPSTREAM;
         snprintf(q->up_msg, sizeof q->up_msg, "the event stream ended without [DONE]");
     }
-    lease_end(q, q->client_gone ? SL_ROUTER_NEUTRAL : sl_policy_outcome(err, q->up_status, q->up_retry_after), q->up_retry_after);
-    if (!q->http) { /* answered already (a failed stream) or the client left */
-        req_maybe_free(q);
-        return;
-    }
+    sl_router_outcome_kind kind =
+        q->client_gone ? SL_ROUTER_NEUTRAL : sl_policy_outcome(err, q->up_status, q->up_retry_after);
     sl_attempt_class c = sl_policy_classify(err, q->up_status);
-    const char *outcome = c == SL_ATTEMPT_OK ? "ok" : err == SL_ETIMEDOUT ? "timeout" : err ? "error" : "http_error";
-    sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
-
-    if (c == SL_ATTEMPT_OK) {
+    if (q->http && c == SL_ATTEMPT_OK) {
+        /* The answer goes out first; the router and the metrics do not delay
+         * it. The router is told the same time to answer as before. */
+        if (!q->t_attempt_first)
+            q->t_attempt_first = sl_now_ns();
         if (q->streaming)
             stream_end(q, NULL);
         else
             relay_response(q);
+        lease_end(q, kind, q->up_retry_after);
+        sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, "ok", NULL, 1);
+        return;
+    }
+    lease_end(q, kind, q->up_retry_after);
+    if (!q->http) { /* answered already (a failed stream) or the client left */
         req_maybe_free(q);
         return;
     }
+    const char *outcome = err == SL_ETIMEDOUT ? "timeout" : err ? "error" : "http_error";
+    sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
     q->last_failed = q->backend;
     sl_next_step next = sl_policy_next(c, q->stream_started, q->attempts_in_group,
                                        q->snap->cfg->router.num_retries, fallback_left(q));
