@@ -1,7 +1,6 @@
 /* sluice: dispatch `sluice <command> ...` to src/cli/. */
 #include "cli/cli.h"
 
-#include <cblas.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,11 +33,6 @@ int main(int argc, char **argv)
 {
     /* peers that close sockets must give write errors, not kill the process */
     signal(SIGPIPE, SIG_IGN);
-    /* One set of threads per process: the engine's and the trainer's pools
-     * split every sgemm by rows and call OpenBLAS on their own threads. Left
-     * to itself, OpenBLAS keeps a second set whose idle spinning takes CPU
-     * from the pool on small machines (decode was 4-5 % slower). */
-    openblas_set_num_threads(1);
     if (argc < 2) {
         usage(stderr);
         return 2;

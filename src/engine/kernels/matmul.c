@@ -1,7 +1,7 @@
 /* ISA selection, the single-dot entry point and the engine matmul. */
 #include "engine/kernels/kernels_impl.h"
 
-#include <cblas.h>
+#include "engine/kernels/blas.h"
 #if defined(__x86_64__)
 #include <cpuid.h>
 #endif
@@ -218,8 +218,8 @@ static void dot_task(void *vctx, int idx, int n)
 
 /* Rows [r0, r1) of the current tile, task idx of n: converted to f32 (when
  * the weights are not f32 already) and multiplied by one single-threaded
- * sgemm on this pool thread. The process runs OpenBLAS on the calling
- * thread (main.c), so the pool is the only set of threads. */
+ * sgemm on this pool thread. OpenBLAS runs on the calling thread
+ * (blas.c sets it to one thread), so the pool is the only set of threads. */
 static void blas_task(void *vctx, int idx, int n)
 {
     mm_ctx *c = vctx;
@@ -236,7 +236,7 @@ static void blas_task(void *vctx, int idx, int n)
         wt = c->tile + r0 * c->cols;
     }
     const int M = (int)c->n_tok, K = (int)c->cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)(r1 - r0), K, 1.0f, c->x, K, wt,
+    sl_blas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, (int)(r1 - r0), K, 1.0f, c->x, K, wt,
                 K, 0.0f, c->out + c->tile_r0 + r0, (int)c->rows);
 }
 

@@ -7,7 +7,7 @@
 #define R float
 #define OP(name) tr_##name##_f
 #define OPLINK static
-#define GEMM cblas_sgemm
+#define GEMM sl_blas_sgemm
 #include "ops_impl.inc"
 
 struct sl_train_model {

@@ -5,7 +5,7 @@
 #define R double
 #define OP(name) sl_train_op_##name##_d
 #define OPLINK
-#define GEMM cblas_dgemm
+#define GEMM sl_blas_dgemm
 #include "ops_impl.inc"
 
 int sl_train_ref_loss(const sl_train_hparams *hp, const double *params, const int32_t *tokens,
