@@ -162,6 +162,11 @@ void sl_log_raw_line(const char *line, size_t n);
 /* ---- time ---- */
 uint64_t sl_now_ns(void);   /* monotonic */
 uint64_t sl_now_ms(void);   /* monotonic */
+/* Milliseconds on the same time base as sl_now_ms, read from the kernel's
+ * coarse clock: a few ns per read instead of tens, but it advances in steps
+ * of the kernel tick (1-10 ms) and lags sl_now_ms by up to one step. For
+ * deadlines and decays measured in tens of milliseconds or more. */
+uint64_t sl_now_ms_coarse(void);
 uint64_t sl_wall_ms(void);  /* Unix epoch milliseconds */
 /* Writes an RFC 3339 UTC timestamp with milliseconds into out (>= 32 bytes). */
 void sl_format_time_iso(uint64_t wall_ms, char *out, size_t out_size);

@@ -12,6 +12,13 @@ uint64_t sl_now_ns(void)
 
 uint64_t sl_now_ms(void) { return sl_now_ns() / 1000000u; }
 
+uint64_t sl_now_ms_coarse(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 uint64_t sl_wall_ms(void)
 {
     struct timespec ts;

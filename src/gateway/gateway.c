@@ -88,6 +88,7 @@ typedef struct gw_worker {
     gw_req *spare;           /* finished requests kept with their arena (req_new, req_free) */
     int n_spare;
     sl_buf scratch;          /* the upstream request body, built per attempt */
+    struct series_cache *series; /* metric series handles by config pointers (series_of) */
 } gw_worker;
 
 /* The per-worker upstream body buffer (gw_worker.scratch) is kept up to this capacity. */
@@ -139,6 +140,62 @@ static gw_snapshot *snap_get(sl_gateway *g)
     gw_snapshot *s = g->snap;
     atomic_fetch_add(&s->refs, 1);
     pthread_mutex_unlock(&g->lock);
+    return s;
+}
+
+/* ---- metric series by config pointers ----
+ * The labels of most per-request metrics are names from the config snapshot:
+ * the group the client named, a backend id, a status. A worker keeps the
+ * series handles it has looked up, keyed by those pointers, so that a request
+ * costs no label hashing or string compares. The cache holds a reference to
+ * the snapshot its keys point into, so that no pointer is reused for another
+ * name while it is cached; a request on another snapshot empties it. */
+#define SERIES_CACHE 64 /* direct-mapped entries per worker */
+
+typedef enum { SK_REQUESTS, SK_DURATION, SK_TOK_PROMPT, SK_TOK_COMPLETION, SK_ATTEMPTS } series_kind;
+
+typedef struct series_ent {
+    const void *a, *b; /* group / backend, per kind; NULL for an empty label */
+    int kind, n;       /* n: the status, or the attempt outcome's index */
+    sl_metrics_series *s;
+} series_ent;
+
+typedef struct series_cache {
+    gw_snapshot *snap; /* held */
+    series_ent ent[SERIES_CACHE];
+} series_cache;
+
+static void series_cache_free(series_cache *c)
+{
+    if (!c)
+        return;
+    snap_release(c->snap);
+    sl_free(c);
+}
+
+/* The series for (kind, a, b, n), looked up with labels l1..l3 (which must be
+ * the names a, b and n stand for) on a miss. NULL when out of memory. */
+static sl_metrics_series *series_of(gw_worker *w, gw_snapshot *snap, series_kind kind, const void *a,
+                                    const void *b, int n, const char *l1, const char *l2, const char *l3)
+{
+    series_cache *c = w->series;
+    if (!c && !(c = w->series = sl_calloc(1, sizeof *c)))
+        return NULL;
+    if (c->snap != snap) {
+        snap_release(c->snap);
+        atomic_fetch_add(&snap->refs, 1);
+        c->snap = snap;
+        memset(c->ent, 0, sizeof c->ent);
+    }
+    uint64_t h = ((uintptr_t)a * 0x9E3779B97F4A7C15ull) ^ ((uintptr_t)b * 0xC2B2AE3D27D4EB4Full) ^
+                 ((uint64_t)(unsigned)n << 8) ^ (uint64_t)kind;
+    series_ent *e = &c->ent[(h ^ h >> 29) % SERIES_CACHE];
+    if (e->s && e->kind == (int)kind && e->a == a && e->b == b && e->n == n)
+        return e->s;
+    static const sl_metric_id ids[] = {SL_M_REQUESTS, SL_M_DURATION, SL_M_TOKENS, SL_M_TOKENS, SL_M_ATTEMPTS};
+    sl_metrics_series *s = sl_metrics_series_get(w->metrics, ids[kind], l1, l2, l3);
+    if (s)
+        *e = (series_ent){.a = a, .b = b, .kind = (int)kind, .n = n, .s = s};
     return s;
 }
 
@@ -397,6 +454,7 @@ typedef struct gw_req {
 
     /* routing */
     const gw_group *group;
+    const gw_group *group0;    /* the group the client named: the model label (series_of) */
     const char *model;         /* the model the client asked for */
     size_t fallback_pos;       /* next fallback target to try */
     int attempts_in_group;
@@ -498,6 +556,15 @@ static void log_access(gw_req *q)
 }
 
 /* Records the outcome once the client has its answer. */
+/* One attempt on q->backend ended with outcome, a string literal: the
+ * literal's address is a safe cache key, as it is never reused. */
+static void count_attempt(gw_req *q, const char *outcome)
+{
+    gw_worker *w = q->w;
+    sl_metrics_add_series(w->metrics, series_of(w, q->snap, SK_ATTEMPTS, q->backend, outcome, 0,
+                                                q->backend->conf->id, outcome, NULL), 1);
+}
+
 static void finish_metrics(gw_req *q)
 {
     char st[16]; /* the status in decimal, without printf's cost on every request */
@@ -514,11 +581,29 @@ static void finish_metrics(gw_req *q)
         snprintf(st, sizeof st, "%d", status);
     }
     const char *model = q->group ? q->model : "";
-    sl_metrics_add(q->w->metrics, SL_M_REQUESTS, model, q->backend ? q->backend->conf->id : "", st, 1);
-    sl_metrics_observe(q->w->metrics, SL_M_DURATION, model, NULL, NULL, secs_since(q->t_start));
-    if (q->usage.known) {
-        sl_metrics_add(q->w->metrics, SL_M_TOKENS, model, "prompt", NULL, (double)q->usage.prompt_tokens);
-        sl_metrics_add(q->w->metrics, SL_M_TOKENS, model, "completion", NULL, (double)q->usage.completion_tokens);
+    const char *be = q->backend ? q->backend->conf->id : "";
+    sl_metrics_shard *m = q->w->metrics;
+    if (q->group0 && q->group && status >= 0 && status < 1000) {
+        /* every label is a name in q->snap (q->model is group0's name): cached handles */
+        gw_worker *w = q->w;
+        const void *g0 = q->group0;
+        sl_metrics_add_series(m, series_of(w, q->snap, SK_REQUESTS, g0, q->backend, status, model, be, st), 1);
+        sl_metrics_observe_series(m, series_of(w, q->snap, SK_DURATION, g0, NULL, 0, model, NULL, NULL),
+                                  secs_since(q->t_start));
+        if (q->usage.known) {
+            sl_metrics_add_series(m, series_of(w, q->snap, SK_TOK_PROMPT, g0, NULL, 0, model, "prompt", NULL),
+                                  (double)q->usage.prompt_tokens);
+            sl_metrics_add_series(
+                m, series_of(w, q->snap, SK_TOK_COMPLETION, g0, NULL, 0, model, "completion", NULL),
+                (double)q->usage.completion_tokens);
+        }
+    } else {
+        sl_metrics_add(m, SL_M_REQUESTS, model, be, st, 1);
+        sl_metrics_observe(m, SL_M_DURATION, model, NULL, NULL, secs_since(q->t_start));
+        if (q->usage.known) {
+            sl_metrics_add(m, SL_M_TOKENS, model, "prompt", NULL, (double)q->usage.prompt_tokens);
+            sl_metrics_add(m, SL_M_TOKENS, model, "completion", NULL, (double)q->usage.completion_tokens);
+        }
     }
     log_access(q);
 }
@@ -695,7 +780,7 @@ static void cancel_xfer(gw_req *q, const char *outcome, sl_router_outcome_kind k
     q->xfer_live = false;
     q->xfer = NULL;
     lease_end(q, kind, -1);
-    sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
+    count_attempt(q, outcome);
 }
 
 static int on_up_body(void *ud, const char *p, size_t n)
@@ -890,7 +975,7 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
         else
             relay_response(q);
         lease_end(q, kind, q->up_retry_after);
-        sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, "ok", NULL, 1);
+        count_attempt(q, "ok");
         return;
     }
     lease_end(q, kind, q->up_retry_after);
@@ -899,7 +984,7 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
         return;
     }
     const char *outcome = err == SL_ETIMEDOUT ? "timeout" : err ? "error" : "http_error";
-    sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id, outcome, NULL, 1);
+    count_attempt(q, outcome);
     q->last_failed = q->backend;
     sl_next_step next = sl_policy_next(c, q->stream_started, q->attempts_in_group,
                                        q->snap->cfg->router.num_retries, fallback_left(q));
@@ -1186,8 +1271,7 @@ static void local_drain(gw_req *q)
         q->usage = (sl_usage){.known = true, .prompt_tokens = lx->prompt, .completion_tokens = lx->completion,
                               .total_tokens = lx->prompt + lx->completion, .cached_tokens = lx->cached};
         lease_end(q, lx->err && lx->err != SL_EINVAL ? SL_ROUTER_FAIL_5XX : SL_ROUTER_OK, -1);
-        sl_metrics_add(q->w->metrics, SL_M_ATTEMPTS, q->backend->conf->id,
-                       lx->err ? "error" : lx->finish == 2 ? "cancelled" : "ok", NULL, 1);
+        count_attempt(q, lx->err ? "error" : lx->finish == 2 ? "cancelled" : "ok");
     }
     if (!q->http || lx->finished) {
         sl_buf_free(&text);
@@ -1847,7 +1931,7 @@ static void handle_proxy(gw_req *q, sl_api_kind kind)
         return;
     }
     q->model = q->req->model;
-    q->group = snap_group(q->snap, q->req->model);
+    q->group = q->group0 = snap_group(q->snap, q->req->model);
     if (!q->group) {
         sl_api_error_model_not_found(&e, q->req->model);
         respond_error(q, &e, -1);
@@ -2612,6 +2696,7 @@ void sl_gateway_destroy(sl_gateway *g)
             req_destroy(q);
         }
         sl_buf_free(&w->scratch);
+        series_cache_free(w->series);
         pthread_mutex_destroy(&w->wake_lock);
         sl_free(w);
     }

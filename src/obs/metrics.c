@@ -253,6 +253,15 @@ void sl_metrics_observe_series(sl_metrics_shard *sh, sl_metrics_series *ser, dou
     pthread_mutex_unlock(&sh->lock);
 }
 
+void sl_metrics_add_series(sl_metrics_shard *sh, sl_metrics_series *ser, double v)
+{
+    if (!sh || !ser)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    ((series *)ser)->value += v;
+    pthread_mutex_unlock(&sh->lock);
+}
+
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *), void *ud)
 {
     pthread_mutex_lock(&m->lock);

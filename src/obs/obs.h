@@ -53,6 +53,9 @@ sl_metrics_series *sl_metrics_series_get(sl_metrics_shard *s, sl_metric_id id, c
 /* Records one histogram observation into a series of shard s (from
  * sl_metrics_series_get on the same shard). NULL ser is a no-op. */
 void sl_metrics_observe_series(sl_metrics_shard *s, sl_metrics_series *ser, double v);
+/* Adds v to a counter series of shard s (from sl_metrics_series_get on the
+ * same shard). NULL ser is a no-op. */
+void sl_metrics_add_series(sl_metrics_shard *s, sl_metrics_series *ser, double v);
 /* Registers a gauge read at scrape time: name must be a valid metric name; fn is called from the scraping thread. */
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *ud), void *ud);
 /* Registers a section written at scrape time after the gauges: fn appends

@@ -386,6 +386,15 @@ def test_sighup_reload():
                 time.sleep(0.05)
             check("rejected" in s.stderr(), "rejection logged")
             check_eq(chat(s.port, {"model": "renamed"}).status, 200, "old config still in force")
+            # the per-worker series cache follows the snapshot: every label is right and no
+            # count is lost or given to the old names
+            m = harness.get_json(s.port, "/metrics").body.decode()
+            for line in ('sluice_requests_total{model="mock-model",backend="mock-model#0",status="200"} 1',
+                         'sluice_requests_total{model="renamed",backend="renamed#0",status="200"} 2',
+                         'sluice_upstream_attempts_total{backend="mock-model#0",outcome="ok"} 1',
+                         'sluice_upstream_attempts_total{backend="renamed#0",outcome="ok"} 2',
+                         'sluice_request_duration_seconds_count{model="renamed"} 2'):
+                check(line in m, f"metrics after reload: {line}\n{m}")
 
 
 def test_sigterm_drain():

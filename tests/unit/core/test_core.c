@@ -153,6 +153,20 @@ static void test_rand_and_hash(void)
     }
 }
 
+/* The coarse clock is on sl_now_ms's time base, never ahead of it, and never
+ * goes back. (Its lag is a tick; the bound here is loose so that a preemption
+ * between the two reads cannot fail the test.) */
+static void test_coarse_clock(void)
+{
+    uint64_t prev = sl_now_ms_coarse();
+    for (int i = 0; i < 1000; i++) {
+        uint64_t c = sl_now_ms_coarse(), f = sl_now_ms();
+        EXPECT(c >= prev);
+        EXPECT(c <= f && f - c < 1000);
+        prev = c;
+    }
+}
+
 int main(void)
 {
     RUN(test_buf_bounded);
@@ -162,5 +176,6 @@ int main(void)
     RUN(test_http_tchar);
     RUN(test_str);
     RUN(test_rand_and_hash);
+    RUN(test_coarse_clock);
     return TEST_REPORT();
 }
