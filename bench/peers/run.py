@@ -381,6 +381,7 @@ def report_steps(names, steps, results):
     print("| offered rps | target | achieved rps | p50 ms | p99 ms | added p50 ms | added p99 ms | errors | sustained |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---|")
     best = {t: 0 for t in names}
+    added99 = {}  # (step, target) -> added p99 ms
     for w in steps:
         offered = int(w[1:])
         for t in names:
@@ -395,7 +396,8 @@ def report_steps(names, steps, results):
             if "direct" in names and t != "direct":
                 d = results[w]["direct"]
                 a50 = f"{p50 - med(d, lambda r: r['latency_ms']['p50']):.3f}"
-                a99 = f"{p99 - med(d, lambda r: r['latency_ms']['p99']):.3f}"
+                added99[(offered, t)] = p99 - med(d, lambda r: r['latency_ms']['p99'])
+                a99 = f"{added99[(offered, t)]:.3f}"
             else:
                 a50 = a99 = "-"
             print(f"| {offered} | {t} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {a50} | {a99} | {errs} | "
@@ -407,6 +409,14 @@ def report_steps(names, steps, results):
         print("Sluice's highest sustained step / each peer's: " +
               ", ".join(f"{t} {best['sluice'] / best[t]:.2f}" if best[t] else f"{t} n/a"
                         for t in names if t not in ("sluice", "direct")))
+        peers = [t for t in names if t not in ("sluice", "direct")]
+        if peers and "direct" in names:
+            def r99(step, t):
+                a, b = added99.get((step, "sluice")), added99.get((step, t))
+                return f"{a / b:.2f}" if a is not None and b and b > 0 else "n/a"
+            print("Sluice's added p99 / each peer's, per step: " +
+                  "; ".join(f"{int(w[1:])}: " + ", ".join(f"{t} {r99(int(w[1:]), t)}" for t in peers)
+                            for w in steps))
     print()
 
 
@@ -464,7 +474,10 @@ def report(args, names, workloads, results, absent, gw_pid):
             row.append(med(results["s64"][t], lambda r: r["ttft_ms"]["p99"]) - med(d["s64"], lambda r: r["ttft_ms"]["p99"])
                        if "s64" in workloads else float("nan"))
             added[t] = row
-            print(f"| {t} | {row[0]:.3f} | {row[1]:.3f} | {row[2]:.2f} | {row[3]:.2f} | {row[4]:.3f} |")
+            def num(x, fmt):
+                return "-" if x != x else format(x, fmt)  # nan: the workload was not run
+            print(f"| {t} | {num(row[0], '.3f')} | {num(row[1], '.3f')} | {num(row[2], '.2f')} "
+                  f"| {num(row[3], '.2f')} | {num(row[4], '.3f')} |")
         print()
         if "sluice" in added:
             s = added["sluice"]
@@ -479,7 +492,7 @@ def report(args, names, workloads, results, absent, gw_pid):
                     continue
 
                 def ratio(a, b):
-                    return f"{a / b:.2f}" if b > 0 else "n/a"
+                    return f"{a / b:.2f}" if b > 0 and a == a else "n/a"
                 print(f"| {t} | {ratio(row[0], s[0])} | {ratio(row[1], s[1])} | {ratio(s[2], row[2])} "
                       f"| {ratio(s[3], row[3])} | {ratio(row[4], s[4])} | {ratio(cpu[t][0], cpu['sluice'][0])} "
                       f"| {ratio(cpu[t][1], cpu['sluice'][1])} |")
