@@ -25,6 +25,13 @@ void sl_buf_reset(sl_buf *b)
         b->data[0] = 0;
 }
 
+void sl_buf_keep(sl_buf *b, size_t keep_max)
+{
+    if (b->cap > keep_max)
+        sl_buf_free(b);
+    sl_buf_reset(b);
+}
+
 int sl_buf_rollback(sl_buf *b, size_t mark, int rc)
 {
     if (rc && mark <= b->len) {

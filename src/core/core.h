@@ -110,6 +110,9 @@ typedef struct sl_buf {
 void sl_buf_init(sl_buf *b, size_t max);
 void sl_buf_free(sl_buf *b);
 void sl_buf_reset(sl_buf *b);              /* len = 0, keeps memory */
+/* len = 0; keeps the memory for reuse unless its capacity passed keep_max,
+ * which frees it (a buffer that once held something large does not pin it). */
+void sl_buf_keep(sl_buf *b, size_t keep_max);
 /* For all-or-nothing appenders: when rc is not 0, cuts b back to its first
  * mark bytes (keeping memory). Returns rc. */
 int sl_buf_rollback(sl_buf *b, size_t mark, int rc);

@@ -1812,20 +1812,12 @@ static void req_destroy(gw_req *q)
     sl_free(q);
 }
 
-/* A buffer a spare keeps: emptied, or freed when it has grown large. */
-static void buf_keep(sl_buf *b)
-{
-    if (b->cap > SPARE_BUF_MAX)
-        sl_buf_free(b);
-    sl_buf_reset(b);
-}
-
 static void req_free(gw_worker *w, gw_req *q)
 {
     if (w->n_spare < MAX_SPARE_REQS) {
         sl_arena_reset(q->arena);
-        buf_keep(&q->body);
-        buf_keep(&q->out);
+        sl_buf_keep(&q->body, SPARE_BUF_MAX);
+        sl_buf_keep(&q->out, SPARE_BUF_MAX);
         q->spare_next = w->spare;
         w->spare = q;
         w->n_spare++;

@@ -15,6 +15,8 @@
  * max_event_bytes; the slack covers the longest field name we care about and
  * lets a "data: <max bytes>" line through so the data cap reports the error. */
 #define SSE_LINE_SLACK 64
+/* sl_sse_parser_reset keeps buffers up to this capacity */
+#define SSE_KEEP_BYTES (64u << 10)
 
 struct sl_sse_parser {
     size_t max_event;  /* cap on one event's joined data, bytes */
@@ -57,20 +59,12 @@ void sl_sse_parser_destroy(sl_sse_parser *p)
     sl_free(p);
 }
 
-/* Empties b, freeing it when it has grown large. */
-static void buf_keep(sl_buf *b)
-{
-    if (b->cap > (64u << 10))
-        sl_buf_free(b);
-    sl_buf_reset(b);
-}
-
 void sl_sse_parser_reset(sl_sse_parser *p)
 {
-    buf_keep(&p->line);
-    buf_keep(&p->data);
-    buf_keep(&p->event);
-    buf_keep(&p->id);
+    sl_buf_keep(&p->line, SSE_KEEP_BYTES);
+    sl_buf_keep(&p->data, SSE_KEEP_BYTES);
+    sl_buf_keep(&p->event, SSE_KEEP_BYTES);
+    sl_buf_keep(&p->id, SSE_KEEP_BYTES);
     p->bom_pos = 0;
     p->bom_done = false;
     p->skip_lf = false;

@@ -153,6 +153,26 @@ static void test_rand_and_hash(void)
     }
 }
 
+/* sl_buf_keep empties a buffer and keeps its memory only up to keep_max */
+static void test_buf_keep(void)
+{
+    sl_buf b;
+    sl_buf_init(&b, 1 << 20);
+    EXPECT_EQ_INT(sl_buf_append(&b, "hello", 5), 0);
+    char *mem = b.data;
+    sl_buf_keep(&b, 4096);
+    EXPECT_EQ_INT(b.len, 0);
+    EXPECT(b.data == mem); /* small: kept */
+    EXPECT_EQ_INT(sl_buf_reserve(&b, 100000), 0);
+    EXPECT(b.cap > 4096);
+    sl_buf_keep(&b, 4096);
+    EXPECT_EQ_INT(b.len, 0);
+    EXPECT(b.data == NULL && b.cap == 0); /* large: freed */
+    EXPECT_EQ_INT(b.max, 1 << 20);        /* the bound stays */
+    EXPECT_EQ_INT(sl_buf_append(&b, "x", 1), 0);
+    sl_buf_free(&b);
+}
+
 /* The coarse clock is on sl_now_ms's time base, never ahead of it, and never
  * goes back. (Its lag is a tick; the bound here is loose so that a preemption
  * between the two reads cannot fail the test.) */
@@ -177,5 +197,6 @@ int main(void)
     RUN(test_str);
     RUN(test_rand_and_hash);
     RUN(test_coarse_clock);
+    RUN(test_buf_keep);
     return TEST_REPORT();
 }
