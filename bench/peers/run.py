@@ -417,6 +417,24 @@ def report_steps(names, steps, results):
             print("Sluice's added p99 / each peer's, per step: " +
                   "; ".join(f"{int(w[1:])}: " + ", ".join(f"{t} {r99(int(w[1:]), t)}" for t in peers)
                             for w in steps))
+
+            # The same ratio within each round (targets of a round run back to
+            # back), to show how far one round's figure can stray.
+            def spread(w, t):
+                rs = []
+                for s, p, d in zip(results[w]["sluice"], results[w][t], results[w]["direct"]):
+                    a = s["latency_ms"]["p99"] - d["latency_ms"]["p99"]
+                    b = p["latency_ms"]["p99"] - d["latency_ms"]["p99"]
+                    if b > 0:
+                        rs.append(a / b)
+                if not rs:
+                    return "n/a"
+                ok = sum(1 for x in rs if x <= 1.2)
+                return (f"min {min(rs):.2f} median {statistics.median(rs):.2f} max {max(rs):.2f}, "
+                        f"<= 1.2 in {ok}/{len(rs)} rounds")
+            for t in peers:
+                print(f"Per-round added p99 ratio, sluice / {t}: " +
+                      "; ".join(f"{int(w[1:])}: {spread(w, t)}" for w in steps))
     print()
 
 
