@@ -48,8 +48,12 @@ double sl_rand_unit(void) { return (double)(sl_rand_u64() >> 11) * 0x1.0p-53; }
 void sl_rand_hex(char *out, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    uint64_t r = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned v = (unsigned)(sl_rand_u64() & 0xff);
+        if (i % 8 == 0)
+            r = sl_rand_u64(); /* eight bytes from each draw */
+        unsigned v = (unsigned)(r & 0xff);
+        r >>= 8;
         out[2 * i] = hex[v >> 4];
         out[2 * i + 1] = hex[v & 15];
     }

@@ -485,6 +485,7 @@ static void err_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
     sl_http_server *s = ((sl_http_worker *)req->conn->ctx)->server;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_SERVER, NULL, H2O_STRLIT("sluice"));
     if (req->res.status >= 400 && s->handlers.render_error &&
         h2o_find_header_by_str(&req->res.headers, H2O_STRLIT("x-request-id"), -1) < 0) {
         char msg[160];
@@ -760,7 +761,9 @@ int sl_http_server_start(const sl_http_opts *o, const sl_http_handlers *h, sl_ht
     h2o_config_init(&s->globalconf);
     s->globalconf.max_request_entity_size = o->max_body_bytes;
     s->globalconf.http1.req_timeout = o->req_timeout_ms;
-    s->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("sluice"));
+    /* no server_name: h2o would print it with sprintf into every response
+     * head; err_setup adds the same header as a plain one instead */
+    s->globalconf.server_name = h2o_iovec_init(NULL, 0);
     s->hostconf = h2o_config_register_host(&s->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pc = h2o_config_register_path(s->hostconf, "/", 0);
     h2o_handler_t *hd = h2o_create_handler(pc, sizeof *hd);
