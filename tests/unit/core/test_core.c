@@ -145,6 +145,27 @@ static void test_rand_and_hash(void)
     char hex[33];
     sl_rand_hex(hex, 16);
     EXPECT_EQ_UINT(strlen(hex), 32);
+    /* every position takes many values (each byte of a draw is used once) */
+    {
+        unsigned seen[32] = {0};
+        char prev[33];
+        memcpy(prev, hex, sizeof prev);
+        int repeats = 0;
+        for (int i = 0; i < 2000; i++) {
+            sl_rand_hex(hex, 16);
+            repeats += strcmp(hex, prev) == 0;
+            memcpy(prev, hex, sizeof prev);
+            for (int k = 0; k < 32; k++) {
+                const char *d = strchr("0123456789abcdef", hex[k]);
+                EXPECT(d && hex[k]);
+                if (d && hex[k])
+                    seen[k] |= 1u << (d - "0123456789abcdef");
+            }
+        }
+        EXPECT(repeats == 0);
+        for (int k = 0; k < 32; k++)
+            EXPECT_EQ_UINT(__builtin_popcount(seen[k]), 16);
+    }
     EXPECT(sl_hash64("abc", 3, 0) == sl_hash64("abc", 3, 0));
     EXPECT(sl_hash64("abc", 3, 0) != sl_hash64("abd", 3, 0));
     for (int i = 0; i < 1000; i++) {
