@@ -6,8 +6,8 @@
 For each round and load (c1, open loop 1,000 / 5,000 / 10,000 per second,
 c64; non-streaming chat, model "mock", 16 tokens) it runs `sluice bench` for
 --duration seconds against each gateway in turn and divides the gateway's
-CPU time (user + system of all its threads, from /proc/PID/stat; give
-nginx's worker or master: a master's children are counted too) by the
+CPU time (user + system of all its threads and its descendants', from
+/proc/PID/stat, as bench/peers/run.py counts it; give nginx's master) by the
 requests completed. Times are in clock ticks (10 ms), so a run should
 serve thousands of requests.
 """
@@ -15,26 +15,13 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 
-CLK = os.sysconf("SC_CLK_TCK")
 LOADS = [["--concurrency", "1"], ["--rps", "1000"], ["--rps", "5000"], ["--rps", "10000"], ["--concurrency", "64"]]
 
-
-def cpu_s(pid):
-    """User + system seconds of pid and its direct children (nginx's workers)."""
-    pids = [pid]
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(x) for x in f.read().split()]
-    except OSError:
-        pass
-    total = 0
-    for p in pids:
-        with open(f"/proc/{p}/stat") as f:
-            st = f.read()
-        fields = st[st.rfind(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK
+# the peers harness's /proc readers: a process and its descendants, their CPU seconds
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+from run import cpu_s, proc_tree  # noqa: E402
 
 
 def main():
@@ -53,11 +40,12 @@ def main():
         for load in LOADS:
             row = []
             for name, url, pid in targets:
-                c0 = cpu_s(pid)
+                pids = proc_tree(pid)
+                c0 = cpu_s(pids)
                 out = subprocess.run([args.sluice, "bench", "--url", url, "--model", "mock", "--json", "--quiet",
                                       "--duration", str(args.duration), "--max-tokens", "16"] + load,
                                      capture_output=True, text=True, check=True).stdout
-                c1 = cpu_s(pid)
+                c1 = cpu_s(pids)
                 r = json.loads(out)
                 n = r["requests_completed"]
                 row.append(f"{name} {1e6 * (c1 - c0) / n:6.1f} us/req p50 {r['latency_ms']['p50']:.3f} ms")
