@@ -565,7 +565,10 @@ static void count_attempt(gw_req *q, const char *outcome)
                                                 q->backend->conf->id, outcome, NULL), 1);
 }
 
-static void finish_metrics(gw_req *q)
+/* The request's counters. Called before the last bytes of the answer go
+ * out: a client that has its answer and then reads /metrics finds itself
+ * counted. */
+static void count_request(gw_req *q)
 {
     char st[16]; /* the status in decimal, without printf's cost on every request */
     int status = q->status;
@@ -605,6 +608,11 @@ static void finish_metrics(gw_req *q)
             sl_metrics_add(m, SL_M_TOKENS, model, "completion", NULL, (double)q->usage.completion_tokens);
         }
     }
+}
+
+static void finish_metrics(gw_req *q)
+{
+    count_request(q);
     log_access(q);
 }
 
@@ -625,9 +633,10 @@ static void respond_json(gw_req *q, int status, const char *body, size_t len, co
     for (size_t i = 0; i < n_extra && n < 8; i++)
         h[n++] = extra[i];
     q->status = status;
+    count_request(q);
     sl_http_respond(q->http, status, "application/json", h, n, body, len);
     q->http = NULL;
-    finish_metrics(q);
+    log_access(q);
 }
 
 static void respond_error(gw_req *q, const sl_api_error *e, double retry_after_s)
@@ -694,9 +703,10 @@ static void stream_end(gw_req *q, const sl_api_error *e)
         stream_write(q, &q->out);
         q->error_code = e->code;
     }
+    count_request(q);
     sl_http_stream_end(q->http, true);
     q->http = NULL;
-    finish_metrics(q);
+    log_access(q);
 }
 
 /* ---- upstream callbacks ---- */
@@ -966,16 +976,17 @@ static void on_up_done_inner(gw_req *q, int err, const char *msg)
         q->client_gone ? SL_ROUTER_NEUTRAL : sl_policy_outcome(err, q->up_status, q->up_retry_after);
     sl_attempt_class c = sl_policy_classify(err, q->up_status);
     if (q->http && c == SL_ATTEMPT_OK) {
-        /* The answer goes out first; the router and the metrics do not delay
-         * it. The router is told the same time to answer as before. */
+        /* The attempt is counted before the answer goes out (a client that
+         * has its answer finds it in /metrics); the router's release waits
+         * until after, and is told the same time to answer. */
         if (!q->t_attempt_first)
             q->t_attempt_first = sl_now_ns();
+        count_attempt(q, "ok");
         if (q->streaming)
             stream_end(q, NULL);
         else
             relay_response(q);
         lease_end(q, kind, q->up_retry_after);
-        count_attempt(q, "ok");
         return;
     }
     lease_end(q, kind, q->up_retry_after);
