@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <string.h>
 
 #define SL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -137,7 +138,13 @@ typedef struct sl_str {
 static inline sl_str sl_str_make(const char *p, size_t n) { return (sl_str){p, n}; }
 sl_str sl_str_c(const char *s);
 bool sl_str_eq(sl_str a, sl_str b);
-bool sl_str_eq_c(sl_str a, const char *s);
+/* Inline: with a literal s the length folds and the compare is a few
+ * instructions (routing compares the path and method on every request). */
+static inline bool sl_str_eq_c(sl_str a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.n == n && (n == 0 || memcmp(a.p, s, n) == 0);
+}
 bool sl_str_case_eq_c(sl_str a, const char *s);
 bool sl_str_starts_with(sl_str a, const char *prefix);
 sl_str sl_str_trim(sl_str a);

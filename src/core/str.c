@@ -7,8 +7,6 @@ sl_str sl_str_c(const char *s) { return (sl_str){s, s ? strlen(s) : 0}; }
 
 bool sl_str_eq(sl_str a, sl_str b) { return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0); }
 
-bool sl_str_eq_c(sl_str a, const char *s) { return sl_str_eq(a, sl_str_c(s)); }
-
 bool sl_str_case_eq_c(sl_str a, const char *s)
 {
     size_t n = strlen(s);

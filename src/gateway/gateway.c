@@ -2109,9 +2109,6 @@ static void on_request(void *ud, sl_http_req *r)
     bool get = sl_str_eq_c(m, "GET") || sl_str_eq_c(m, "HEAD");
     bool post = sl_str_eq_c(m, "POST");
     sl_api_error e;
-    char *mstr = sl_arena_strndup(arena, m.p, m.n);
-    char *pstr = sl_arena_strndup(arena, path.p, path.n);
-    q->endpoint = pstr;
 
     static const struct {
         const char *path;
@@ -2126,7 +2123,8 @@ static void on_request(void *ud, sl_http_req *r)
         if (!sl_str_eq_c(path, proxied[i].path))
             continue;
         if (!post) {
-            sl_api_error_method_not_allowed(&e, mstr, pstr);
+            q->endpoint = sl_arena_strndup(arena, path.p, path.n);
+            sl_api_error_method_not_allowed(&e, sl_arena_strndup(arena, m.p, m.n), q->endpoint);
             sl_http_header allow = {"allow", "POST"};
             sl_buf b;
             sl_buf_init(&b, 4096);
@@ -2146,6 +2144,10 @@ static void on_request(void *ud, sl_http_req *r)
         return;
     }
 
+    /* only the paths proxied above are hot: copies for the log and errors here */
+    char *mstr = sl_arena_strndup(arena, m.p, m.n);
+    char *pstr = sl_arena_strndup(arena, path.p, path.n);
+    q->endpoint = pstr;
     bool known = true;
     if (get && sl_str_eq_c(path, "/healthz")) {
         static const char ok[] = "{\"status\":\"ok\"}";
