@@ -590,16 +590,20 @@ static void count_request(gw_req *q)
         /* every label is a name in q->snap (q->model is group0's name): cached handles */
         gw_worker *w = q->w;
         const void *g0 = q->group0;
-        sl_metrics_add_series(m, series_of(w, q->snap, SK_REQUESTS, g0, q->backend, status, model, be, st), 1);
-        sl_metrics_observe_series(m, series_of(w, q->snap, SK_DURATION, g0, NULL, 0, model, NULL, NULL),
-                                  secs_since(q->t_start));
+        sl_metrics_update u[4];
+        size_t n = 0;
+        u[n++] = (sl_metrics_update){series_of(w, q->snap, SK_REQUESTS, g0, q->backend, status, model, be, st), 1,
+                                     false};
+        u[n++] = (sl_metrics_update){series_of(w, q->snap, SK_DURATION, g0, NULL, 0, model, NULL, NULL),
+                                     secs_since(q->t_start), true};
         if (q->usage.known) {
-            sl_metrics_add_series(m, series_of(w, q->snap, SK_TOK_PROMPT, g0, NULL, 0, model, "prompt", NULL),
-                                  (double)q->usage.prompt_tokens);
-            sl_metrics_add_series(
-                m, series_of(w, q->snap, SK_TOK_COMPLETION, g0, NULL, 0, model, "completion", NULL),
-                (double)q->usage.completion_tokens);
+            u[n++] = (sl_metrics_update){series_of(w, q->snap, SK_TOK_PROMPT, g0, NULL, 0, model, "prompt", NULL),
+                                         (double)q->usage.prompt_tokens, false};
+            u[n++] = (sl_metrics_update){
+                series_of(w, q->snap, SK_TOK_COMPLETION, g0, NULL, 0, model, "completion", NULL),
+                (double)q->usage.completion_tokens, false};
         }
+        sl_metrics_apply(m, u, n);
     } else {
         sl_metrics_add(m, SL_M_REQUESTS, model, be, st, 1);
         sl_metrics_observe(m, SL_M_DURATION, model, NULL, NULL, secs_since(q->t_start));

@@ -262,6 +262,23 @@ void sl_metrics_add_series(sl_metrics_shard *sh, sl_metrics_series *ser, double 
     pthread_mutex_unlock(&sh->lock);
 }
 
+void sl_metrics_apply(sl_metrics_shard *sh, const sl_metrics_update *u, size_t n)
+{
+    if (!sh)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < n; i++) {
+        series *s = (series *)u[i].series;
+        if (!s)
+            continue;
+        if (!u[i].observe)
+            s->value += u[i].v;
+        else if (u[i].v >= 0)
+            observe_locked(s, u[i].v);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *), void *ud)
 {
     pthread_mutex_lock(&m->lock);

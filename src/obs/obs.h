@@ -56,6 +56,16 @@ void sl_metrics_observe_series(sl_metrics_shard *s, sl_metrics_series *ser, doub
 /* Adds v to a counter series of shard s (from sl_metrics_series_get on the
  * same shard). NULL ser is a no-op. */
 void sl_metrics_add_series(sl_metrics_shard *s, sl_metrics_series *ser, double v);
+/* One update of a batch: a counter add, or a histogram observation when
+ * observe is set. */
+typedef struct sl_metrics_update {
+    sl_metrics_series *series; /* from sl_metrics_series_get on the same shard; NULL: skipped */
+    double v;
+    bool observe;
+} sl_metrics_update;
+/* Applies n updates to shard s under one lock (the per-request counters
+ * take one lock round trip instead of one each). */
+void sl_metrics_apply(sl_metrics_shard *s, const sl_metrics_update *u, size_t n);
 /* Registers a gauge read at scrape time: name must be a valid metric name; fn is called from the scraping thread. */
 int sl_metrics_gauge_fn(sl_metrics *m, const char *name, const char *help, double (*fn)(void *ud), void *ud);
 /* Registers a section written at scrape time after the gauges: fn appends

@@ -80,6 +80,35 @@ static void test_series_handle(void)
     sl_metrics_destroy(m);
 }
 
+/* A batch applies each update to its own series, as the one-at-a-time calls
+ * would: adds to counters, observations to histograms, NULL and negative
+ * observations skipped. */
+static void test_apply_batch(void)
+{
+    sl_metrics *m = sl_metrics_create();
+    sl_metrics_shard *a = sl_metrics_shard_new(m);
+    sl_metrics_series *req = sl_metrics_series_get(a, SL_M_REQUESTS, "gpt", "b1", "200");
+    sl_metrics_series *tok = sl_metrics_series_get(a, SL_M_TOKENS, "gpt", "prompt", NULL);
+    sl_metrics_series *itl = sl_metrics_series_get(a, SL_M_ITL, "gpt", NULL, NULL);
+    sl_metrics_update u[] = {
+        {req, 1, false}, {itl, 0.004, true}, {tok, 7, false}, {NULL, 5, false},
+        {itl, -1.0, true}, {req, 2, false},  {itl, 0.2, true},
+    };
+    sl_metrics_apply(a, u, SL_ARRAY_LEN(u));
+    sl_metrics_apply(a, u, 1);
+    sl_metrics_apply(NULL, u, 1); /* no shard: a no-op */
+    EXPECT_NEAR(sl_metrics_sum(m, SL_M_REQUESTS, "gpt"), 4, 0);
+    EXPECT_NEAR(sl_metrics_sum(m, SL_M_TOKENS, "gpt"), 7, 0);
+    sl_buf out;
+    sl_buf_init(&out, 4 << 20);
+    EXPECT_EQ_INT(sl_metrics_render(m, &out), 0);
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_count{model=\"gpt\"} 2\n");
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_sum{model=\"gpt\"} 0.204\n");
+    EXPECT_CONTAINS(out.data, "sluice_inter_token_latency_seconds_bucket{model=\"gpt\",le=\"0.005\"} 1\n");
+    sl_buf_free(&out);
+    sl_metrics_destroy(m);
+}
+
 typedef struct {
     sl_metrics *m;
 } targ;
@@ -114,6 +143,7 @@ int main(void)
     RUN(test_render_counters_and_histograms);
     RUN(test_series_cap);
     RUN(test_series_handle);
+    RUN(test_apply_batch);
     RUN(test_threads_merge);
     return TEST_REPORT();
 }
