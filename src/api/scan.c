@@ -137,7 +137,18 @@ static inline __attribute__((always_inline)) ptr string_end(ptr p, ptr end, cons
         q += 16;
     }
 #endif
-    return string_slow(p, end, raw, n, escaped);
+    /* the slow path's own out-variables: only their addresses escape, so the
+     * caller's stay in registers */
+    const unsigned char *slow_raw;
+    size_t slow_n;
+    bool slow_escaped;
+    p = string_slow(p, end, &slow_raw, &slow_n, &slow_escaped);
+    if (!p)
+        return NULL;
+    *raw = slow_raw;
+    *n = slow_n;
+    *escaped = slow_escaped;
+    return p;
 }
 
 /* The rest of a number from its '.' or 'e'/'E' at p: JSON's grammar, with
