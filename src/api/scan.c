@@ -13,19 +13,36 @@
  * keys matter, a repeated key that matters, an integer of more than 18
  * digits, a real whose size it cannot bound) makes it return
  * SL_EUNSUPPORTED, and the caller asks the full parser, which then decides.
- * tests/fuzz/api_scan.c checks this contract against the tree readers. */
+ * tests/fuzz/api_scan.c checks this contract against the tree readers.
+ *
+ * How it stays cheap (about 6 instructions a byte on a compact answer):
+ *
+ * - The sentinel. A text that can be accepted is '{' ... '}' with only
+ *   whitespace around, so sl_api_scan_upstream first finds that last '}'
+ *   and passes a pointer to it as `end` to everything below. Every function
+ *   here takes a p with p <= end and returns NULL or a p' <= end (the root
+ *   object alone returns end + 1), so *p is always readable without a bounds
+ *   check. Loops over whitespace and digits need none either: '}' is neither,
+ *   so they stop at end at the latest. Strings keep their bound (a '}' is an
+ *   ordinary byte inside one): lex_string refuses a string that reaches end,
+ *   so a valid one closes before it. A nested container that closes at end
+ *   is refused (only the root may), which keeps p' <= end.
+ * - Whitespace is skipped only where the byte at p is <= ' ' (the WS macro):
+ *   compact JSON has none, and one comparison settles that.
+ * - Values under keys that do not matter, and everything inside objects
+ *   whose keys do not matter, are passed by skip_value / skip_container,
+ *   which validate exactly as the rest does but record nothing. Only the few
+ *   members that matter go through scan_member, val_info and obj_state. */
 #include "api/internal.h"
 
 #include <string.h>
-
-typedef lex_cur scan_cur;
 
 /* Which object a member belongs to: decides which keys matter. */
 typedef enum { OBJ_SKIP, OBJ_ROOT, OBJ_CHOICE, OBJ_DELTA, OBJ_USAGE, OBJ_DETAILS } obj_kind;
 
 typedef enum { VAL_STRING, VAL_INT, VAL_REAL, VAL_OBJECT, VAL_ARRAY, VAL_LITERAL } val_type;
 
-/* What the caller of scan_value learns about the value it just passed. */
+/* What scan_member learns about the value of a key that matters. */
 typedef struct val_info {
     val_type type;
     bool nonempty; /* strings: decodes to at least one byte; arrays: at least one element */
@@ -50,61 +67,273 @@ typedef struct obj_state {
     usage_state u;
 } obj_state;
 
-#define UNSUP SL_EUNSUPPORTED
+typedef const unsigned char *ptr;
 
-/* Passes a number. Integers of up to 18 digits always fit the full
- * parser's 64-bit integers; a real is accepted only when its size is bounded
- * below 1e301 (the full parser refuses reals that overflow a double;
- * underflow is accepted by both). */
-static int scan_number(scan_cur *c, val_info *v)
+static inline bool is_ws(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+
+/* Past the whitespace at p (sentinel: stops at end at the latest). */
+static ptr skip_ws(ptr p)
 {
-    lex_num n;
-    if (lex_number(c, &n))
-        return UNSUP;
-    if (n.real) {
-        /* |value| < 10^(int_digits + exp) */
-        if ((long)n.int_digits + n.exp > 300)
-            return UNSUP;
-        v->type = VAL_REAL;
-        return 0;
-    }
-    v->type = VAL_INT;
-    return lex_int_value(&n, &v->i);
+    while (is_ws(*p))
+        p++;
+    return p;
 }
 
-static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *child, val_info *v);
+/* Whitespace is rare: test for it with one comparison. */
+#define WS(p)                                                                                                   \
+    do {                                                                                                        \
+        if (*(p) <= ' ')                                                                                        \
+            (p) = skip_ws(p);                                                                                   \
+    } while (0)
+
+/* Moves p to the byte c across any whitespace, or returns NULL from the
+ * function it is used in when another byte is there. Where c is expected,
+ * the first comparison settles compact JSON. */
+#define AT(p, c)                                                                                                \
+    do {                                                                                                        \
+        if (*(p) != (c)) {                                                                                      \
+            (p) = skip_ws(p);                                                                                   \
+            if (*(p) != (c))                                                                                    \
+                return NULL;                                                                                    \
+        }                                                                                                       \
+    } while (0)
+
+/* lex_string behind a call: strings with escapes, bytes >= 0x80 or close to
+ * the end of the text, the uncommon ones. */
+static __attribute__((noinline)) ptr string_slow(ptr p, ptr end, const unsigned char **raw, size_t *n,
+                                                 bool *escaped)
+{
+    lex_cur c = {.p = p, .end = end, .depth = 0};
+    if (lex_string(&c, raw, n, escaped))
+        return NULL;
+    return c.p;
+}
+
+/* Past the string at p (at its opening quote), by lex_string's rules; its
+ * raw bytes in *raw, *n, *escaped. The closing quote is before end. The
+ * usual string (printable ASCII, no escape) is settled here, sixteen bytes
+ * at a time: the first byte that is not plain must be its closing quote. */
+static inline __attribute__((always_inline)) ptr string_end(ptr p, ptr end, const unsigned char **raw, size_t *n,
+                                                            bool *escaped)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    ptr q = p + 1;
+    while (end - q >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+        /* signed compare: bytes >= 0x80 are negative, so below 0x20 too */
+        __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                    _mm_cmplt_epi8(x, space));
+        unsigned m = (unsigned)_mm_movemask_epi8(stop);
+        if (m) {
+            q += __builtin_ctz(m);
+            if (*q != '"')
+                break;
+            *raw = p + 1;
+            *n = (size_t)(q - (p + 1));
+            *escaped = false;
+            return q + 1;
+        }
+        q += 16;
+    }
+#endif
+    /* the slow path's own out-variables: only their addresses escape, so the
+     * caller's stay in registers */
+    const unsigned char *slow_raw;
+    size_t slow_n;
+    bool slow_escaped;
+    p = string_slow(p, end, &slow_raw, &slow_n, &slow_escaped);
+    if (!p)
+        return NULL;
+    *raw = slow_raw;
+    *n = slow_n;
+    *escaped = slow_escaped;
+    return p;
+}
+
+/* The rest of a number from its '.' or 'e'/'E' at p: JSON's grammar, with
+ * lex_number's limit on exponents (4 digits). A real is accepted only when
+ * its size is bounded below 1e301 (the full parser refuses reals that
+ * overflow a double; underflow is accepted by both). */
+static ptr real_end(ptr p, size_t int_digits)
+{
+    if (*p == '.') {
+        p++;
+        if (!lex_is_digit(*p))
+            return NULL;
+        do
+            p++;
+        while (lex_is_digit(*p));
+    }
+    long exp = 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        bool eneg = false;
+        if (*p == '+' || *p == '-')
+            eneg = *p++ == '-';
+        ptr e0 = p;
+        while (lex_is_digit(*p)) {
+            if (p - e0 >= 4)
+                return NULL;
+            exp = exp * 10 + (*p - '0');
+            p++;
+        }
+        if (p == e0)
+            return NULL;
+        if (eneg)
+            exp = -exp;
+    }
+    /* |value| < 10^(int_digits + exp) */
+    if ((long)int_digits + exp > 300)
+        return NULL;
+    return p;
+}
+
+/* Past the number at p (sentinel: no bounds checks). *is_int tells whether it
+ * is an integer, then of at most 18 digits (always inside the full parser's
+ * 64-bit range; longer ones are refused) with its value in *val. */
+static inline __attribute__((always_inline)) ptr number_end(ptr p, int64_t *val, bool *is_int)
+{
+    bool neg = *p == '-';
+    p += neg;
+    ptr digits = p;
+    uint64_t x = 0; /* wraps past 19 digits, harmlessly: those are refused */
+    if (*p == '0') {
+        p++;
+    } else if (lex_is_digit(*p)) {
+        do
+            x = x * 10 + (uint64_t)(*p++ - '0');
+        while (lex_is_digit(*p));
+    } else {
+        return NULL;
+    }
+    size_t int_digits = (size_t)(p - digits);
+    if (*p == '.' || *p == 'e' || *p == 'E') {
+        *is_int = false;
+        return real_end(p, int_digits);
+    }
+    if (int_digits > 18)
+        return NULL;
+    *is_int = true;
+    *val = neg ? -(int64_t)x : (int64_t)x;
+    return p;
+}
+
+/* Past the literal word (n bytes) at p. It must end before end. */
+static inline ptr literal_end(ptr p, ptr end, const char *word, size_t n)
+{
+    if ((size_t)(end - p) < n || memcmp(p, word, n))
+        return NULL;
+    return p + n;
+}
+
+static ptr skip_container(ptr p, ptr end, int depth);
+
+/* Past one value at p (whitespace before it already skipped), validated and
+ * otherwise ignored; depth: that of the container holding it. */
+static inline __attribute__((always_inline)) ptr skip_value(ptr p, ptr end, int depth)
+{
+    const unsigned char *raw;
+    size_t n;
+    bool escaped, is_int;
+    int64_t x;
+    switch (*p) {
+    case '"': return string_end(p, end, &raw, &n, &escaped);
+    case '{':
+    case '[': return skip_container(p, end, depth + 1);
+    case 't': return literal_end(p, end, "true", 4);
+    case 'f': return literal_end(p, end, "false", 5);
+    case 'n': return literal_end(p, end, "null", 4);
+    default: return number_end(p, &x, &is_int);
+    }
+}
+
+/* Past the object or array at p (at its '{' or '['), whose depth is depth
+ * (the root object's is 1); keys of any spelling, nothing recorded. Never
+ * the root, so it may not close at end. */
+static ptr skip_container(ptr p, ptr end, int depth)
+{
+    if (depth > SL_API_MAX_DEPTH)
+        return NULL;
+    bool object = *p == '{';
+    unsigned char close = object ? '}' : ']';
+    p++;
+    WS(p);
+    if (*p == close)
+        return p == end ? NULL : p + 1;
+    for (;;) {
+        if (object) {
+            const unsigned char *raw;
+            size_t n;
+            bool escaped;
+            AT(p, '"');
+            p = string_end(p, end, &raw, &n, &escaped);
+            if (!p)
+                return NULL;
+            AT(p, ':');
+            p++;
+        }
+        WS(p);
+        p = skip_value(p, end, depth);
+        if (!p)
+            return NULL;
+        if (*p != ',') {
+            WS(p);
+            if (*p == close)
+                return p == end ? NULL : p + 1;
+            if (*p != ',')
+                return NULL;
+        }
+        p++;
+    }
+}
 
 /* The id of a key that matters in an object of kind k (bit index + 1), or 0.
  * Compared by length first, then with memcmp of a constant size, which the
- * compiler inlines: this runs for every key of every streamed chunk. */
+ * compiler inlines: this runs for every key of the objects that matter. */
 static int key_id(obj_kind k, const unsigned char *s, size_t n)
 {
-#define IS(lit) (n == sizeof lit - 1 && !memcmp(s, lit, sizeof lit - 1))
+#define IS(lit) (!memcmp(s, lit, sizeof lit - 1))
     switch (k) {
-    case OBJ_ROOT: return IS("choices") ? 1 : IS("usage") ? 2 : 0;
-    case OBJ_CHOICE: return IS("text") ? 1 : IS("delta") ? 2 : IS("finish_reason") ? 3 : 0;
+    case OBJ_ROOT:
+        switch (n) {
+        case 7: return IS("choices") ? 1 : 0;
+        case 5: return IS("usage") ? 2 : 0;
+        default: return 0;
+        }
+    case OBJ_CHOICE:
+        switch (n) {
+        case 4: return IS("text") ? 1 : 0;
+        case 5: return IS("delta") ? 2 : 0;
+        case 13: return IS("finish_reason") ? 3 : 0;
+        default: return 0;
+        }
     case OBJ_DELTA:
-        return IS("content")             ? 1
-               : IS("refusal")           ? 2
-               : IS("reasoning_content") ? 3
-               : IS("reasoning")         ? 4
-               : IS("tool_calls")        ? 5
-               : IS("function_call")     ? 6
-                                         : 0;
+        switch (n) {
+        case 7: return IS("content") ? 1 : IS("refusal") ? 2 : 0;
+        case 17: return IS("reasoning_content") ? 3 : 0;
+        case 9: return IS("reasoning") ? 4 : 0;
+        case 10: return IS("tool_calls") ? 5 : 0;
+        case 13: return IS("function_call") ? 6 : 0;
+        default: return 0;
+        }
     case OBJ_USAGE:
-        return IS("prompt_tokens")           ? 1
-               : IS("completion_tokens")     ? 2
-               : IS("total_tokens")          ? 3
-               : IS("prompt_tokens_details") ? 4
-                                             : 0;
-    case OBJ_DETAILS: return IS("cached_tokens") ? 1 : 0;
+        switch (n) {
+        case 13: return IS("prompt_tokens") ? 1 : 0;
+        case 17: return IS("completion_tokens") ? 2 : 0;
+        case 12: return IS("total_tokens") ? 3 : 0;
+        case 21: return IS("prompt_tokens_details") ? 4 : 0;
+        default: return 0;
+        }
+    case OBJ_DETAILS: return n == 13 && IS("cached_tokens") ? 1 : 0;
     default: return 0;
     }
 #undef IS
 }
 
 /* Folds one member value (already scanned into v, and child when it was an
- * object or the choices array) into the state of its object. */
+ * object of a kind that matters or the choices array) into the state of its
+ * object. */
 static void apply_member(obj_kind k, int id, const val_info *v, const obj_state *child, obj_state *st)
 {
     bool nonempty_str = v->type == VAL_STRING && v->nonempty;
@@ -167,11 +396,10 @@ static void apply_member(obj_kind k, int id, const val_info *v, const obj_state 
     }
 }
 
-/* The kind of object a member's value is, when it is one, and whether an
- * array value is the choices array. */
-static obj_kind child_kind(obj_kind k, int id, bool *choices)
+/* The kind of object the value of key id in an object of kind k is read as
+ * (OBJ_SKIP: it is only validated). */
+static obj_kind child_kind(obj_kind k, int id)
 {
-    *choices = k == OBJ_ROOT && id == 1;
     if (k == OBJ_ROOT && id == 2)
         return OBJ_USAGE;
     if (k == OBJ_CHOICE && id == 2)
@@ -181,169 +409,160 @@ static obj_kind child_kind(obj_kind k, int id, bool *choices)
     return OBJ_SKIP;
 }
 
-/* c->p at '{'. */
-static int scan_object(scan_cur *c, obj_kind k, obj_state *st)
-{
-    c->p++;
-    lex_skip_ws(c);
-    if (c->p < c->end && *c->p == '}') {
-        c->p++;
-        return 0;
-    }
-    for (;;) {
-        if (c->p >= c->end || *c->p != '"')
-            return UNSUP;
-        const unsigned char *key;
-        size_t key_len;
-        bool escaped;
-        if (lex_string(c, &key, &key_len, &escaped))
-            return UNSUP;
-        int id = 0;
-        if (k != OBJ_SKIP) {
-            if (escaped)
-                return UNSUP; /* it might decode to a key that matters */
-            id = key_id(k, key, key_len);
-            if (id) {
-                if (st->seen & (1u << id))
-                    return UNSUP; /* the full parser keeps the last; we do not track that */
-                st->seen |= 1u << id;
-            }
-        }
-        lex_skip_ws(c);
-        if (c->p >= c->end || *c->p != ':')
-            return UNSUP;
-        c->p++;
-        lex_skip_ws(c);
-        bool choices;
-        obj_kind ck = id ? child_kind(k, id, &choices) : OBJ_SKIP;
-        if (!id)
-            choices = false;
-        obj_state child; /* read only for keys that matter */
-        if (id)
-            memset(&child, 0, sizeof child);
-        val_info v;
-        if (scan_value(c, ck, choices, &child, &v))
-            return UNSUP;
-        if (id)
-            apply_member(k, id, &v, &child, st);
-        lex_skip_ws(c);
-        if (c->p >= c->end)
-            return UNSUP;
-        if (*c->p == '}') {
-            c->p++;
-            return 0;
-        }
-        if (*c->p != ',')
-            return UNSUP;
-        c->p++;
-        lex_skip_ws(c);
-    }
-}
+static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st);
 
-/* c->p at '['. For the choices array, st collects n_choices, any_content and
- * any_finish over its object elements. */
-static int scan_array(scan_cur *c, bool choices, obj_state *st, val_info *v)
+/* Past the choices array at p (at its '['; depth its own), collecting
+ * n_choices, any_content and any_finish over its object elements into st
+ * (zeroed by the caller). */
+static ptr scan_choices(ptr p, ptr end, int depth, obj_state *st)
 {
-    c->p++;
-    lex_skip_ws(c);
+    p++;
+    WS(p);
+    if (*p == ']')
+        return p + 1; /* not end: *end is '}' */
     size_t n = 0;
-    if (c->p < c->end && *c->p == ']') {
-        c->p++;
-        v->nonempty = false;
-        return 0;
-    }
     for (;;) {
-        obj_state el; /* read only for the choices array */
-        if (choices)
+        WS(p);
+        if (*p == '{') {
+            obj_state el;
             memset(&el, 0, sizeof el);
-        val_info ev;
-        if (scan_value(c, choices ? OBJ_CHOICE : OBJ_SKIP, false, &el, &ev))
-            return UNSUP;
-        n++;
-        if (choices && ev.type == VAL_OBJECT) {
+            p = scan_object(p, end, depth + 1, OBJ_CHOICE, &el);
+            if (!p)
+                return NULL;
             st->any_content = st->any_content || el.content;
             st->any_finish = st->any_finish || el.finish;
+        } else {
+            p = skip_value(p, end, depth);
+            if (!p)
+                return NULL;
         }
-        lex_skip_ws(c);
-        if (c->p >= c->end)
-            return UNSUP;
-        if (*c->p == ']') {
-            c->p++;
-            break;
+        n++;
+        if (*p != ',') {
+            WS(p);
+            if (*p == ']')
+                break;
+            if (*p != ',')
+                return NULL;
         }
-        if (*c->p != ',')
-            return UNSUP;
-        c->p++;
-        lex_skip_ws(c);
+        p++;
     }
     st->n_choices = n;
-    v->nonempty = true;
-    return 0;
+    return p + 1;
 }
 
-/* Passes one value at c->p (whitespace before it already skipped). An object
- * is scanned as kind okind into child; an array as the choices array when
- * choices is set. */
-static int scan_value(scan_cur *c, obj_kind okind, bool choices, obj_state *child, val_info *v)
+/* Past the value at p of key id (one that matters) in an object of kind k
+ * and depth depth, folding it into st. */
+static ptr scan_member(ptr p, ptr end, int depth, obj_kind k, int id, obj_state *st)
 {
-    memset(v, 0, sizeof *v);
-    if (c->p >= c->end)
-        return UNSUP;
-    unsigned char b = *c->p;
-    int rc;
-    switch (b) {
-    case '{':
-    case '[':
-        if (++c->depth > SL_API_MAX_DEPTH)
-            return UNSUP;
-        if (b == '{') {
-            v->type = VAL_OBJECT;
-            rc = scan_object(c, okind, child);
+    val_info v = {.type = VAL_LITERAL, .nonempty = false, .i = 0};
+    obj_state child; /* read by apply_member only where it was zeroed and filled below */
+    switch (*p) {
+    case '{': {
+        v.type = VAL_OBJECT;
+        obj_kind ck = child_kind(k, id);
+        if (ck == OBJ_SKIP) {
+            p = skip_container(p, end, depth + 1);
         } else {
-            v->type = VAL_ARRAY;
-            rc = scan_array(c, choices, child, v);
+            memset(&child, 0, sizeof child);
+            p = scan_object(p, end, depth + 1, ck, &child);
         }
-        c->depth--;
-        return rc;
+        break;
+    }
+    case '[':
+        v.type = VAL_ARRAY;
+        if (k == OBJ_ROOT && id == 1) {
+            memset(&child, 0, sizeof child);
+            p = scan_choices(p, end, depth + 1, &child);
+        } else {
+            ptr first = p + 1; /* < end: *p is '[' */
+            WS(first);
+            v.nonempty = *first != ']';
+            p = skip_container(p, end, depth + 1);
+        }
+        break;
     case '"': {
         const unsigned char *raw;
         size_t n;
         bool escaped;
-        if (lex_string(c, &raw, &n, &escaped))
-            return UNSUP;
-        v->type = VAL_STRING;
-        v->nonempty = n > 0; /* no escape decodes to nothing (\u0000 is refused) */
-        return 0;
+        v.type = VAL_STRING;
+        p = string_end(p, end, &raw, &n, &escaped);
+        v.nonempty = n > 0; /* no escape decodes to nothing (\u0000 is refused) */
+        break;
     }
-    case 't':
-        v->type = VAL_LITERAL;
-        return lex_literal(c, "true", 4);
-    case 'f':
-        v->type = VAL_LITERAL;
-        return lex_literal(c, "false", 5);
-    case 'n':
-        v->type = VAL_LITERAL;
-        return lex_literal(c, "null", 4);
-    default:
-        return scan_number(c, v);
+    case 't': p = literal_end(p, end, "true", 4); break;
+    case 'f': p = literal_end(p, end, "false", 5); break;
+    case 'n': p = literal_end(p, end, "null", 4); break;
+    default: {
+        bool is_int = false;
+        p = number_end(p, &v.i, &is_int);
+        v.type = is_int ? VAL_INT : VAL_REAL;
+        break;
     }
+    }
+    if (!p)
+        return NULL;
+    apply_member(k, id, &v, &child, st);
+    return p;
+}
+
+/* Past the object at p (at its '{'; depth its own) of kind k (not OBJ_SKIP),
+ * folding its members into st (zeroed by the caller). The root (depth 1)
+ * must close at end, and returns end + 1. */
+static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st)
+{
+    p++;
+    WS(p);
+    if (*p != '}') {
+        for (;;) {
+            const unsigned char *key;
+            size_t key_len;
+            bool escaped;
+            AT(p, '"');
+            p = string_end(p, end, &key, &key_len, &escaped);
+            if (!p || escaped)
+                return NULL; /* an escaped key might decode to one that matters */
+            int id = key_id(k, key, key_len);
+            if (id) {
+                if (st->seen & (1u << id))
+                    return NULL; /* the full parser keeps the last; we do not track that */
+                st->seen |= 1u << id;
+            }
+            AT(p, ':');
+            p++;
+            WS(p);
+            p = id ? scan_member(p, end, depth, k, id, st) : skip_value(p, end, depth);
+            if (!p)
+                return NULL;
+            if (*p != ',') {
+                WS(p);
+                if (*p == '}')
+                    break;
+                if (*p != ',')
+                    return NULL;
+            }
+            p++;
+        }
+    }
+    if ((p == end) != (depth == 1))
+        return NULL;
+    return p + 1;
 }
 
 int sl_api_scan_upstream(const char *data, size_t len, sl_api_scan *out)
 {
     memset(out, 0, sizeof *out);
-    scan_cur c = {.p = (const unsigned char *)data, .end = (const unsigned char *)data + len, .depth = 0};
-    lex_skip_ws(&c);
-    if (c.p >= c.end || *c.p != '{')
-        return UNSUP;
+    ptr p = (ptr)data, end = p + len;
+    while (p < end && is_ws(*p))
+        p++;
+    while (end > p && is_ws(end[-1]))
+        end--;
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return SL_EUNSUPPORTED;
+    end--; /* the sentinel (see the top of this file) */
     obj_state root;
     memset(&root, 0, sizeof root);
-    val_info v;
-    if (scan_value(&c, OBJ_ROOT, false, &root, &v))
-        return UNSUP;
-    lex_skip_ws(&c);
-    if (c.p != c.end)
-        return UNSUP;
+    if (!scan_object(p, end, 1, OBJ_ROOT, &root))
+        return SL_EUNSUPPORTED;
     size_t n = root.choices_array ? root.n_choices : 0;
     out->has_content = root.any_content;
     out->finish = root.any_finish;

@@ -156,6 +156,195 @@ static void test_fallback(void)
     EXPECT_EQ_INT(sl_api_parse_response("{\"a\":1e400}", 11, &u), SL_EPARSE);
 }
 
+/* Scans a heap copy of exactly n bytes of s (no NUL after them), so that
+ * ASan reports any read past the end. */
+static int scan_exact(const char *s, size_t n, sl_api_scan *out)
+{
+    char *b = sl_malloc(n ? n : 1);
+    if (!b)
+        return SL_ENOMEM;
+    memcpy(b, s, n);
+    int rc = sl_api_scan_upstream(b, n, out);
+    sl_free(b);
+    return rc;
+}
+
+/* A chunk that touches every path: keys that matter at every level, an
+ * ignored object holding nested arrays, literals, a real and escapes, and
+ * usage with cached tokens. */
+static const char rich[] =
+    "{\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\",\"tool_calls\":[]},"
+    "\"logprobs\":{\"a\\\"b\":[1,-2.5e3,true,null,{\"b\":\"c\\u00e9\\n\"},[[false]]]},\"finish_reason\":\"stop\"}],"
+    "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"prompt_tokens_details\":{\"cached_tokens\":2}}}";
+
+static bool rich_result(const sl_api_scan *s)
+{
+    return s->has_content && s->finish && !s->usage_only && s->usage.known && s->usage.prompt_tokens == 3 &&
+           s->usage.completion_tokens == 4 && s->usage.total_tokens == 7 && s->usage.cached_tokens == 2;
+}
+
+/* Whitespace (each of JSON's four, and runs of them) before and after every
+ * structural byte gives the compact text's results; a form feed or vertical
+ * tab there (not JSON whitespace) is refused. */
+static void test_whitespace_everywhere(void)
+{
+    sl_api_scan s;
+    size_t n = strlen(rich);
+    EXPECT_EQ_INT(scan_exact(rich, n, &s), 0);
+    EXPECT(rich_result(&s));
+    static const char *const ws[] = {" ", "\t", "\n", "\r", " \r\n\t "};
+    char buf[sizeof rich + 8];
+    bool in_str = false; /* whether position i (before rich[i]) is inside a string */
+    size_t sites = 0;
+    for (size_t i = 0; i <= n; i++) {
+        /* outside strings, a site between tokens is next to a structural byte or a quote */
+        bool site = !in_str && (i == 0 || i == n || strchr("{}[],:\"", rich[i - 1]) || strchr("{}[],:\"", rich[i]));
+        if (site) {
+            sites++;
+            for (size_t w = 0; w < SL_ARRAY_LEN(ws); w++) {
+                size_t k = strlen(ws[w]);
+                memcpy(buf, rich, i);
+                memcpy(buf + i, ws[w], k);
+                memcpy(buf + i + k, rich + i, n - i);
+                sl_api_scan t;
+                int rc = scan_exact(buf, n + k, &t);
+                if (rc != 0 || !rich_result(&t))
+                    T_FAIL_AT("whitespace %zu at %zu: rc %d", w, i, rc);
+            }
+            static const char bad[] = {'\f', '\v'};
+            for (size_t b = 0; b < sizeof bad; b++) {
+                memcpy(buf, rich, i);
+                buf[i] = bad[b];
+                memcpy(buf + i + 1, rich + i, n - i);
+                sl_api_scan t;
+                int rc = scan_exact(buf, n + 1, &t);
+                if (rc != SL_EUNSUPPORTED)
+                    T_FAIL_AT("byte 0x%02x at %zu: rc %d, want SL_EUNSUPPORTED", bad[b], i, rc);
+            }
+        }
+        if (i < n && rich[i] == '"' && (i == 0 || rich[i - 1] != '\\'))
+            in_str = !in_str;
+    }
+    EXPECT_EQ_INT(sites, 81); /* the gaps between rich's 80 tokens, and both ends */
+}
+
+/* Every proper prefix of an accepted text is refused, whatever byte it ends
+ * on (inside a number, a literal, whitespace, a key, a string, just after a
+ * key or a colon); and no scan reads past the end (ASan, exact buffers). */
+static void test_every_prefix(void)
+{
+    static const char *const texts[] = {
+        rich,
+        " { \"choices\" : [ { \"text\" : \"a\" , \"finish_reason\" : null } ] , \"usage\" : { \"total_tokens\" : 12345678901 } } ",
+        "{\"a\":12345678,\"b\":-0.5E-7,\"c\":true,\"d\":false,\"e\":null,\"f\":\"0123456789abcdef\\u00e9\"}",
+    };
+    for (size_t t = 0; t < SL_ARRAY_LEN(texts); t++) {
+        size_t n = strlen(texts[t]);
+        while (n > 0 && texts[t][n - 1] == ' ')
+            n--; /* trailing whitespace: a prefix ending in it is still the whole text */
+        sl_api_scan s;
+        EXPECT_EQ_INT(scan_exact(texts[t], n, &s), 0);
+        for (size_t k = 0; k < n; k++) {
+            int rc = scan_exact(texts[t], k, &s);
+            if (rc != SL_EUNSUPPORTED)
+                T_FAIL_AT("text %zu cut at %zu: rc %d", t, k, rc);
+        }
+    }
+}
+
+/* Edges of the fast paths: numbers and literals against the closing brace,
+ * strings longer than 16 bytes whose first special byte is past the first
+ * 16, strings close to the end, '}' inside strings, nested containers that
+ * close where only the root may. */
+static void test_fast_path_edges(void)
+{
+    static const struct {
+        const char *data;
+        int rc;
+        bool content;
+    } cases[] = {
+        {"{\"a\":1}", 0, false},
+        {"{\"a\":0}", 0, false},
+        {"{\"a\":-0}", 0, false},
+        {"{\"a\":1e5}", 0, false},
+        {"{\"a\":12345678}", 0, false},
+        {"{\"a\":123456789012345678}", 0, false},  /* 18 digits */
+        {"{\"a\":1234567890123456789}", SL_EUNSUPPORTED, false}, /* 19 */
+        {"{\"a\":12345678x}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1.5e299}", 0, false},
+        {"{\"a\":1.5e300}", SL_EUNSUPPORTED, false}, /* below 1e301 is all it can bound */
+        {"{\"a\":1e-9999}", 0, false},
+        {"{\"a\":1e-10000}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1E+}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1.e1}", SL_EUNSUPPORTED, false},
+        {"{\"a\":-}", SL_EUNSUPPORTED, false},
+        {"{\"a\":true}", 0, false},
+        {"{\"a\":null}", 0, false},
+        {"{\"a\":false}", 0, false},
+        {"{\"a\":nul}", SL_EUNSUPPORTED, false},
+        {"{\"a\":fals}", SL_EUNSUPPORTED, false},
+        {"{\"a\":}", SL_EUNSUPPORTED, false},
+        {"{\"a\"}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1,}", SL_EUNSUPPORTED, false},
+        {"{\"a\":\"}\"}", 0, false},
+        {"{\"a\":\"}", SL_EUNSUPPORTED, false},
+        {"{\"a\":\"x}\"", SL_EUNSUPPORTED, false},
+        {"{\"a\":{\"b\":1}", SL_EUNSUPPORTED, false},
+        {"{\"a\":{}", SL_EUNSUPPORTED, false},
+        {"{\"choices\":[{\"delta\":{}}]", SL_EUNSUPPORTED, false},
+        {"{\"choices\":[{\"delta\":{\"content\":\"x\"}}", SL_EUNSUPPORTED, false},
+        {"{\"usage\":{\"total_tokens\":1}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1}}", SL_EUNSUPPORTED, false},
+        {"{\"a\":1} }", SL_EUNSUPPORTED, false},
+        {"{\"a\":[1]", SL_EUNSUPPORTED, false},
+        {"{}}", SL_EUNSUPPORTED, false},
+        {"}", SL_EUNSUPPORTED, false},
+        {"{", SL_EUNSUPPORTED, false},
+        /* long strings: the special byte past the first 16 */
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdefg\\n\"}}]}", 0, true},
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdefg\\q\"}}]}", SL_EUNSUPPORTED, false},
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdefg\xc3\xa9\"}}]}", 0, true},
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdefg\xc3\"}}]}", SL_EUNSUPPORTED, false},
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdefg\x01\"}}]}", SL_EUNSUPPORTED, false},
+        {"{\"choices\":[{\"delta\":{\"content\":\"0123456789abcdef0123456789abcdef0\x7f\"}}]}", 0, true},
+        {"{\"a\":\"\x7f\"}", 0, false},
+        {"{\"a\":\"\x1f\"}", SL_EUNSUPPORTED, false},
+        /* ignored objects and arrays: escaped keys, nested arrays, every kind of value */
+        {"{\"x\":{\"k\\\"ey\":[\"a\\u00e9\",[1,[2,{\"y\":\"\\n\"}]],-1.5e3,true,false,null,{}]},"
+         "\"choices\":[{\"delta\":{\"content\":\"z\"}}]}",
+         0, true},
+        {"{\"x\":{\"k\":[\"a\",[1,[2,{\"y\":\"\\u0000\"}]]]},\"choices\":[{\"delta\":{\"content\":\"z\"}}]}",
+         SL_EUNSUPPORTED, false},
+        {"{\"x\":{\"k\":[1,[2,{\"y\" \"n\"}]]}}", SL_EUNSUPPORTED, false},
+        {"{\"x\":{\"k\":[1,[2,{\"y\":1,}]]}}", SL_EUNSUPPORTED, false},
+        {"{\"x\":{\"k\":[1,[2,]]}}", SL_EUNSUPPORTED, false},
+        {"{\"x\":{\"k\":[1,[2]}}}", SL_EUNSUPPORTED, false},
+        /* delta keys read alongside ignored nested values */
+        {"{\"choices\":[{\"delta\":{\"x\":[{\"content\":\"a\"}],\"tool_calls\":[ ]}}]}", 0, false},
+        {"{\"choices\":[{\"delta\":{\"tool_calls\":[ {} ]}}]}", 0, true},
+    };
+    for (size_t i = 0; i < SL_ARRAY_LEN(cases); i++) {
+        sl_api_scan s;
+        int rc = scan_exact(cases[i].data, strlen(cases[i].data), &s);
+        if (rc != cases[i].rc || (rc == 0 && s.has_content != cases[i].content))
+            T_FAIL_AT("case %zu (%s): rc %d content %d, want rc %d content %d", i, cases[i].data, rc,
+                      rc == 0 && s.has_content, cases[i].rc, cases[i].content);
+    }
+    /* nesting of objects, as of arrays: 64 levels are scanned, 65 are not */
+    char deep[400];
+    for (int levels = 64; levels <= 65; levels++) {
+        size_t n = 0;
+        for (int i = 0; i < levels; i++) {
+            memcpy(deep + n, i ? "\"a\":{" : "{", i ? 5 : 1);
+            n += i ? 5 : 1;
+        }
+        memset(deep + n, '}', (size_t)levels);
+        n += (size_t)levels;
+        sl_api_scan s;
+        EXPECT_EQ_INT(scan_exact(deep, n, &s), levels == 64 ? 0 : SL_EUNSUPPORTED);
+    }
+}
+
 static double now_ns(void)
 {
     struct timespec t;
@@ -202,6 +391,9 @@ int main(void)
     RUN(test_chunks);
     RUN(test_left_to_the_parser);
     RUN(test_fallback);
+    RUN(test_whitespace_everywhere);
+    RUN(test_every_prefix);
+    RUN(test_fast_path_edges);
     RUN(test_timing);
     return TEST_REPORT();
 }
