@@ -105,7 +105,6 @@ struct h1_xfer {
     bool waiting, kicked;
     char *req;                    /* the whole request, kept for the one retry; wiped at release */
     size_t req_len, req_cap;
-    sl_h1p parser;
     char *held;                   /* undelivered bytes of the last read, held during a pause */
     size_t held_off, held_len;
     bool stream, head;
@@ -117,9 +116,11 @@ struct h1_xfer {
     size_t received;
     sl_up_deadlines dl;           /* connect, first-byte, idle and total deadlines */
     /* A spare transfer is cleared up to here (xfer_clear); what follows is
-     * kept: its timer (an open handle) and msg, which is always written
-     * before it is read. */
+     * kept: its timer (an open handle); the parser, with its header buffer,
+     * which conn_begin resets before anything reads it; and msg, which is
+     * always written before it is read. */
     uv_timer_t timer;             /* deadlines */
+    sl_h1p parser;
     char msg[SL_UPSTREAM_XFER_MSG_MAX];
 };
 
@@ -646,16 +647,15 @@ static void xfer_close(h1_xfer *x)
  * buffers, so that a request costs no allocation here. */
 #define MAX_SPARE_XFERS 64
 
-/* Zeroes a spare transfer for reuse, keeping its request and header buffers. */
+/* Zeroes a spare transfer for reuse, keeping its request buffer and what
+ * follows the timer. */
 static void xfer_clear(h1_xfer *x)
 {
-    char *req = x->req, *hbuf = x->parser.hbuf;
-    size_t req_cap = x->req_cap, hcap = x->parser.hcap;
+    char *req = x->req;
+    size_t req_cap = x->req_cap;
     memset(x, 0, offsetof(h1_xfer, timer));
     x->req = req;
     x->req_cap = req_cap;
-    x->parser.hbuf = hbuf;
-    x->parser.hcap = hcap;
 }
 
 /* Frees everything of x but its memory, which goes with its timer, or keeps

@@ -830,9 +830,9 @@ static bool is_http_url(const char *url)
 /* The checks every request passes before either client sends it; the
  * built-in client makes the same ones (same helpers, same SL_EINVAL) on its
  * own path. */
-static int validate_req(const sl_upstream_req *r)
+static int validate_req(const sl_upstream_req *r, bool http)
 {
-    if (!is_http_url(r->url) && strncasecmp(r->url, "https://", 8) != 0)
+    if (!http && strncasecmp(r->url, "https://", 8) != 0)
         return SL_EINVAL;
     if (sl_up_field_len(r->url) == SIZE_MAX || !sl_up_method_len(r->method))
         return SL_EINVAL;
@@ -952,7 +952,8 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
     if (!req->url || !req->method || (req->body_len && !req->body))
         return SL_EINVAL;
     int rc;
-    if (p->h1 && is_http_url(req->url)) {
+    bool http = is_http_url(req->url);
+    if (p->h1 && http) {
         /* The built-in client checks what it sends itself (a URL it has
          * cached was checked when cached) and refuses what validate_req
          * refuses, with the same SL_EINVAL. */
@@ -961,7 +962,7 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
             return rc;
         /* 1: a URL form the built-in client leaves to libcurl */
     }
-    rc = validate_req(req);
+    rc = validate_req(req, http);
     if (rc)
         return rc;
     sl_upstream_xfer *x = sl_calloc(1, sizeof *x);
