@@ -53,6 +53,26 @@ typedef struct h1_host {
     h1_conn *idle; /* most recently used first */
 } h1_host;
 
+/* Target cache. Every request to a backend has the same URL, so the pool
+ * keeps the last few distinct URLs it parsed, each with its host and the
+ * request text that the URL alone decides: " <path> HTTP/1.1\r\n" and the
+ * Host line. A request whose URL equals a cached one byte for byte skips the
+ * parse, the host lookup and the port formatting. An entry is made only from
+ * a URL that parse_url accepted (no byte <= 32 or >= 127, so no CR or LF), so
+ * a hit is exactly as checked as a fresh parse. Entries never hold the api
+ * key (it goes into each transfer's own buffer), nor user info (parse_url
+ * refuses it); they are still wiped before being freed, as a URL's query may
+ * carry a token. */
+#define URL_CACHE_SLOTS 8
+
+typedef struct url_entry {
+    char *text;        /* URL and its NUL, then target, then Host line; NULL: empty slot */
+    size_t url_len;    /* 0 for an empty slot */
+    size_t target_len; /* " /path HTTP/1.1\r\n" */
+    size_t host_len;   /* "Host: authority[:port]\r\n" */
+    h1_host *host;     /* hosts live as long as the pool */
+} url_entry;
+
 enum { C_RESOLVING, C_CONNECTING, C_ACTIVE, C_IDLE, C_CLOSING };
 
 struct h1_conn {
@@ -85,7 +105,6 @@ struct h1_xfer {
     bool waiting, kicked;
     char *req;                    /* the whole request, kept for the one retry; wiped at release */
     size_t req_len, req_cap;
-    sl_h1p parser;
     char *held;                   /* undelivered bytes of the last read, held during a pause */
     size_t held_off, held_len;
     bool stream, head;
@@ -96,10 +115,13 @@ struct h1_xfer {
     int pending_err;              /* failure to deliver from the kick timer */
     size_t received;
     sl_up_deadlines dl;           /* connect, first-byte, idle and total deadlines */
-    char msg[SL_UPSTREAM_XFER_MSG_MAX];
-    /* Last: a spare transfer is cleared up to here (xfer_clear), its timer
-     * (an open handle) and buffers kept. */
+    /* A spare transfer is cleared up to here (xfer_clear); what follows is
+     * kept: its timer (an open handle); the parser, with its header buffer,
+     * which conn_begin resets before anything reads it; and msg, which is
+     * always written before it is read. */
     uv_timer_t timer;             /* deadlines */
+    sl_h1p parser;
+    char msg[SL_UPSTREAM_XFER_MSG_MAX];
 };
 
 struct sl_h1_pool {
@@ -117,6 +139,8 @@ struct sl_h1_pool {
     h1_xfer *kick_head, *kick_tail;
     h1_xfer *spare;               /* released transfers kept for reuse */
     int n_spare;
+    url_entry urls[URL_CACHE_SLOTS]; /* target cache */
+    int url_next;                 /* slot the next new URL takes */
     uint64_t sockets_opened, sockets_closed;
     char rbuf[READ_BUF_BYTES]; /* every read lands here and is handled before the next */
 };
@@ -623,16 +647,15 @@ static void xfer_close(h1_xfer *x)
  * buffers, so that a request costs no allocation here. */
 #define MAX_SPARE_XFERS 64
 
-/* Zeroes a spare transfer for reuse, keeping its request and header buffers. */
+/* Zeroes a spare transfer for reuse, keeping its request buffer and what
+ * follows the timer. */
 static void xfer_clear(h1_xfer *x)
 {
-    char *req = x->req, *hbuf = x->parser.hbuf;
-    size_t req_cap = x->req_cap, hcap = x->parser.hcap;
+    char *req = x->req;
+    size_t req_cap = x->req_cap;
     memset(x, 0, offsetof(h1_xfer, timer));
     x->req = req;
     x->req_cap = req_cap;
-    x->parser.hbuf = hbuf;
-    x->parser.hcap = hcap;
 }
 
 /* Frees everything of x but its memory, which goes with its timer, or keeps
@@ -878,7 +901,8 @@ typedef struct url_parts {
 } url_parts;
 
 /* Splits an http:// URL; false for anything unusual (the caller then leaves
- * the URL to libcurl, which knows more syntax). */
+ * the URL to libcurl, which knows more syntax). Refuses every byte <= 32 or
+ * >= 127, CR and LF included: the target cache relies on it. */
 static bool parse_url(const char *url, url_parts *u)
 {
     if (strncasecmp(url, "http://", 7) != 0)
@@ -963,113 +987,304 @@ static h1_host *host_get(sl_h1_pool *hp, const url_parts *u, bool *bad)
     return h;
 }
 
-static bool sends_body(const sl_upstream_req *r)
+/* ---- target cache (see url_entry) ---- */
+
+static size_t url_entry_bytes(const url_entry *e)
 {
-    return strcmp(r->method, "GET") != 0 && (strcmp(r->method, "POST") == 0 || r->body_len);
+    return e->url_len + 1 + e->target_len + e->host_len;
 }
 
-/* Skipped among the extra headers: we frame the body ourselves. */
-static bool is_framing_header(const char *name)
+/* Empties slot e; its text is wiped first (see url_entry). */
+static void url_entry_clear(url_entry *e)
 {
-    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0;
-}
-
-/* Builds the whole request into a fresh buffer. Returns 0, SL_EINVAL (a header
- * line longer than the libcurl path accepts) or SL_ENOMEM. */
-/* Writes the request into *buf (capacity *cap, grown as needed). */
-static int build_request(const sl_upstream_req *r, const url_parts *u, char **buf, size_t *cap, size_t *out_len)
-{
-    bool have_ct = false, have_accept = false, have_host = false;
-    bool body = sends_body(r);
-    size_t kn = r->api_key ? strlen(r->api_key) : 0;
-    size_t need = strlen(r->method) + u->path_len + 32 + u->authority_len + 16;
-    for (size_t i = 0; i < r->n_headers; i++) {
-        const sl_upstream_header *h = &r->headers[i];
-        size_t nn = strlen(h->name), vn = strlen(h->value);
-        if (nn + 2 + vn >= SL_UPSTREAM_HEADER_LINE_MAX)
-            return SL_EINVAL;
-        have_ct |= strcasecmp(h->name, "Content-Type") == 0;
-        have_accept |= strcasecmp(h->name, "Accept") == 0;
-        have_host |= strcasecmp(h->name, "Host") == 0;
-        need += nn + vn + 4;
+    if (e->text) {
+        explicit_bzero(e->text, url_entry_bytes(e));
+        sl_free(e->text);
     }
-    static const char auth[] = "Authorization: Bearer ";
-    if (r->api_key && sizeof auth - 1 + kn >= SL_UPSTREAM_HEADER_LINE_MAX)
+    memset(e, 0, sizeof *e);
+}
+
+/* The entry whose URL is url[0..len) byte for byte, or NULL. Empty slots have
+ * url_len 0 and never match: a URL that reaches here is at least "http://". */
+static url_entry *url_find(sl_h1_pool *hp, const char *url, size_t len)
+{
+    for (int i = 0; i < URL_CACHE_SLOTS; i++) {
+        url_entry *e = &hp->urls[i];
+        if (e->url_len == len && memcmp(e->text, url, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+/* Caches url (parsed into u) in the next slot round-robin, evicting what was
+ * there. Returns 0 with *out set, 1 when the host is one the built-in client
+ * leaves to libcurl (a bad IPv6 literal), or SL_ENOMEM. */
+static int url_add(sl_h1_pool *hp, const char *url, size_t url_len, const url_parts *u,
+                   url_entry **out)
+{
+    bool bad = false;
+    h1_host *h = host_get(hp, u, &bad);
+    if (!h)
+        return bad ? 1 : SL_ENOMEM;
+    static const char version[] = " HTTP/1.1\r\n", host_hdr[] = "Host: ";
+    bool slash = u->path_len == 0 || u->path[0] != '/'; /* "?q" and "" get a leading '/' */
+    char port[1 + 20]; /* ":" and sl_u64_to_dec's room */
+    size_t port_len = 0;
+    if (u->port != 80) {
+        port[0] = ':';
+        port_len = 1 + sl_u64_to_dec(u->port, port + 1);
+    }
+    size_t target_len = 1 + slash + u->path_len + sizeof version - 1;
+    size_t host_len = sizeof host_hdr - 1 + u->authority_len + port_len + 2;
+    char *t = sl_malloc(url_len + 1 + target_len + host_len);
+    if (!t)
+        return SL_ENOMEM;
+    url_entry *e = &hp->urls[hp->url_next];
+    hp->url_next = (hp->url_next + 1) % URL_CACHE_SLOTS;
+    url_entry_clear(e);
+    e->text = t;
+    e->url_len = url_len;
+    e->target_len = target_len;
+    e->host_len = host_len;
+    e->host = h;
+    memcpy(t, url, url_len + 1);
+    t += url_len + 1;
+    *t++ = ' ';
+    if (slash)
+        *t++ = '/';
+    memcpy(t, u->path, u->path_len);
+    t += u->path_len;
+    memcpy(t, version, sizeof version - 1);
+    t += sizeof version - 1;
+    memcpy(t, host_hdr, sizeof host_hdr - 1);
+    t += sizeof host_hdr - 1;
+    memcpy(t, u->authority, u->authority_len);
+    t += u->authority_len;
+    memcpy(t, port, port_len);
+    t += port_len;
+    memcpy(t, "\r\n", 2);
+    *out = e;
+    return 0;
+}
+
+/* ---- request text ---- */
+
+/* An extra header that changes what we add ourselves. */
+enum { HDR_OTHER, HDR_HOST, HDR_ACCEPT, HDR_CONTENT_TYPE, HDR_FRAMING };
+
+/* Whether the token n[0..len) is lower (lower-case letters and '-') in any
+ * case. c | 0x20 maps exactly 'A'-'Z' and 'a'-'z' onto lower-case letters,
+ * and only '-' and CR onto '-'; a token holds no CR, so the test is exact. */
+static bool token_is(const char *n, const char *lower, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((char)(n[i] | 0x20) != lower[i])
+            return false;
+    return true;
+}
+
+/* Which of the headers we care about the token name[0..len) is; the length
+ * picks the one candidate, so most names cost no comparison at all. */
+static int header_kind(const char *name, size_t len)
+{
+    switch (len) {
+    case 4: return token_is(name, "host", 4) ? HDR_HOST : HDR_OTHER;
+    case 6: return token_is(name, "accept", 6) ? HDR_ACCEPT : HDR_OTHER;
+    case 12: return token_is(name, "content-type", 12) ? HDR_CONTENT_TYPE : HDR_OTHER;
+    case 14: return token_is(name, "content-length", 14) ? HDR_FRAMING : HDR_OTHER;
+    case 17: return token_is(name, "transfer-encoding", 17) ? HDR_FRAMING : HDR_OTHER;
+    default: return HDR_OTHER;
+    }
+}
+
+/* One extra header, checked and measured. */
+typedef struct hdr_meta {
+    size_t name_len, value_len;
+    int kind;
+} hdr_meta;
+
+/* Checks h as validate_req does (token name, no CR/LF in the value) and as
+ * the libcurl path limits a line; returns 0 or SL_EINVAL. */
+static int header_measure(const sl_upstream_header *h, hdr_meta *m)
+{
+    if (!h->name || !h->value)
         return SL_EINVAL;
-    need += r->api_key ? sizeof auth + kn + 2 : 0;
-    need += 64 + 64 + 64 + 16 + r->body_len; /* content-type, accept, length, blank line */
-    if (need > *cap) {
-        char *nb = sl_realloc(*buf, need);
+    m->name_len = sl_up_token_len(h->name);
+    m->value_len = sl_up_field_len(h->value);
+    if (!m->name_len || m->value_len == SIZE_MAX ||
+        m->name_len + 2 + m->value_len >= SL_UPSTREAM_HEADER_LINE_MAX)
+        return SL_EINVAL;
+    m->kind = header_kind(h->name, m->name_len);
+    return 0;
+}
+
+/* Extra headers whose measures are kept between checking and writing; any
+ * beyond are measured again when written (the gateway sends one). */
+#define MEASURED_HEADERS 8
+
+/* What checking a request found, for writing it. */
+typedef struct req_plan {
+    size_t method_len, key_len;
+    bool body, have_ct, have_accept, have_host;
+    size_t need; /* upper bound of the request's bytes */
+    hdr_meta hdr[MEASURED_HEADERS];
+} req_plan;
+
+static const char auth_hdr[] = "Authorization: Bearer ";
+
+/* Checks everything of r that reaches the wire, the URL aside (parse_url's
+ * or the cache's job): the refusals of validate_req plus the line limits of
+ * the libcurl path, all SL_EINVAL. Allocates nothing, so a refused request
+ * costs nothing and gets SL_EINVAL even when memory is short. */
+static int plan_request(const sl_upstream_req *r, req_plan *pl)
+{
+    pl->method_len = sl_up_method_len(r->method);
+    if (!pl->method_len)
+        return SL_EINVAL;
+    pl->key_len = 0;
+    if (r->api_key) {
+        pl->key_len = sl_up_field_len(r->api_key);
+        if (pl->key_len == SIZE_MAX || sizeof auth_hdr - 1 + pl->key_len >= SL_UPSTREAM_HEADER_LINE_MAX)
+            return SL_EINVAL;
+    }
+    const char *m = r->method;
+    bool get = pl->method_len == 3 && memcmp(m, "GET", 3) == 0;
+    bool post = pl->method_len == 4 && memcmp(m, "POST", 4) == 0;
+    pl->body = !get && (post || r->body_len);
+    pl->have_ct = pl->have_accept = pl->have_host = false;
+    size_t need = pl->method_len;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        hdr_meta hm;
+        int rc = header_measure(&r->headers[i], &hm);
+        if (rc)
+            return rc;
+        pl->have_ct |= hm.kind == HDR_CONTENT_TYPE;
+        pl->have_accept |= hm.kind == HDR_ACCEPT;
+        pl->have_host |= hm.kind == HDR_HOST;
+        need += hm.name_len + hm.value_len + 4;
+        if (i < MEASURED_HEADERS)
+            pl->hdr[i] = hm;
+    }
+    if (r->api_key)
+        need += sizeof auth_hdr - 1 + pl->key_len + 2;
+    /* content-type, accept, length (20 digits at most) and the blank line */
+    need += sizeof "Content-Type: application/json\r\n" + sizeof "Accept: text/event-stream\r\n" +
+            sizeof "Content-Length: \r\n" + 20 + 2 + r->body_len;
+    pl->need = need;
+    return 0;
+}
+
+/* Writes v in decimal at out; returns the digits written (1 to 20). Two
+ * digits per division, written from the end: Content-Length on every request. */
+static size_t put_dec(char *out, uint64_t v)
+{
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+    size_t n = 1;
+    for (uint64_t p = 10; n < 20 && v >= p; p *= 10) /* p wraps only as the loop ends */
+        n++;
+    char *q = out + n;
+    while (v >= 100) {
+        size_t d = (size_t)(v % 100) * 2;
+        v /= 100;
+        *--q = pairs[d + 1];
+        *--q = pairs[d];
+    }
+    if (v >= 10) {
+        *--q = pairs[v * 2 + 1];
+        *--q = pairs[v * 2];
+    } else {
+        *--q = (char)('0' + v);
+    }
+    return n;
+}
+
+/* Writes the whole request into x->req (grown as needed): method, the cached
+ * target and Host line, extra headers, the api key, our own headers, body.
+ * Returns 0 or SL_ENOMEM. x->req is wiped at release (it may hold the key). */
+static int write_request(h1_xfer *x, const sl_upstream_req *r, const url_entry *e, const req_plan *pl)
+{
+    size_t need = pl->need + e->target_len + e->host_len;
+    if (need > x->req_cap) {
+        /* The old buffer holds nothing: it was wiped when its transfer was released. */
+        char *nb = sl_realloc(x->req, need);
         if (!nb)
             return SL_ENOMEM;
-        *buf = nb;
-        *cap = need;
+        x->req = nb;
+        x->req_cap = need;
     }
-    char *b = *buf;
+    char *b = x->req;
     size_t n = 0;
 #define PUT(p, len)                                                                            \
     do {                                                                                       \
         memcpy(b + n, (p), (len));                                                             \
         n += (len);                                                                            \
     } while (0)
-#define PUTS(s) PUT((s), strlen(s))
-    PUTS(r->method);
-    PUT(" ", 1);
-    if (u->path_len == 0 || u->path[0] != '/')
-        PUT("/", 1);
-    PUT(u->path, u->path_len);
-    PUTS(" HTTP/1.1\r\n");
-    if (!have_host) {
-        PUTS("Host: ");
-        PUT(u->authority, u->authority_len);
-        if (u->port != 80) {
-            PUT(":", 1);
-            n += sl_u64_to_dec(u->port, b + n);
-        }
-        PUTS("\r\n");
-    }
+#define PUT_LIT(s) PUT((s), sizeof(s) - 1)
+    PUT(r->method, pl->method_len);
+    /* target and Host line lie one after the other in the entry */
+    PUT(e->text + e->url_len + 1, e->target_len + (pl->have_host ? 0 : e->host_len));
     for (size_t i = 0; i < r->n_headers; i++) {
-        if (is_framing_header(r->headers[i].name))
-            continue;
-        PUTS(r->headers[i].name);
-        PUTS(": ");
-        PUTS(r->headers[i].value);
-        PUTS("\r\n");
+        const sl_upstream_header *h = &r->headers[i];
+        hdr_meta hm;
+        if (i < MEASURED_HEADERS)
+            hm = pl->hdr[i];
+        else if (header_measure(h, &hm) != 0) /* passed plan_request: cannot fail */
+            assert(!"header changed between check and write");
+        if (hm.kind == HDR_FRAMING)
+            continue; /* we frame the body ourselves */
+        PUT(h->name, hm.name_len);
+        PUT_LIT(": ");
+        PUT(h->value, hm.value_len);
+        PUT_LIT("\r\n");
     }
     if (r->api_key) {
-        PUT(auth, sizeof auth - 1);
-        PUT(r->api_key, kn);
-        PUTS("\r\n");
+        PUT_LIT(auth_hdr);
+        PUT(r->api_key, pl->key_len);
+        PUT_LIT("\r\n");
     }
-    if (body && !have_ct)
-        PUTS("Content-Type: application/json\r\n");
-    if (!have_accept)
-        PUTS(r->stream ? "Accept: text/event-stream\r\n" : "Accept: application/json\r\n");
-    if (body) {
-        PUTS("Content-Length: ");
-        n += sl_u64_to_dec(r->body_len, b + n);
-        PUTS("\r\n");
+    if (pl->body && !pl->have_ct)
+        PUT_LIT("Content-Type: application/json\r\n");
+    if (!pl->have_accept) {
+        if (r->stream)
+            PUT_LIT("Accept: text/event-stream\r\n");
+        else
+            PUT_LIT("Accept: application/json\r\n");
     }
-    PUTS("\r\n");
-    if (body && r->body_len)
+    if (pl->body) {
+        PUT_LIT("Content-Length: ");
+        n += put_dec(b + n, r->body_len);
+        PUT_LIT("\r\n");
+    }
+    PUT_LIT("\r\n");
+    if (pl->body && r->body_len)
         PUT(r->body, r->body_len);
 #undef PUT
-#undef PUTS
+#undef PUT_LIT
     assert(n <= need);
-    *out_len = n;
+    x->req_len = n;
     return 0;
 }
 
 int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb *cb,
                 sl_upstream_xfer **out)
 {
+    /* The URL: one cached earlier (checked then), or parsed and checked now. */
+    size_t url_len = strlen(req->url);
+    url_entry *e = url_find(hp, req->url, url_len);
     url_parts u = {0};
-    if (!parse_url(req->url, &u))
+    if (!e && !parse_url(req->url, &u))
         return 1;
-    bool bad = false;
-    h1_host *h = host_get(hp, &u, &bad);
-    if (!h)
-        return bad ? 1 : SL_ENOMEM;
+    req_plan pl;
+    int rc = plan_request(req, &pl);
+    if (rc)
+        return rc;
+    if (!e) {
+        rc = url_add(hp, req->url, url_len, &u, &e);
+        if (rc)
+            return rc;
+    }
     h1_xfer *x = hp->spare;
     if (x) {
         hp->spare = x->next;
@@ -1084,7 +1299,7 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
         x->timer.data = x;
         sl_upstream_handle_opened(hp->owner);
     }
-    int rc = build_request(req, &u, &x->req, &x->req_cap, &x->req_len);
+    rc = write_request(x, req, e, &pl);
     if (rc) {
         x->hp = hp;
         x->next = hp->spare; /* back to the spares, timer and all */
@@ -1094,15 +1309,15 @@ int sl_h1_start(sl_h1_pool *hp, const sl_upstream_req *req, const sl_upstream_cb
     }
     x->impl = SL_UPSTREAM_IMPL_H1;
     x->hp = hp;
-    x->host = h;
+    x->host = e->host;
     x->cb = *cb;
     x->stream = req->stream;
-    x->head = strcmp(req->method, "HEAD") == 0;
+    x->head = pl.method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
     x->dl.connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : DEFAULT_CONNECT_MS;
     x->dl.first_byte_ms = req->first_byte_timeout_ms;
     x->dl.idle_ms = req->idle_timeout_ms;
     x->dl.total_ms = req->total_timeout_ms;
-    sl_h1p_reset(&x->parser, x->head);
+    /* The parser is reset by conn_begin, before its first use. */
     x->next = hp->xfers;
     if (hp->xfers)
         hp->xfers->prev = x;
@@ -1212,6 +1427,8 @@ void sl_h1_pool_free(sl_h1_pool *hp)
 {
     if (!hp)
         return;
+    for (int i = 0; i < URL_CACHE_SLOTS; i++)
+        url_entry_clear(&hp->urls[i]);
     while (hp->hosts) {
         h1_host *h = hp->hosts;
         hp->hosts = h->next;

@@ -7,6 +7,7 @@
  * bytes are never copied: BODY events point into the caller's buffer. */
 #include "upstream/h1parse.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -33,7 +34,8 @@ void sl_h1p_reset(sl_h1p *p, bool head)
 {
     char *keep = p->hbuf;
     size_t cap = p->hcap;
-    memset(p, 0, sizeof *p);
+    memset(p, 0, offsetof(sl_h1p, err)); /* err is written before it is read */
+    p->err[0] = '\0';
     p->hbuf = keep;
     p->hcap = cap;
     p->head = head;

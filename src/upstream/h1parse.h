@@ -62,7 +62,7 @@ typedef struct sl_h1p {
     size_t hlen, hcap;
     size_t line_start;  /* offset in hbuf of the current line */
     size_t trailer_bytes;
-    char err[160];
+    char err[160];      /* last: sl_h1p_reset clears only what precedes it */
 } sl_h1p;
 
 /* Prepares p for a response to a request; head: the request method was HEAD.

@@ -793,36 +793,6 @@ void sl_upstream_pool_stats(const sl_upstream_pool *p, uint64_t *sockets_opened,
 
 /* ---- transfers ---- */
 
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++)
-        if (*s == '\r' || *s == '\n')
-            return true;
-    return false;
-}
-
-static bool is_token(const char *s)
-{
-    if (!*s)
-        return false;
-    for (; *s; s++) {
-        if (!sl_http_tchar[(unsigned char)*s])
-            return false;
-    }
-    return true;
-}
-
-static bool is_method(const char *m)
-{
-    size_t n = strlen(m);
-    if (n == 0 || n > 16)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (m[i] < 'A' || m[i] > 'Z')
-            return false;
-    return true;
-}
-
 /* "name: value" into line (HEADER_LINE_MAX bytes); false when it does not fit. */
 static bool header_line(char *line, const char *name, const char *value)
 {
@@ -847,19 +817,31 @@ static int add_header(struct curl_slist **l, const char *name, const char *value
     return 0;
 }
 
-static int validate_req(const sl_upstream_req *r)
+/* Whether url starts with "http://" in any case; cheaper than strncasecmp,
+ * which pays for locale set-up on every call. */
+static bool is_http_url(const char *url)
 {
-    if (!r->url || !r->method || (r->body_len && !r->body))
+    /* A mismatch (the terminating NUL included) stops the && chain before
+     * any byte past it is read. */
+    return (url[0] | 0x20) == 'h' && (url[1] | 0x20) == 't' && (url[2] | 0x20) == 't' &&
+           (url[3] | 0x20) == 'p' && url[4] == ':' && url[5] == '/' && url[6] == '/';
+}
+
+/* The checks every request passes before either client sends it; the
+ * built-in client makes the same ones (same helpers, same SL_EINVAL) on its
+ * own path. */
+static int validate_req(const sl_upstream_req *r, bool http)
+{
+    if (!http && strncasecmp(r->url, "https://", 8) != 0)
         return SL_EINVAL;
-    if (strncasecmp(r->url, "http://", 7) != 0 && strncasecmp(r->url, "https://", 8) != 0)
+    if (sl_up_field_len(r->url) == SIZE_MAX || !sl_up_method_len(r->method))
         return SL_EINVAL;
-    if (has_ctl(r->url) || !is_method(r->method))
-        return SL_EINVAL;
-    if (r->api_key && has_ctl(r->api_key))
+    if (r->api_key && sl_up_field_len(r->api_key) == SIZE_MAX)
         return SL_EINVAL;
     for (size_t i = 0; i < r->n_headers; i++) {
         const sl_upstream_header *h = &r->headers[i];
-        if (!h->name || !h->value || !is_token(h->name) || has_ctl(h->value))
+        if (!h->name || !h->value || !sl_up_token_len(h->name) ||
+            sl_up_field_len(h->value) == SIZE_MAX)
             return SL_EINVAL;
     }
     return 0;
@@ -967,15 +949,22 @@ int sl_upstream_start(sl_upstream_pool *p, const sl_upstream_req *req, const sl_
         return SL_EINVAL;
     if (p->destroying)
         return SL_ESTATE;
-    int rc = validate_req(req);
-    if (rc)
-        return rc;
-    if (p->h1 && strncasecmp(req->url, "http://", 7) == 0) {
+    if (!req->url || !req->method || (req->body_len && !req->body))
+        return SL_EINVAL;
+    int rc;
+    bool http = is_http_url(req->url);
+    if (p->h1 && http) {
+        /* The built-in client checks what it sends itself (a URL it has
+         * cached was checked when cached) and refuses what validate_req
+         * refuses, with the same SL_EINVAL. */
         rc = sl_h1_start(p->h1, req, cb, out);
         if (rc != 1)
             return rc;
         /* 1: a URL form the built-in client leaves to libcurl */
     }
+    rc = validate_req(req, http);
+    if (rc)
+        return rc;
     sl_upstream_xfer *x = sl_calloc(1, sizeof *x);
     if (!x)
         return SL_ENOMEM;

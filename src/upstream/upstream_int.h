@@ -11,12 +11,45 @@
 #ifndef SL_UPSTREAM_INT_H
 #define SL_UPSTREAM_INT_H
 
+#include <string.h>
+
 #include "upstream/upstream.h"
 
 #define SL_UPSTREAM_IMPL_CURL 1
 #define SL_UPSTREAM_IMPL_H1 2
 #define SL_UPSTREAM_HEADER_LINE_MAX 8192 /* longest extra header line we send, bytes */
 #define SL_UPSTREAM_XFER_MSG_MAX 256
+
+/* ---- request field checks, shared by both clients so that both refuse the
+ * same requests with SL_EINVAL. Each returns the field's length, found in the
+ * same pass as the check, so that the built-in client measures each field once. */
+
+/* Length of s when it holds no CR or LF (URL, api key, header value: text that
+ * would otherwise end a header line early), else SIZE_MAX. strcspn finds the
+ * end and any CR/LF in one vectorised pass. */
+static inline size_t sl_up_field_len(const char *s)
+{
+    size_t n = strcspn(s, "\r\n");
+    return s[n] ? SIZE_MAX : n;
+}
+
+/* Length of a header name made only of token characters (RFC 9110), else 0. */
+static inline size_t sl_up_token_len(const char *s)
+{
+    const char *p = s;
+    while (sl_http_tchar[(unsigned char)*p])
+        p++;
+    return *p ? 0 : (size_t)(p - s); /* stopped early: a non-token byte */
+}
+
+/* Length of a method of 1 to 16 upper-case letters, else 0. */
+static inline size_t sl_up_method_len(const char *m)
+{
+    size_t n = 0;
+    while (n <= 16 && m[n] >= 'A' && m[n] <= 'Z')
+        n++;
+    return m[n] || n > 16 ? 0 : n;
+}
 
 /* Which implementation runs x: reads the leading int of either struct. */
 static inline int sl_upstream_impl_of(const sl_upstream_xfer *x)

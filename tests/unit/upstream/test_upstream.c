@@ -1624,6 +1624,185 @@ static void test_ipv6_literal(void)
     srv_stop(&s6);
 }
 
+/* ---- the built-in client's target cache (URL -> host, request line, Host) ----
+ * Every URL below is written into the same buffer, overwriting the last, as
+ * the gateway's per-request URLs may reuse memory: only the URL's bytes may
+ * decide a cache hit. */
+
+/* Runs one request to url and copies the request head the server saw into
+ * out (empty on failure); returns the start code. */
+static int raw_head(fx *f, const char *url, const sl_upstream_req *tmpl, char *out, size_t cap)
+{
+    rec r;
+    rec_init(&r, f);
+    sl_upstream_req req = tmpl ? *tmpl : (sl_upstream_req){0};
+    req.url = url;
+    if (!req.method)
+        req.method = "GET";
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    out[0] = 0;
+    int rc = sl_upstream_start(f->pool, &req, &cb, &r.x);
+    if (rc == 0) {
+        run_until(f, &r.n_done, 5000);
+        EXPECT_EQ_INT(r.err, 0);
+        EXPECT_EQ_INT(r.status, 200);
+        snprintf(out, cap, "%s", body_str(&r));
+    }
+    sl_buf_free(&r.body);
+    return rc;
+}
+
+/* Same URL twice, then URLs differing in port (same length), path (same
+ * length), host and all of them: each request carries its own request line
+ * and Host line, whatever the cache held. */
+static void test_target_cache_distinct_urls(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    srv s2;
+    srv_start(&s2);
+    char url[256], head[4096], want[128];
+    int p1 = f.s.port, p2 = s2.port;
+    for (int i = 0; i < 2; i++) {
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead?a=1", p1);
+        EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+        EXPECT(strncmp(head, "GET /rawhead?a=1 HTTP/1.1\r\n", 27) == 0);
+        snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", p1);
+        EXPECT_CONTAINS(head, want);
+    }
+    /* another port, the rest alike (both ports have 5 digits or not, often the same length) */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead?a=1", p2);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+    EXPECT(strncmp(head, "GET /rawhead?a=1 HTTP/1.1\r\n", 27) == 0);
+    snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", p2);
+    EXPECT_CONTAINS(head, want);
+    EXPECT_EQ_INT(atomic_load(&s2.requests), 1);
+    /* another path of the same length, first server */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead?b=2", p1);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+    EXPECT(strncmp(head, "GET /rawhead?b=2 HTTP/1.1\r\n", 27) == 0);
+    /* another host name for the first server, another path */
+    snprintf(url, sizeof url, "http://localhost:%d/rawhead/x", p1);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+    EXPECT(strncmp(head, "GET /rawhead/x HTTP/1.1\r\n", 25) == 0);
+    snprintf(want, sizeof want, "\r\nHost: localhost:%d\r\n", p1);
+    EXPECT_CONTAINS(head, want);
+    EXPECT(strstr(head, "Host: 127.0.0.1") == NULL);
+    /* back to the first URL: still right after the others were cached */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead?a=1", p1);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+    EXPECT(strncmp(head, "GET /rawhead?a=1 HTTP/1.1\r\n", 27) == 0);
+    snprintf(want, sizeof want, "\r\nHost: 127.0.0.1:%d\r\n", p1);
+    EXPECT_CONTAINS(head, want);
+    /* A cached URL with an extra Host header: that one only, no second Host line. */
+    sl_upstream_header hh[] = {{"host", "h.example"}};
+    sl_upstream_req hr = {.headers = hh, .n_headers = 1};
+    EXPECT_EQ_INT(raw_head(&f, url, &hr, head, sizeof head), 0);
+    /* libcurl writes the name its own way */
+    EXPECT_CONTAINS(head, g_curl ? "\r\nHost: h.example\r\n" : "\r\nhost: h.example\r\n");
+    EXPECT(strstr(head, "127.0.0.1") == NULL);
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 6);
+    fx_close(&f);
+    srv_stop(&s2);
+}
+
+/* More distinct URLs than the cache holds, twice round: each request still
+ * goes out with its own path. */
+static void test_target_cache_eviction(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    char url[256], head[4096], want[64];
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 11; i++) {
+            snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead/%d", f.s.port, i);
+            EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+            snprintf(want, sizeof want, "GET /rawhead/%d HTTP/1.1\r\n", i);
+            EXPECT(strncmp(head, want, strlen(want)) == 0);
+        }
+    }
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 22);
+    fx_close(&f);
+}
+
+/* Once a URL is cached, a request to it is checked as before: CR/LF in the
+ * URL (appended to the cached one, or in place of one of its bytes), a bad
+ * header name or value, a bad key or method are all SL_EINVAL, with no
+ * callback and nothing sent. */
+static void test_target_cache_still_checks(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    char url[256], head[4096];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead", f.s.port);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0);
+    EXPECT_EQ_INT(raw_head(&f, url, NULL, head, sizeof head), 0); /* now a hit */
+    rec r;
+    rec_init(&r, &f);
+    sl_upstream_cb cb = {&r, cb_headers, cb_body, cb_done};
+    sl_upstream_req req = {.url = url, .method = "POST", .body = "{}", .body_len = 2};
+    sl_upstream_header h[] = {{"X-Ok", "a\r\nX-Evil: 1"}};
+    req.headers = h;
+    req.n_headers = 1;
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"X-Ok", "a\nb"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"Bad Name", "v"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"X-Request-Id\r\nX-Evil", "v"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"", "v"};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    h[0] = (sl_upstream_header){"X-Ok", NULL};
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.n_headers = 0;
+    req.api_key = "sk\r\nX-Evil: 1";
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.api_key = NULL;
+    req.method = "post";
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    req.method = "POST";
+    size_t n = strlen(url);
+    snprintf(url + n, sizeof url - n, "\r\nX-Evil: 1");
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    url[n] = 0;
+    url[n - 1] = '\n'; /* same length as the cached URL */
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    url[n - 1] = '\r';
+    EXPECT_EQ_INT(sl_upstream_start(f.pool, &req, &cb, NULL), SL_EINVAL);
+    run_for(&f, 50);
+    EXPECT_EQ_INT(r.n_headers + r.n_body + r.n_done, 0);
+    EXPECT_EQ_INT(atomic_load(&f.s.requests), 2);
+    sl_buf_free(&r.body);
+    fx_close(&f);
+}
+
+/* The key goes with each request, never with the cached URL: a new key, no
+ * key, and the first key again, all to the same URL. */
+static void test_target_cache_key_per_request(void)
+{
+    fx f;
+    fx_open(&f, NULL);
+    char url[256], head[4096];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/rawhead", f.s.port);
+    sl_upstream_req req = {.method = "POST", .api_key = "sk-one", .body = "{}", .body_len = 2};
+    EXPECT_EQ_INT(raw_head(&f, url, &req, head, sizeof head), 0);
+    EXPECT_CONTAINS(head, "\r\nAuthorization: Bearer sk-one\r\n");
+    req.api_key = "sk-second-key";
+    EXPECT_EQ_INT(raw_head(&f, url, &req, head, sizeof head), 0);
+    EXPECT_CONTAINS(head, "\r\nAuthorization: Bearer sk-second-key\r\n");
+    EXPECT(strstr(head, "sk-one") == NULL);
+    req.api_key = NULL;
+    EXPECT_EQ_INT(raw_head(&f, url, &req, head, sizeof head), 0);
+    EXPECT(strstr(head, "Authorization") == NULL);
+    EXPECT(strstr(head, "sk-") == NULL);
+    req.api_key = "sk-one";
+    EXPECT_EQ_INT(raw_head(&f, url, &req, head, sizeof head), 0);
+    EXPECT_CONTAINS(head, "\r\nAuthorization: Bearer sk-one\r\n");
+    EXPECT_CONTAINS(head, "\r\nContent-Length: 2\r\n");
+    fx_close(&f);
+}
+
 static void run_suite(void)
 {
     RUN(test_normal_response);
@@ -1662,6 +1841,10 @@ static void run_suite(void)
     RUN(test_pause_burst_then_reuse);
     RUN(test_cancel_during_held_delivery);
     RUN(test_ipv6_literal);
+    RUN(test_target_cache_distinct_urls);
+    RUN(test_target_cache_eviction);
+    RUN(test_target_cache_still_checks);
+    RUN(test_target_cache_key_per_request);
     if (!g_curl) {
         /* libcurl accepts these (its header cap is larger; it lets chunked
          * win over Content-Length); the built-in client rejects them. */
