@@ -17,7 +17,7 @@
  *     whose root is an object;
  *   - top-level keys from the kind's list below, none repeated, none escaped;
  *   - chat messages: objects holding role, content (a string), name and
- *     tool_call_id only, none repeated;
+ *     tool_call_id only, none repeated, none escaped;
  *   - values of the types and ranges request.c accepts for the key, JSON
  *     null where request.c reads null as absent;
  *   - stream_options: null, or an object whose only key is include_usage
@@ -32,17 +32,43 @@
  * upstream whose parser kept the first of two "model" keys would otherwise
  * read a value that was never validated.
  *
- * Memory: decoded strings go to the arena as they are read, and the bytes
- * are copied there once accepted; a decline may leave some strings behind
- * (at most about the body's size), freed with the arena. */
+ * How it stays cheap (the way scan.c does):
+ *
+ * - The sentinel. A text that can be accepted is '{' ... '}' with only
+ *   whitespace around, so sl_api_decode_fast first finds that last '}' and
+ *   every function below gets a pointer to it as f->end. Each takes a p <= end
+ *   and returns NULL (decline) or a p' <= end, so *p is always readable
+ *   without a bounds check. Loops over whitespace and digits need none: '}'
+ *   is neither, so they stop at end at the latest; literals are compared byte
+ *   by byte, and a mismatch at the '}' stops them too. Strings keep their
+ *   bound (a '}' is an ordinary byte inside one): a string that reaches end
+ *   is refused, so a valid one closes before it. Arrays close with ']',
+ *   never at end; a nested object that closes at end is refused (only the
+ *   root may), which keeps p' <= end.
+ * - Whitespace is skipped only where the byte at p is <= ' ' (WS and AT):
+ *   compact JSON has none, and one comparison settles that.
+ * - Keys are matched by length, then memcmp of a constant size; roles too.
+ *   Neither is copied.
+ * - Strings that the request keeps are copied while they are scanned,
+ *   sixteen bytes at a time, into one pool allocated with the request (see
+ *   Memory); a string with an escape or a byte >= 0x80 goes on from where
+ *   the fast loop stopped, through lex_string and lex_decode.
+ *
+ * Memory: the request, room for 4 messages and the string pool come from one
+ * arena allocation of about the body's size; more messages and arrays of
+ * strings take their own; the body is copied there once accepted. A decline
+ * leaves those behind, freed with the arena. The pool needs no more than the
+ * body's length: a string of raw length n decodes to at most n bytes, plus
+ * its NUL, where the body spent n + 2 on it with its quotes; so the pool's
+ * fill stays below the offset in the body of the string being read, and the
+ * sixteen-byte stores of the fast loop, which copy bytes of the body that lie
+ * before end, land below pool + (end - body). */
 #include "api/internal.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define UNSUP SL_EUNSUPPORTED
 
 /* ---- the whitelist ----
  * Invariant: only keys that request.c itself validates into sl_request
@@ -74,33 +100,6 @@ typedef enum {
     K_COUNT
 } root_key;
 
-typedef struct key_name {
-    const char *name;
-    size_t len;
-} key_name;
-#define KEY(s) {s, sizeof s - 1}
-
-static const key_name root_keys[K_COUNT] = {
-    [K_MODEL] = KEY("model"),
-    [K_MESSAGES] = KEY("messages"),
-    [K_PROMPT] = KEY("prompt"),
-    [K_INPUT] = KEY("input"),
-    [K_STREAM] = KEY("stream"),
-    [K_STREAM_OPTIONS] = KEY("stream_options"),
-    [K_TEMPERATURE] = KEY("temperature"),
-    [K_TOP_P] = KEY("top_p"),
-    [K_N] = KEY("n"),
-    [K_MAX_TOKENS] = KEY("max_tokens"),
-    [K_MAX_COMPLETION_TOKENS] = KEY("max_completion_tokens"),
-    [K_SEED] = KEY("seed"),
-    [K_STOP] = KEY("stop"),
-    [K_USER] = KEY("user"),
-    [K_PRESENCE_PENALTY] = KEY("presence_penalty"),
-    [K_FREQUENCY_PENALTY] = KEY("frequency_penalty"),
-    [K_ENCODING_FORMAT] = KEY("encoding_format"),
-    [K_DIMENSIONS] = KEY("dimensions"),
-};
-
 #define BIT(k) (1u << (k))
 /* Keys shared by chat and completions. completions leaves
  * max_completion_tokens unread in request.c (any value passes upstream), so
@@ -117,231 +116,460 @@ static const uint32_t allowed_keys[] = {
 };
 
 /* Message keys, bits in a message's seen mask. */
-enum { M_ROLE, M_CONTENT, M_NAME, M_TOOL_CALL_ID, M_COUNT };
-static const key_name msg_keys[M_COUNT] = {
-    [M_ROLE] = KEY("role"),
-    [M_CONTENT] = KEY("content"),
-    [M_NAME] = KEY("name"),
-    [M_TOOL_CALL_ID] = KEY("tool_call_id"),
-};
+enum { M_ROLE, M_CONTENT, M_NAME, M_TOOL_CALL_ID };
 
-/* Same names and order as request.c's role_names. */
-static const struct {
-    key_name name;
-    sl_role role;
-} roles[] = {
-    {KEY("system"), SL_ROLE_SYSTEM},       {KEY("developer"), SL_ROLE_DEVELOPER}, {KEY("user"), SL_ROLE_USER},
-    {KEY("assistant"), SL_ROLE_ASSISTANT}, {KEY("tool"), SL_ROLE_TOOL},
-};
+#define IS(s, lit) (!memcmp((s), lit, sizeof lit - 1))
 
-static int key_lookup(const key_name *keys, size_t n, const unsigned char *s, size_t len)
+/* The root key s[0..n), or -1. */
+static int root_key_id(const unsigned char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (keys[i].len == len && !memcmp(keys[i].name, s, len))
-            return (int)i;
-    return -1;
+    switch (n) {
+    case 1: return s[0] == 'n' ? K_N : -1;
+    case 4: return IS(s, "stop") ? K_STOP : IS(s, "user") ? K_USER : IS(s, "seed") ? K_SEED : -1;
+    case 5: return IS(s, "model") ? K_MODEL : IS(s, "input") ? K_INPUT : IS(s, "top_p") ? K_TOP_P : -1;
+    case 6: return IS(s, "stream") ? K_STREAM : IS(s, "prompt") ? K_PROMPT : -1;
+    case 8: return IS(s, "messages") ? K_MESSAGES : -1;
+    case 10: return IS(s, "max_tokens") ? K_MAX_TOKENS : IS(s, "dimensions") ? K_DIMENSIONS : -1;
+    case 11: return IS(s, "temperature") ? K_TEMPERATURE : -1;
+    case 14: return IS(s, "stream_options") ? K_STREAM_OPTIONS : -1;
+    case 15: return IS(s, "encoding_format") ? K_ENCODING_FORMAT : -1;
+    case 16: return IS(s, "presence_penalty") ? K_PRESENCE_PENALTY : -1;
+    case 17: return IS(s, "frequency_penalty") ? K_FREQUENCY_PENALTY : -1;
+    case 21: return IS(s, "max_completion_tokens") ? K_MAX_COMPLETION_TOKENS : -1;
+    default: return -1;
+    }
 }
+
+static int msg_key_id(const unsigned char *s, size_t n)
+{
+    switch (n) {
+    case 4: return IS(s, "role") ? M_ROLE : IS(s, "name") ? M_NAME : -1;
+    case 7: return IS(s, "content") ? M_CONTENT : -1;
+    case 12: return IS(s, "tool_call_id") ? M_TOOL_CALL_ID : -1;
+    default: return -1;
+    }
+}
+
+/* request.c's role_names, case-sensitive. */
+static int role_id(const unsigned char *s, size_t n, sl_role *out)
+{
+    switch (n) {
+    case 4:
+        if (IS(s, "user"))
+            *out = SL_ROLE_USER;
+        else if (IS(s, "tool"))
+            *out = SL_ROLE_TOOL;
+        else
+            return -1;
+        return 0;
+    case 6:
+        if (!IS(s, "system"))
+            return -1;
+        *out = SL_ROLE_SYSTEM;
+        return 0;
+    case 9:
+        if (IS(s, "assistant"))
+            *out = SL_ROLE_ASSISTANT;
+        else if (IS(s, "developer"))
+            *out = SL_ROLE_DEVELOPER;
+        else
+            return -1;
+        return 0;
+    default: return -1;
+    }
+}
+#undef IS
 
 /* ---- the state of one decode ---- */
 
+typedef const unsigned char *ptr;
+
 typedef struct fdec {
-    lex_cur c;
-    const unsigned char *base;
+    ptr base, end;      /* the body; end: the sentinel, the root's closing '}' */
+    char *pool;         /* where the next decoded string goes (see Memory above) */
     sl_arena *arena;
     sl_request *r;
+    size_t msg_cap;     /* room at r->messages */
     bool so_object;     /* stream_options is an object (not null) */
     bool has_mt, has_mct;
     int64_t mt, mct;    /* max_tokens, max_completion_tokens */
 } fdec;
 
-/* Passes "key" and ':' at c->p, returning the unescaped key bytes. */
-static int read_key(fdec *f, const unsigned char **key, size_t *len)
+static inline bool is_ws(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+
+/* Past the whitespace at p (sentinel: stops at end at the latest). */
+static ptr skip_ws(ptr p)
 {
-    bool escaped;
-    if (f->c.p >= f->c.end || *f->c.p != '"' || lex_string(&f->c, key, len, &escaped) || escaped)
-        return UNSUP; /* an escaped key could decode to any name: not worth decoding */
-    lex_skip_ws(&f->c);
-    if (f->c.p >= f->c.end || *f->c.p != ':')
-        return UNSUP;
-    f->c.p++;
-    lex_skip_ws(&f->c);
-    return 0;
+    while (is_ws(*p))
+        p++;
+    return p;
 }
 
-/* After a member: ',' (then whitespace; returns 0, *done false) or the
- * object's or array's closing byte (*done true). */
-static int next_member(fdec *f, unsigned char close, bool *done)
+/* Whitespace is rare: test for it with one comparison. */
+#define WS(p)                                                                                                   \
+    do {                                                                                                        \
+        if (*(p) <= ' ')                                                                                        \
+            (p) = skip_ws(p);                                                                                   \
+    } while (0)
+
+/* Moves p to the byte c across any whitespace, or returns NULL from the
+ * function it is used in when another byte is there. */
+#define AT(p, c)                                                                                                \
+    do {                                                                                                        \
+        if (*(p) != (c)) {                                                                                      \
+            (p) = skip_ws(p);                                                                                   \
+            if (*(p) != (c))                                                                                    \
+                return NULL;                                                                                    \
+        }                                                                                                       \
+    } while (0)
+
+/* After a member or element: past ',' (0), or at the closing byte close
+ * (1; p left on it), or -1. */
+#define NEXT(p, close)                                                                                          \
+    ({                                                                                                          \
+        int next_;                                                                                              \
+        if (*(p) != ',')                                                                                        \
+            WS(p);                                                                                              \
+        if (*(p) == ',') {                                                                                      \
+            (p)++;                                                                                              \
+            next_ = 0;                                                                                          \
+        } else {                                                                                                \
+            next_ = *(p) == (close) ? 1 : -1;                                                                   \
+        }                                                                                                       \
+        next_;                                                                                                  \
+    })
+
+/* Past the literal word (n bytes, without '}') at p: byte by byte, so that a
+ * mismatch at the sentinel stops it before anything past end is read. */
+static inline ptr literal_end(ptr p, const char *word, size_t n)
 {
-    lex_skip_ws(&f->c);
-    if (f->c.p >= f->c.end)
-        return UNSUP;
-    if (*f->c.p == close) {
-        f->c.p++;
-        *done = true;
-        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)word[i])
+            return NULL;
+    return p + n;
+}
+
+/* lex_string from q, the first byte of a string's contents that the fast
+ * loops below have not settled (all before it are plain): *raw_rest, *n_rest
+ * and *escaped describe q up to the closing quote. */
+static __attribute__((noinline)) ptr string_rest(ptr q, ptr end, const unsigned char **raw_rest, size_t *n_rest,
+                                                 bool *escaped)
+{
+    /* lex_string passes the byte at c.p as the opening quote without
+     * looking at it: q - 1 is a plain byte or the quote itself */
+    lex_cur c = {.p = q - 1, .end = end, .depth = 0};
+    if (lex_string(&c, raw_rest, n_rest, escaped))
+        return NULL;
+    return c.p;
+}
+
+/* The sixteen bytes at q: the mask of those that are not plain (a control
+ * byte, '"', '\\' or a byte >= 0x80). */
+#if defined(__SSE2__)
+static inline unsigned stop_mask(__m128i x)
+{
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    /* signed compare: bytes >= 0x80 are negative, so below 0x20 too */
+    __m128i stop = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)),
+                                _mm_cmplt_epi8(x, space));
+    return (unsigned)_mm_movemask_epi8(stop);
+}
+#endif
+
+/* Past the key or other string at p (its opening quote) that is only looked
+ * at, not kept: its raw bytes in *raw, *n; *escaped whether it holds an
+ * escape. The closing quote is before end. lo: the body's first byte. */
+static inline __attribute__((always_inline)) ptr string_end(ptr p, ptr lo, ptr end, const unsigned char **raw,
+                                                            size_t *n, bool *escaped)
+{
+    ptr s = p + 1, q = s;
+#if defined(__SSE2__)
+    while (end - q >= 16) {
+        unsigned m = stop_mask(_mm_loadu_si128((const __m128i *)(const void *)q));
+        if (m) {
+            q += __builtin_ctz(m);
+            if (*q != '"')
+                goto slow;
+            goto done;
+        }
+        q += 16;
     }
-    if (*f->c.p != ',')
-        return UNSUP;
-    f->c.p++;
-    lex_skip_ws(&f->c);
-    *done = false;
-    return 0;
+    /* fewer than 16 bytes from q to end: the 16 that end at end (the
+     * sentinel included), the ones before q shifted out */
+    if (end - lo >= 15) {
+        ptr t = end - 15;
+        unsigned m = stop_mask(_mm_loadu_si128((const __m128i *)(const void *)t)) >> (q - t);
+        if (!m)
+            return NULL; /* no closing quote before end */
+        q += __builtin_ctz(m);
+        if (*q == '"')
+            goto done;
+    }
+slow:;
+#else
+    (void)lo;
+#endif
+    {
+        /* the slow path's own out-variables: only their addresses escape, so
+         * the caller's stay in registers */
+        const unsigned char *rest;
+        size_t n_rest;
+        bool esc;
+        ptr after = string_rest(q, end, &rest, &n_rest, &esc);
+        if (!after)
+            return NULL;
+        *raw = s;
+        *n = (size_t)(rest - s) + n_rest;
+        *escaped = esc;
+        return after;
+    }
+#if defined(__SSE2__)
+done:
+    *raw = s;
+    *n = (size_t)(q - s);
+    *escaped = false;
+    return q + 1;
+#endif
 }
 
-/* Opens an object or array at c->p; *empty when it closes at once. */
-static int open_container(fdec *f, unsigned char open, bool *empty)
+/* The rest of string_copy, from q (all bytes from s, the first of the
+ * contents, up to q are plain and already at d). */
+static __attribute__((noinline)) ptr string_copy_slow(fdec *f, ptr s, ptr q, char *d, const char **out,
+                                                      size_t *out_len)
 {
-    if (f->c.p >= f->c.end || *f->c.p != open)
-        return UNSUP;
-    f->c.p++;
-    lex_skip_ws(&f->c);
-    *empty = f->c.p < f->c.end && *f->c.p == (open == '{' ? '}' : ']');
-    if (*empty)
-        f->c.p++;
-    return 0;
-}
-
-/* Passes JSON null at c->p if there is one. */
-static int take_null(fdec *f, bool *is_null)
-{
-    *is_null = f->c.p < f->c.end && *f->c.p == 'n';
-    return *is_null ? lex_literal(&f->c, "null", 4) : 0;
-}
-
-/* A string value, decoded into the arena (NUL-terminated). */
-static int read_string(fdec *f, const char **out, size_t *out_len)
-{
-    const unsigned char *raw;
-    size_t n;
+    const unsigned char *rest;
+    size_t n_rest;
     bool escaped;
-    if (f->c.p >= f->c.end || *f->c.p != '"' || lex_string(&f->c, &raw, &n, &escaped))
-        return UNSUP;
-    char *s = sl_arena_alloc(f->arena, n + 1);
-    if (!s)
-        return UNSUP; /* the full decoder reports running out of memory */
-    size_t len = n;
-    if (escaped)
-        len = lex_decode(raw, n, s);
-    else
-        memcpy(s, raw, n);
-    s[len] = 0;
-    *out = s;
-    if (out_len)
-        *out_len = len;
-    return 0;
+    ptr after = string_rest(q, f->end, &rest, &n_rest, &escaped);
+    if (!after)
+        return NULL;
+    size_t done = (size_t)(rest - s), n;
+    if (escaped) {
+        n = done + lex_decode(rest, n_rest, d + done);
+    } else {
+        memcpy(d + done, rest, n_rest);
+        n = done + n_rest;
+    }
+    d[n] = 0;
+    *out = d;
+    *out_len = n;
+    f->pool = d + n + 1;
+    return after;
+}
+
+/* The string value at p (at its opening quote, else NULL), decoded into the
+ * pool, NUL-terminated: *out, *out_len. Plain bytes are stored sixteen at a
+ * time as they are scanned (see Memory at the top for why the pool holds
+ * what this writes past the string). */
+static inline __attribute__((always_inline)) ptr string_copy(fdec *f, ptr p, const char **out, size_t *out_len)
+{
+    if (*p != '"')
+        return NULL;
+    char *d = f->pool;
+    ptr s = p + 1, q = s, end = f->end;
+#if defined(__SSE2__)
+    while (end - q >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)q);
+        _mm_storeu_si128((__m128i *)(void *)(d + (q - s)), x);
+        unsigned m = stop_mask(x);
+        if (m) {
+            q += __builtin_ctz(m);
+            if (*q != '"')
+                return string_copy_slow(f, s, q, d, out, out_len);
+            goto done;
+        }
+        q += 16;
+    }
+    /* fewer than 16 bytes from q to end: the 16 that end at end (the
+     * sentinel included), the ones before q shifted out. s..q is in the
+     * pool; when the string began before those 16, they are stored after it
+     * (contiguous: q >= t), else what the string holds is copied alone. */
+    if (end - f->base >= 15) {
+        ptr t = end - 15, stored = q;
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)t);
+        unsigned m = stop_mask(x) >> (q - t);
+        if (!m)
+            return NULL; /* no closing quote before end */
+        q += __builtin_ctz(m);
+        if (t >= s) {
+            _mm_storeu_si128((__m128i *)(void *)(d + (t - s)), x);
+            stored = q;
+        }
+        if (*q != '"')
+            return string_copy_slow(f, s, stored, d, out, out_len);
+        if (stored != q)
+            memcpy(d + (stored - s), stored, (size_t)(q - stored));
+        goto done;
+    }
+#endif
+    return string_copy_slow(f, s, q, d, out, out_len);
+#if defined(__SSE2__)
+done:;
+    size_t n = (size_t)(q - s);
+    d[n] = 0;
+    *out = d;
+    *out_len = n;
+    f->pool = d + n + 1;
+    return q + 1;
+#endif
+}
+
+/* A string value kept by the request; its length unused. */
+static inline __attribute__((always_inline)) ptr string_value(fdec *f, ptr p, const char **out)
+{
+    size_t n;
+    return string_copy(f, p, out, &n);
 }
 
 /* An optional string: NULL for JSON null. */
-static int read_opt_string(fdec *f, const char **out)
+static ptr opt_string(fdec *f, ptr p, const char **out)
 {
-    bool is_null;
-    if (take_null(f, &is_null))
-        return UNSUP;
-    if (is_null) {
+    if (*p == 'n') {
         *out = NULL;
-        return 0;
+        return literal_end(p, "null", 4);
     }
-    return read_string(f, out, NULL);
+    return string_value(f, p, out);
 }
 
-/* A number as request.c's tree holds it: an integer token (*is_int) or a
- * real, which jansson reads with strtod (in the C locale Sluice runs in; a
- * locale whose decimal point is not '.' makes strtod stop early, a decline). */
-static int read_number(fdec *f, bool *is_int, int64_t *i, double *d)
+/* The rest of a real from its '.' or 'e'/'E' at p, start at its first byte:
+ * JSON's grammar with lex_number's limit (exponents of at most 4 digits), as
+ * request.c's tree holds it, read with strtod (in the C locale Sluice runs
+ * in; a locale whose decimal point is not '.' makes strtod stop early, a
+ * decline). */
+static __attribute__((noinline)) ptr real_end(ptr start, ptr p, double *d)
 {
-    lex_num n;
-    if (lex_number(&f->c, &n))
-        return UNSUP;
-    if (!n.real) {
-        if (lex_int_value(&n, i))
-            return UNSUP;
-        *is_int = true;
-        *d = (double)*i;
-        return 0;
+    if (*p == '.') {
+        p++;
+        if (!lex_is_digit(*p))
+            return NULL;
+        do
+            p++;
+        while (lex_is_digit(*p));
+    }
+    ptr mant_end = p;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-')
+            p++;
+        ptr e0 = p;
+        while (lex_is_digit(*p)) {
+            if (p - e0 >= 4)
+                return NULL;
+            p++;
+        }
+        if (p == e0)
+            return NULL;
     }
     /* The full path sends reals upstream with 15 significant digits
      * (SL_API_JSON_DUMP_FLAGS); a real of at most 15 digits reads back as the
      * same double from either text, one with more would not. */
     int sig = 0;
     bool lead = true;
-    for (const unsigned char *q = n.start; q < n.end && *q != 'e' && *q != 'E'; q++) {
+    for (ptr q = start; q < mant_end; q++) {
         if (!lex_is_digit(*q) || (lead && *q == '0'))
             continue;
         lead = false;
         sig++;
     }
     if (sig > 15)
-        return UNSUP;
+        return NULL;
     char tmp[64];
-    size_t len = (size_t)(n.end - n.start);
+    size_t len = (size_t)(p - start);
     if (len >= sizeof tmp)
-        return UNSUP;
-    memcpy(tmp, n.start, len);
+        return NULL;
+    memcpy(tmp, start, len);
     tmp[len] = 0;
-    char *end;
+    char *tend;
     errno = 0;
-    double v = strtod(tmp, &end);
-    if (end != tmp + len || (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL)))
-        return UNSUP; /* overflow, which the full parser refuses; it keeps underflow, as here */
-    *is_int = false;
+    double v = strtod(tmp, &tend);
+    if (tend != tmp + len || (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL)))
+        return NULL; /* overflow, which the full parser refuses; it keeps underflow, as here */
     *d = v;
-    return 0;
+    return p;
+}
+
+/* Past the number at p (sentinel: no bounds checks), as request.c's tree
+ * holds it: an integer token of at most 18 digits (*is_int, *i; always
+ * inside the full parser's 64-bit range, longer ones declined) or a real
+ * (*d). */
+static inline __attribute__((always_inline)) ptr number_end(ptr p, bool *is_int, int64_t *i, double *d)
+{
+    ptr start = p;
+    bool neg = *p == '-';
+    p += neg;
+    ptr digits = p;
+    uint64_t x = 0; /* wraps past 19 digits, harmlessly: those are declined */
+    if (*p == '0') {
+        p++;
+    } else if (lex_is_digit(*p)) {
+        do
+            x = x * 10 + (uint64_t)(*p++ - '0');
+        while (lex_is_digit(*p));
+    } else {
+        return NULL;
+    }
+    if (*p == '.' || *p == 'e' || *p == 'E') {
+        *is_int = false;
+        return real_end(start, p, d);
+    }
+    if (p - digits > 18)
+        return NULL;
+    *is_int = true;
+    *i = neg ? -(int64_t)x : (int64_t)x;
+    *d = (double)*i;
+    return p;
 }
 
 /* request.c's opt_number: a number in [lo, hi], or null (absent). */
-static int read_opt_number(fdec *f, double lo, double hi, bool *has, double *out)
+static ptr opt_number(ptr p, double lo, double hi, bool *has, double *out)
 {
-    bool is_null, is_int;
+    if (*p == 'n')
+        return literal_end(p, "null", 4);
+    bool is_int;
     int64_t i;
     double d;
-    if (take_null(f, &is_null))
-        return UNSUP;
-    if (is_null)
-        return 0;
-    if (read_number(f, &is_int, &i, &d) || !(d >= lo && d <= hi))
-        return UNSUP;
+    p = number_end(p, &is_int, &i, &d);
+    if (!p || !(d >= lo && d <= hi))
+        return NULL;
     if (has)
         *has = true;
     *out = d;
-    return 0;
+    return p;
 }
 
 /* request.c's opt_int: an integer, or an integral real below 9e18 in
  * magnitude, in [lo, hi]; or null (absent). */
-static int read_opt_int(fdec *f, int64_t lo, int64_t hi, bool *has, int64_t *out)
+static inline __attribute__((always_inline)) ptr opt_int(ptr p, int64_t lo, int64_t hi, bool *has, int64_t *out)
 {
-    bool is_null, is_int;
+    if (*p == 'n')
+        return literal_end(p, "null", 4);
+    bool is_int;
     int64_t x;
     double d;
-    if (take_null(f, &is_null))
-        return UNSUP;
-    if (is_null)
-        return 0;
-    if (read_number(f, &is_int, &x, &d))
-        return UNSUP;
+    p = number_end(p, &is_int, &x, &d);
+    if (!p)
+        return NULL;
     if (!is_int) {
         if (!(floor(d) == d && fabs(d) < 9.0e18))
-            return UNSUP;
+            return NULL;
         x = (int64_t)d;
     }
     if (x < lo || x > hi)
-        return UNSUP;
+        return NULL;
     if (has)
         *has = true;
     *out = x;
-    return 0;
+    return p;
 }
 
 /* A boolean; null leaves *out as it is (absent). */
-static int read_opt_bool(fdec *f, bool *out)
+static ptr opt_bool(ptr p, bool *out)
 {
-    if (f->c.p >= f->c.end)
-        return UNSUP;
-    switch (*f->c.p) {
-    case 't': *out = true; return lex_literal(&f->c, "true", 4);
-    case 'f': *out = false; return lex_literal(&f->c, "false", 5);
-    case 'n': return lex_literal(&f->c, "null", 4);
-    default: return UNSUP;
+    switch (*p) {
+    case 't': *out = true; return literal_end(p, "true", 4);
+    case 'f': *out = false; return literal_end(p, "false", 5);
+    case 'n': return literal_end(p, "null", 4);
+    default: return NULL;
     }
 }
 
@@ -352,7 +580,7 @@ static int push_string(fdec *f, const char ***arr, size_t *n, size_t *cap, const
         size_t ncap = *cap ? *cap * 2 : 4;
         const char **grown = sl_arena_alloc(f->arena, ncap * sizeof *grown);
         if (!grown)
-            return UNSUP;
+            return SL_ENOMEM;
         if (*n)
             memcpy(grown, *arr, *n * sizeof *grown);
         *arr = grown;
@@ -365,259 +593,369 @@ static int push_string(fdec *f, const char ***arr, size_t *n, size_t *cap, const
 /* request.c's decode_text_or_tokens for strings only: a string, or a
  * non-empty array of strings (token-id prompts are left to it). Required:
  * null declines. */
-static int read_texts(fdec *f, bool allow_empty, size_t max_items, const char ***out, size_t *n_out)
+static ptr read_texts(fdec *f, ptr p, bool allow_empty, size_t max_items, const char ***out, size_t *n_out)
 {
     const char *s;
     size_t len, n = 0, cap = 0;
     const char **arr = NULL;
-    if (f->c.p < f->c.end && *f->c.p == '"') {
-        if (read_string(f, &s, &len) || (!allow_empty && len == 0) || push_string(f, &arr, &n, &cap, s))
-            return UNSUP;
+    if (*p == '"') {
+        p = string_copy(f, p, &s, &len);
+        if (!p || (!allow_empty && len == 0) || push_string(f, &arr, &n, &cap, s))
+            return NULL;
     } else {
-        bool done;
-        if (open_container(f, '[', &done) || done)
-            return UNSUP; /* not an array, or empty: an error */
-        while (!done) {
-            if (read_string(f, &s, &len) || (!allow_empty && len == 0) || push_string(f, &arr, &n, &cap, s) ||
-                next_member(f, ']', &done))
-                return UNSUP;
+        if (*p != '[')
+            return NULL;
+        p++;
+        WS(p);
+        if (*p == ']')
+            return NULL; /* empty: an error */
+        for (;;) {
+            p = string_copy(f, p, &s, &len);
+            if (!p || (!allow_empty && len == 0) || push_string(f, &arr, &n, &cap, s))
+                return NULL;
+            int nx = NEXT(p, ']');
+            if (nx < 0)
+                return NULL;
+            if (nx)
+                break;
+            WS(p);
         }
         if (n > max_items)
-            return UNSUP;
+            return NULL;
+        p++; /* the ']', never end */
     }
     *out = arr;
     *n_out = n;
-    return 0;
+    return p;
 }
 
 /* stop: null, a string, or an array of at most 4 strings (empty allowed). */
-static int read_stop(fdec *f)
+static ptr read_stop(fdec *f, ptr p)
 {
     sl_request *r = f->r;
-    bool is_null, done;
-    if (take_null(f, &is_null))
-        return UNSUP;
-    if (is_null)
-        return 0;
-    if (f->c.p < f->c.end && *f->c.p == '"') {
+    if (*p == 'n')
+        return literal_end(p, "null", 4);
+    if (*p == '"') {
         r->n_stop = 1;
-        return read_string(f, &r->stop[0], NULL);
+        return string_value(f, p, &r->stop[0]);
     }
-    if (open_container(f, '[', &done))
-        return UNSUP;
-    while (!done) {
-        if (r->n_stop == SL_ARRAY_LEN(r->stop) || read_string(f, &r->stop[r->n_stop], NULL))
-            return UNSUP;
+    if (*p != '[')
+        return NULL;
+    p++;
+    WS(p);
+    if (*p == ']')
+        return p + 1;
+    for (;;) {
+        if (r->n_stop == SL_ARRAY_LEN(r->stop))
+            return NULL;
+        p = string_value(f, p, &r->stop[r->n_stop]);
+        if (!p)
+            return NULL;
         r->n_stop++;
-        if (next_member(f, ']', &done))
-            return UNSUP;
+        int nx = NEXT(p, ']');
+        if (nx < 0)
+            return NULL;
+        if (nx)
+            return p + 1;
+        WS(p);
     }
-    return 0;
 }
 
 /* stream_options: null, or an object whose only key is include_usage. Its
  * byte span is kept: the upstream body replaces it. */
-static int read_stream_options(fdec *f)
+static ptr read_stream_options(fdec *f, ptr p)
 {
     sl_request *r = f->r;
-    const unsigned char *start = f->c.p;
-    bool is_null, done;
-    if (take_null(f, &is_null))
-        return UNSUP;
-    if (!is_null) {
-        if (open_container(f, '{', &done))
-            return UNSUP;
+    ptr start = p;
+    if (*p == 'n') {
+        p = literal_end(p, "null", 4);
+    } else {
+        if (*p != '{')
+            return NULL;
         f->so_object = true;
-        if (!done) {
+        p++;
+        WS(p);
+        if (*p != '}') {
             const unsigned char *key;
             size_t klen;
-            if (read_key(f, &key, &klen) || klen != 13 || memcmp(key, "include_usage", 13) ||
-                read_opt_bool(f, &r->include_usage) || next_member(f, '}', &done) || !done)
-                return UNSUP; /* another key, repeated or not */
+            bool escaped;
+            if (*p != '"')
+                return NULL;
+            p = string_end(p, f->base, f->end, &key, &klen, &escaped);
+            if (!p || escaped || klen != 13 || memcmp(key, "include_usage", 13))
+                return NULL;
+            AT(p, ':');
+            p++;
+            WS(p);
+            p = opt_bool(p, &r->include_usage);
+            if (!p)
+                return NULL;
+            WS(p);
+            if (*p != '}')
+                return NULL; /* another key, repeated or not */
         }
+        if (p == f->end)
+            return NULL; /* only the root closes at end */
+        p++;
     }
+    if (!p)
+        return NULL;
     r->raw_so_off = (size_t)(start - f->base);
-    r->raw_so_len = (size_t)(f->c.p - start);
-    return 0;
+    r->raw_so_len = (size_t)(p - start);
+    return p;
 }
 
-/* One chat message object. */
-static int read_message(fdec *f, sl_api_message *m)
+/* One chat message object at p. */
+static ptr read_message(fdec *f, ptr p, sl_api_message *m)
 {
     unsigned seen = 0;
-    bool done;
     const char *tool_call_id = NULL;
-    if (open_container(f, '{', &done) || done)
-        return UNSUP;
-    while (!done) {
+    if (*p != '{')
+        return NULL;
+    p++;
+    WS(p);
+    for (;;) {
         const unsigned char *key;
         size_t klen;
-        if (read_key(f, &key, &klen))
-            return UNSUP;
-        int id = key_lookup(msg_keys, M_COUNT, key, klen);
+        bool escaped;
+        AT(p, '"');
+        p = string_end(p, f->base, f->end, &key, &klen, &escaped);
+        if (!p || escaped)
+            return NULL; /* an escaped key could decode to any name: not worth decoding */
+        int id = msg_key_id(key, klen);
         if (id < 0 || (seen & BIT(id)))
-            return UNSUP;
+            return NULL;
         seen |= BIT(id);
-        int rc = 0;
+        AT(p, ':');
+        p++;
+        WS(p);
         switch (id) {
         case M_ROLE: {
-            const char *s;
-            size_t len, i;
-            rc = read_string(f, &s, &len);
-            for (i = 0; !rc && i < SL_ARRAY_LEN(roles); i++)
-                if (roles[i].name.len == len && !memcmp(roles[i].name.name, s, len))
-                    break;
-            if (rc || i == SL_ARRAY_LEN(roles))
-                return UNSUP;
-            m->role = roles[i].role;
+            const unsigned char *raw;
+            size_t n;
+            if (*p != '"')
+                return NULL;
+            p = string_end(p, f->base, f->end, &raw, &n, &escaped);
+            if (!p)
+                return NULL;
+            if (escaped) { /* decoded into the pool's free space, not kept */
+                n = lex_decode(raw, n, f->pool);
+                raw = (const unsigned char *)f->pool;
+            }
+            if (role_id(raw, n, &m->role))
+                return NULL;
             break;
         }
-        case M_CONTENT: rc = read_string(f, &m->text, NULL); break;
-        case M_NAME: rc = read_opt_string(f, &m->name); break;
-        default: rc = read_opt_string(f, &tool_call_id); break;
+        case M_CONTENT: p = string_value(f, p, &m->text); break;
+        case M_NAME: p = opt_string(f, p, &m->name); break;
+        default: p = opt_string(f, p, &tool_call_id); break;
         }
-        if (rc || next_member(f, '}', &done))
-            return UNSUP;
+        if (!p)
+            return NULL;
+        int nx = NEXT(p, '}');
+        if (nx < 0)
+            return NULL;
+        if (nx)
+            break;
     }
+    if (p == f->end)
+        return NULL; /* only the root closes at end */
     if (!(seen & BIT(M_ROLE)) || !(seen & BIT(M_CONTENT)))
-        return UNSUP;
+        return NULL;
     /* request.c reads tool_call_id only for tool messages, where it is required */
     if (m->role == SL_ROLE_TOOL) {
         if (!tool_call_id)
-            return UNSUP;
+            return NULL;
         m->tool_call_id = tool_call_id;
     }
-    return 0;
+    return p + 1;
 }
 
-static int read_messages(fdec *f)
+static ptr read_messages(fdec *f, ptr p)
 {
     sl_request *r = f->r;
-    bool done;
-    size_t cap = 0;
-    if (open_container(f, '[', &done) || done)
-        return UNSUP;
-    while (!done) {
-        if (r->n_messages == cap) {
-            size_t ncap = cap ? cap * 2 : 4;
+    if (*p != '[')
+        return NULL;
+    p++;
+    WS(p);
+    if (*p == ']')
+        return NULL; /* empty: an error */
+    for (;;) {
+        if (r->n_messages == f->msg_cap) {
+            size_t ncap = f->msg_cap * 2;
             sl_api_message *grown = sl_arena_alloc(f->arena, ncap * sizeof *grown);
             if (!grown)
-                return UNSUP;
-            if (cap)
-                memcpy(grown, r->messages, cap * sizeof *grown);
+                return NULL; /* the full decoder reports running out of memory */
+            memcpy(grown, r->messages, f->msg_cap * sizeof *grown);
             r->messages = grown;
-            cap = ncap;
+            f->msg_cap = ncap;
         }
         sl_api_message *m = &r->messages[r->n_messages++];
         memset(m, 0, sizeof *m);
-        if (read_message(f, m) || next_member(f, ']', &done))
-            return UNSUP;
+        p = read_message(f, p, m);
+        if (!p)
+            return NULL;
+        int nx = NEXT(p, ']');
+        if (nx < 0)
+            return NULL;
+        if (nx)
+            return p + 1;
+        WS(p);
     }
-    return 0;
 }
 
-static int read_member(fdec *f, root_key k)
+static ptr read_member(fdec *f, ptr p, root_key k)
 {
     sl_request *r = f->r;
     switch (k) {
     case K_MODEL: {
-        const unsigned char *start = f->c.p;
+        ptr start = p;
         size_t len;
-        if (read_string(f, &r->model, &len) || len == 0 || len > SL_API_MODEL_MAX_LEN)
-            return UNSUP;
+        p = string_copy(f, p, &r->model, &len);
+        if (!p || len == 0 || len > SL_API_MODEL_MAX_LEN)
+            return NULL;
         r->raw_model_off = (size_t)(start - f->base);
-        r->raw_model_len = (size_t)(f->c.p - start);
-        return 0;
+        r->raw_model_len = (size_t)(p - start);
+        return p;
     }
-    case K_MESSAGES: return read_messages(f);
-    case K_PROMPT: return read_texts(f, true, SIZE_MAX, &r->prompts, &r->n_prompts);
-    case K_INPUT: return read_texts(f, false, SL_API_MAX_EMBED_INPUTS, &r->inputs, &r->n_inputs);
-    case K_STREAM: return read_opt_bool(f, &r->stream);
-    case K_STREAM_OPTIONS: return read_stream_options(f);
-    case K_TEMPERATURE: return read_opt_number(f, 0, 2, &r->has_temperature, &r->temperature);
-    case K_TOP_P: return read_opt_number(f, 0, 1, &r->has_top_p, &r->top_p);
-    case K_PRESENCE_PENALTY: return read_opt_number(f, -2, 2, NULL, &r->presence_penalty);
-    case K_FREQUENCY_PENALTY: return read_opt_number(f, -2, 2, NULL, &r->frequency_penalty);
+    case K_MESSAGES: return read_messages(f, p);
+    case K_PROMPT: return read_texts(f, p, true, SIZE_MAX, &r->prompts, &r->n_prompts);
+    case K_INPUT: return read_texts(f, p, false, SL_API_MAX_EMBED_INPUTS, &r->inputs, &r->n_inputs);
+    case K_STREAM: return opt_bool(p, &r->stream);
+    case K_STREAM_OPTIONS: return read_stream_options(f, p);
+    case K_TEMPERATURE: return opt_number(p, 0, 2, &r->has_temperature, &r->temperature);
+    case K_TOP_P: return opt_number(p, 0, 1, &r->has_top_p, &r->top_p);
+    case K_PRESENCE_PENALTY: return opt_number(p, -2, 2, NULL, &r->presence_penalty);
+    case K_FREQUENCY_PENALTY: return opt_number(p, -2, 2, NULL, &r->frequency_penalty);
     case K_N: {
         int64_t x = 1;
-        if (read_opt_int(f, 1, SL_API_MAX_N, NULL, &x))
-            return UNSUP;
+        p = opt_int(p, 1, SL_API_MAX_N, NULL, &x);
         r->n = (int)x;
-        return 0;
+        return p;
     }
-    case K_MAX_TOKENS: return read_opt_int(f, 1, INT64_MAX, &f->has_mt, &f->mt);
-    case K_MAX_COMPLETION_TOKENS: return read_opt_int(f, 1, INT64_MAX, &f->has_mct, &f->mct);
-    case K_SEED: return read_opt_int(f, INT64_MIN, INT64_MAX, &r->has_seed, &r->seed);
-    case K_STOP: return read_stop(f);
-    case K_USER: return read_opt_string(f, &r->user);
+    case K_MAX_TOKENS: return opt_int(p, 1, INT64_MAX, &f->has_mt, &f->mt);
+    case K_MAX_COMPLETION_TOKENS: return opt_int(p, 1, INT64_MAX, &f->has_mct, &f->mct);
+    case K_SEED: return opt_int(p, INT64_MIN, INT64_MAX, &r->has_seed, &r->seed);
+    case K_STOP: return read_stop(f, p);
+    case K_USER: return opt_string(f, p, &r->user);
     case K_ENCODING_FORMAT: {
         const char *s;
-        bool is_null;
-        if (take_null(f, &is_null))
-            return UNSUP;
-        if (is_null)
-            return 0;
-        if (read_string(f, &s, NULL))
-            return UNSUP;
+        if (*p == 'n')
+            return literal_end(p, "null", 4);
+        p = string_value(f, p, &s);
+        if (!p)
+            return NULL;
         if (!strcmp(s, "float"))
             r->encoding_format = "float";
         else if (!strcmp(s, "base64"))
             r->encoding_format = "base64";
         else
-            return UNSUP;
-        return 0;
+            return NULL;
+        return p;
     }
-    case K_DIMENSIONS: return read_opt_int(f, 1, INT64_MAX, &r->has_dimensions, &r->dimensions);
+    case K_DIMENSIONS: return opt_int(p, 1, INT64_MAX, &r->has_dimensions, &r->dimensions);
     case K_COUNT: break;
     }
-    return UNSUP;
+    return NULL;
 }
+
+/* The root object's members, from p just past its '{'. Returns end (where
+ * the root closes) or NULL; *seen: the keys met. */
+static ptr read_root(fdec *f, ptr p, uint32_t allowed, uint32_t *seen_out)
+{
+    uint32_t seen = 0;
+    WS(p);
+    for (;;) {
+        const unsigned char *key;
+        size_t klen;
+        bool escaped;
+        AT(p, '"');
+        p = string_end(p, f->base, f->end, &key, &klen, &escaped);
+        if (!p || escaped)
+            return NULL; /* an escaped key could decode to any name: not worth decoding */
+        int k = root_key_id(key, klen);
+        if (k < 0 || !(allowed & BIT(k)) || (seen & BIT(k)))
+            return NULL;
+        seen |= BIT(k);
+        AT(p, ':');
+        p++;
+        WS(p);
+        p = read_member(f, p, (root_key)k);
+        if (!p)
+            return NULL;
+        int nx = NEXT(p, '}');
+        if (nx < 0)
+            return NULL;
+        if (nx)
+            break;
+    }
+    *seen_out = seen;
+    return p;
+}
+
+/* memset(r, 0, sizeof *r) as 16-byte stores: the compiler's own choice for
+ * this size, rep stos, costs about twice the instructions. */
+static inline void zero_request(sl_request *r)
+{
+#if defined(__SSE2__)
+    char *b = (char *)r;
+    size_t i = 0;
+#pragma GCC unroll 32
+    for (; i + 16 <= sizeof *r; i += 16)
+        _mm_storeu_si128((__m128i *)(void *)(b + i), _mm_setzero_si128());
+    if (i < sizeof *r)
+        memset(b + i, 0, sizeof *r - i);
+#else
+    memset(r, 0, sizeof *r);
+#endif
+}
+
+/* room for this many messages comes with the request */
+#define MSG_INLINE 4
 
 int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena *arena, sl_request **out)
 {
     *out = NULL;
     if (len == 0 || (unsigned)kind >= SL_ARRAY_LEN(allowed_keys))
-        return UNSUP; /* body may be NULL when empty */
-    sl_request *r = sl_arena_calloc(arena, sizeof *r);
-    if (!r)
-        return UNSUP;
+        return SL_EUNSUPPORTED; /* body may be NULL when empty */
+    ptr base = (ptr)body, p = base, end = base + len;
+    while (p < end && is_ws(*p))
+        p++;
+    while (end > p && is_ws(end[-1]))
+        end--;
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return SL_EUNSUPPORTED;
+    end--; /* the sentinel (see the top of this file) */
+
+    /* the request, its first messages and the string pool (Memory, above) */
+    const size_t req_size = (sizeof(sl_request) + 15) & ~(size_t)15;
+    const size_t head = req_size + MSG_INLINE * sizeof(sl_api_message);
+    if (len > SIZE_MAX - head)
+        return SL_EUNSUPPORTED;
+    char *block = sl_arena_alloc(arena, head + len);
+    if (!block)
+        return SL_EUNSUPPORTED; /* the full decoder reports running out of memory */
+    sl_request *r = (sl_request *)(void *)block;
+    zero_request(r);
     r->kind = kind;
     r->n = 1;
-    fdec f = {.c = {.p = (const unsigned char *)body, .end = (const unsigned char *)body + len},
-              .base = (const unsigned char *)body,
-              .arena = arena,
-              .r = r};
-    lex_skip_ws(&f.c);
-    bool done;
-    if (open_container(&f, '{', &done) || done)
-        return UNSUP;
+    r->messages = (sl_api_message *)(void *)(block + req_size);
+    fdec f = {.base = base, .end = end, .pool = block + head, .arena = arena, .r = r, .msg_cap = MSG_INLINE};
+
     uint32_t seen = 0;
-    const uint32_t allowed = allowed_keys[kind];
-    while (!done) {
-        const unsigned char *key;
-        size_t klen;
-        if (read_key(&f, &key, &klen))
-            return UNSUP;
-        int k = key_lookup(root_keys, K_COUNT, key, klen);
-        if (k < 0 || !(allowed & BIT(k)) || (seen & BIT(k)))
-            return UNSUP;
-        seen |= BIT(k);
-        if (read_member(&f, (root_key)k) || next_member(&f, '}', &done))
-            return UNSUP;
-    }
-    r->raw_close_off = (size_t)(f.c.p - 1 - f.base); /* next_member passed the '}' last */
-    lex_skip_ws(&f.c);
-    if (f.c.p != f.c.end)
-        return UNSUP;
+    p = read_root(&f, p + 1, allowed_keys[kind], &seen);
+    if (p != end)
+        return SL_EUNSUPPORTED; /* declined, or a '}' before the last one: more after the root */
+    r->raw_close_off = (size_t)(end - base);
 
     /* what request.c requires or cross-checks */
     const uint32_t required = BIT(K_MODEL) | (kind == SL_API_CHAT          ? BIT(K_MESSAGES)
                                               : kind == SL_API_COMPLETIONS ? BIT(K_PROMPT)
                                                                            : BIT(K_INPUT));
     if ((seen & required) != required)
-        return UNSUP;
+        return SL_EUNSUPPORTED;
     if (f.so_object && !r->stream)
-        return UNSUP; /* stream_options without stream: a 400 */
+        return SL_EUNSUPPORTED; /* stream_options without stream: a 400 */
     if (f.has_mt) {
         r->has_max_tokens = true;
         r->max_tokens = f.mt;
@@ -626,10 +964,12 @@ int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena 
         r->has_max_tokens = true;
         r->max_tokens = f.mct;
     }
+    if (!r->n_messages)
+        r->messages = NULL;
 
     char *raw = sl_arena_alloc(arena, len + 1);
     if (!raw)
-        return UNSUP;
+        return SL_EUNSUPPORTED;
     memcpy(raw, body, len);
     raw[len] = 0;
     r->raw = raw;
@@ -639,6 +979,19 @@ int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena 
 }
 
 /* ---- the upstream body ---- */
+
+/* The length of the NUL-terminated s; *plain: whether it needs no escaping
+ * inside a JSON string (printable ASCII without '"' and '\\', what model
+ * names are). */
+static size_t text_len(const char *s, bool *plain)
+{
+    bool ok = true;
+    size_t n = 0;
+    for (; s[n]; n++)
+        ok &= lex_plain_byte[(unsigned char)s[n]];
+    *plain = ok;
+    return n;
+}
 
 int sl_api_upstream_body_fast(const sl_request *r, const char *upstream_model, sl_buf *out)
 {
@@ -664,13 +1017,44 @@ int sl_api_upstream_body_fast(const sl_request *r, const char *upstream_model, s
             sp[1] = t;
         }
     }
-    size_t mark = out->len, at = 0;
+    bool plain;
+    size_t mark = out->len, at = 0, model_len = text_len(upstream_model, &plain);
     int rc = 0;
+    if (plain) {
+        /* the usual model name: its quoted form is known, so the whole body
+         * is sized, reserved once and copied in place */
+        size_t total = r->raw_len + model_len + 2;
+        for (size_t i = 0; i < n_sp; i++)
+            total += (sp[i].text ? sp[i].text_len : 0) - sp[i].len;
+        rc = sl_buf_reserve(out, total);
+        if (rc)
+            return rc == SL_ENOMEM ? SL_ENOMEM : SL_ETOOBIG;
+        char *d = out->data + out->len;
+        for (size_t i = 0; i < n_sp; i++) {
+            memcpy(d, r->raw + at, sp[i].off - at);
+            d += sp[i].off - at;
+            if (sp[i].text) {
+                memcpy(d, sp[i].text, sp[i].text_len);
+                d += sp[i].text_len;
+            } else {
+                *d++ = '"';
+                memcpy(d, upstream_model, model_len);
+                d += model_len;
+                *d++ = '"';
+            }
+            at = sp[i].off + sp[i].len;
+        }
+        memcpy(d, r->raw + at, r->raw_len - at);
+        d += r->raw_len - at;
+        *d = 0;
+        out->len = (size_t)(d - out->data);
+        return 0;
+    }
     for (size_t i = 0; !rc && i < n_sp; i++) {
         rc = sl_buf_append(out, r->raw + at, sp[i].off - at);
         if (!rc)
             rc = sp[i].text ? sl_buf_append(out, sp[i].text, sp[i].text_len)
-                            : sl_api_json_quote(out, upstream_model, strlen(upstream_model));
+                            : sl_api_json_quote(out, upstream_model, model_len);
         at = sp[i].off + sp[i].len;
     }
     if (!rc)
