@@ -80,47 +80,58 @@ static bool same_upstream(const sl_request *f, const sl_request *s)
     return ok;
 }
 
-/* Decodes body (' for ") every way: fast alone, full alone, public. Checks
- * that the fast one accepts exactly when want_fast, that the public answer
- * is the full one's (return code, fields, error), and when the fast one
- * accepts that it agrees with the full one. Returns the fast request (in a)
- * or NULL. */
-static sl_request *decode_all(sl_api_kind kind, const char *text, bool want_fast, sl_arena *a)
+/* Decodes the len bytes at text every way: fast alone, full alone, public.
+ * Checks that the fast one accepts exactly when want_fast is 1, declines
+ * when it is 0 (-1: either), that the public answer is the full one's
+ * (return code, fields, error), and when the fast one accepts that it agrees
+ * with the full one. The decoders read an exact-size heap copy with no NUL
+ * after it, so that ASan sees any read past the end. Returns the fast
+ * request (in a) or NULL. */
+static sl_request *decode_bytes(sl_api_kind kind, const char *text, size_t len, int want_fast, sl_arena *a)
 {
-    char *body = dq(text);
-    size_t len = strlen(body);
+    char *body = sl_malloc(len ? len : 1);
+    memcpy(body, text, len);
     sl_request *fast = NULL, *full = NULL, *pub = NULL;
     sl_api_error e_full, e_pub;
     int rc_fast = sl_api_decode_fast(kind, body, len, a, &fast);
     int rc_full = sl_api_decode_full(kind, body, len, a, &full, &e_full);
     int rc_pub = sl_api_decode_request(kind, body, len, a, &pub, &e_pub);
-    if ((rc_fast == 0) != want_fast)
-        T_FAIL_AT("%s: fast decoder %s, expected it to %s", body, rc_fast == 0 ? "accepted" : "declined",
+    if (want_fast >= 0 && (rc_fast == 0) != (want_fast == 1))
+        T_FAIL_AT("%.*s: fast decoder %s, expected it to %s", (int)len, body, rc_fast == 0 ? "accepted" : "declined",
                   want_fast ? "accept" : "decline");
     if (rc_fast != 0 && rc_fast != SL_EUNSUPPORTED)
-        T_FAIL_AT("%s: fast decoder returned %d", body, rc_fast);
+        T_FAIL_AT("%.*s: fast decoder returned %d", (int)len, body, rc_fast);
     if (rc_pub != rc_full) {
-        T_FAIL_AT("%s: public %d, full %d", body, rc_pub, rc_full);
+        T_FAIL_AT("%.*s: public %d, full %d", (int)len, body, rc_pub, rc_full);
     } else if (rc_pub != 0) {
         EXPECT_EQ_INT(e_pub.status, e_full.status);
         EXPECT_EQ_STR(e_pub.message, e_full.message);
         EXPECT(str_eq(e_pub.param, e_full.param) && str_eq(e_pub.code, e_full.code));
     } else if (!same_fields(pub, full)) {
-        T_FAIL_AT("%s: public and full decoders disagree", body);
+        T_FAIL_AT("%.*s: public and full decoders disagree", (int)len, body);
     }
     if (rc_fast == 0) {
         if (rc_full != 0)
-            T_FAIL_AT("%s: fast accepted, full refused: %s", body, e_full.message);
+            T_FAIL_AT("%.*s: fast accepted, full refused: %s", (int)len, body, e_full.message);
         else if (!same_fields(fast, full))
-            T_FAIL_AT("%s: fast and full fields differ", body);
+            T_FAIL_AT("%.*s: fast and full fields differ", (int)len, body);
         else if (!same_upstream(fast, full))
-            T_FAIL_AT("%s: fast and full upstream bodies differ", body);
+            T_FAIL_AT("%.*s: fast and full upstream bodies differ", (int)len, body);
         EXPECT(fast->body == NULL && fast->raw != NULL && pub->raw != NULL);
     }
     sl_request_release(full);
     sl_request_release(pub);
     sl_free(body);
     return rc_fast == 0 ? fast : NULL;
+}
+
+/* decode_bytes of body (' for ") with want_fast as a bool. */
+static sl_request *decode_all(sl_api_kind kind, const char *text, bool want_fast, sl_arena *a)
+{
+    char *body = dq(text);
+    sl_request *r = decode_bytes(kind, body, strlen(body), want_fast ? 1 : 0, a);
+    sl_free(body);
+    return r;
 }
 
 static void expect_upstream(const sl_request *r, const char *model, const char *want)
@@ -413,6 +424,11 @@ static void test_declines(void)
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'tool','content':'x','tool_call_id':5}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'wizard','content':'x'}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'User','content':'x'}]}"},
+        {SL_API_CHAT, "{'model':'m','messages':[{'role':'us\\u0065rs','content':'x'}]}"},
+        {SL_API_CHAT, "{'model':'m','messages':[{'role':'user','content':'x'}}"},
+        {SL_API_CHAT, "{'model':'m','stream':true,'stream_options':{}}"},
+        {SL_API_CHAT, "{'model':'m','messages':[{'role':'user','content':'x'}]} }"},
+        {SL_API_CHAT, "{'model':'m','messages':[{'role':'user','content':'x'}],'user':'}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'content':'x'}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'user'}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[]}"},
@@ -513,6 +529,7 @@ static void test_accepts(void)
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'assistant','content':'','name':'bot'}]}"},
         {SL_API_CHAT, "{'model':'m','messages':[{'role':'user','content':'\\u0041\\u00e9\\u20ac\\uD83D\\uDE00'}]}"},
         {SL_API_COMPLETIONS, "{'model':'m','prompt':''}"},
+        {SL_API_CHAT, "{'model':'m','messages':[{'role':'us\\u0065r','content':'x'},{'role':'\\u0074ool','content':'x','tool_call_id':'i'}]}"},
         {SL_API_COMPLETIONS, "{'model':'m','prompt':['a'],'stream':true}"},
         {SL_API_EMBEDDINGS, "{'model':'m','input':'x','encoding_format':'float','dimensions':null,'user':null}"},
         {SL_API_EMBEDDINGS, "{'model':'m','input':'x','encoding_format':null}"},
@@ -561,6 +578,158 @@ static void test_upstream_failures(void)
         EXPECT_EQ_UINT(out.len, 4);
         sl_buf_free(&out);
     }
+    sl_arena_destroy(a);
+}
+
+/* Valid bodies the tests below cut, pad and vary (' for "). */
+static const struct {
+    sl_api_kind kind;
+    const char *body;
+} valid_bodies[] = {
+    {SL_API_CHAT, "{'model':'mock','messages':[{'role':'user','content':'Write a short poem about the sea.'}],"
+                  "'max_tokens':16}"},
+    {SL_API_CHAT,
+     "{'model':'mock','messages':[{'role':'system','content':'You are a helpful assistant who answers briefly.'},"
+     "{'role':'user','content':'Write a short poem about the sea.'},{'role':'assistant','content':'Waves fold "
+     "in silver light,\\nsalt wind hums at night.'},{'role':'user','content':'Now one about the mountains, "
+     "please.'},{'role':'tool','content':'42','tool_call_id':'c1','name':null}],'stream':true,"
+     "'stream_options':{'include_usage':false},'temperature':0.7,'top_p':1e-1,'n':2,'seed':-7,"
+     "'stop':['\\u00e9',''],'user':'u','presence_penalty':null,'max_completion_tokens':9}"},
+    {SL_API_COMPLETIONS, "{'model':'m','prompt':['one','caf\xc3\xa9'],'stream':false,'stop':'x','max_tokens':7}"},
+    {SL_API_EMBEDDINGS, "{'model':'e','input':['a','b'],'encoding_format':'float','dimensions':8,'user':null}"},
+};
+
+/* Input ending anywhere: every prefix of each valid body is declined, or
+ * accepted with the full decoder's answer; the whole body is accepted. Each
+ * prefix is an exact-size heap copy (decode_bytes), so ASan sees a read past
+ * its end. */
+static void test_every_prefix(void)
+{
+    sl_arena *a = sl_arena_create(64); /* small blocks: the request's block is exact-size too */
+    for (size_t b = 0; b < SL_ARRAY_LEN(valid_bodies); b++) {
+        char *body = dq(valid_bodies[b].body);
+        size_t len = strlen(body);
+        size_t accepted = 0;
+        for (size_t n = 0; n < len; n++)
+            accepted += decode_bytes(valid_bodies[b].kind, body, n, -1, a) != NULL;
+        /* a proper prefix of an object is never a whole one */
+        EXPECT_EQ_UINT(accepted, 0);
+        decode_bytes(valid_bodies[b].kind, body, len, 1, a);
+        sl_free(body);
+    }
+    sl_arena_destroy(a);
+}
+
+/* Whitespace of each kind (and runs of all four) at every gap between
+ * tokens, leading and trailing included: accepted with the same fields. A
+ * byte that is not JSON whitespace there (\f, \v, NUL, 0xA0) is declined. */
+static void test_whitespace_every_gap(void)
+{
+    static const char *const ws[] = {" ", "\t", "\n", "\r", " \t\n\r"};
+    static const char *const not_ws[] = {"\f", "\v", "\0", "\xc2\xa0"};
+    sl_arena *a = sl_arena_create(64);
+    int gaps = 0;
+    for (size_t b = 0; b < SL_ARRAY_LEN(valid_bodies); b++) {
+        char *body = dq(valid_bodies[b].body);
+        size_t len = strlen(body);
+        char *v = sl_malloc(len + 8);
+        bool in_str = false, esc = false;
+        for (size_t i = 0; i <= len; i++) {
+            /* i is a gap when it is outside strings and next to a structural
+             * byte or a string's quote (never inside a number or literal) */
+            bool gap = !in_str && (i == 0 || i == len || strchr("{}[]:,\"", body[i - 1]) ||
+                                   strchr("{}[]:,\"", body[i]));
+            if (gap) {
+                gaps++;
+                for (int k = 0; k < 2; k++) {
+                    size_t nk = k ? SL_ARRAY_LEN(not_ws) : SL_ARRAY_LEN(ws);
+                    for (size_t w = 0; w < nk; w++) {
+                        const char *ins = k ? not_ws[w] : ws[w];
+                        size_t il = k && w == 2 ? 1 : strlen(ins);
+                        memcpy(v, body, i);
+                        memcpy(v + i, ins, il);
+                        memcpy(v + i + il, body + i, len - i);
+                        sl_request *r = decode_bytes(valid_bodies[b].kind, v, len + il, k ? 0 : 1, a);
+                        if (r && !k && b == 0) /* fields held against the full decoder already; one spot check */
+                            EXPECT_EQ_STR(r->messages[0].text, "Write a short poem about the sea.");
+                    }
+                }
+            }
+            if (i < len) {
+                if (in_str && esc)
+                    esc = false;
+                else if (in_str && body[i] == '\\')
+                    esc = true;
+                else if (body[i] == '"')
+                    in_str = !in_str;
+            }
+        }
+        sl_free(v);
+        sl_free(body);
+    }
+    EXPECT(gaps > 150);
+    sl_arena_destroy(a);
+}
+
+/* Strings longer than 16 bytes (the fast loops' stride) with an escape, a
+ * UTF-8 sequence or a bad byte at every offset up to 40, both mid-body
+ * (content) and within the last 16 bytes of the body (user, the tail load):
+ * decoded exactly, or declined for bytes the full decoder refuses. */
+static void test_long_strings_every_offset(void)
+{
+    static const struct {
+        const char *raw;     /* as written in the JSON string */
+        const char *decoded; /* NULL: the full decoder refuses it */
+    } specials[] = {
+        {"\\n", "\n"},
+        {"\\\"", "\""},
+        {"\\u00e9", "\xc3\xa9"},
+        {"\\ud83d\\ude00", "\xf0\x9f\x98\x80"},
+        {"\xc3\xa9", "\xc3\xa9"},
+        {"\xe2\x82\xac", "\xe2\x82\xac"},
+        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},
+        {"\x7f", "\x7f"},
+        {"}", "}"},
+        {"\xc3\x28", NULL},
+        {"\xed\xa0\x80", NULL},
+        {"\x01", NULL},
+        {"\t", NULL},
+        {"\\x", NULL},
+        {"\\u0000", NULL},
+        {"\\ud83d", NULL},
+    };
+    sl_arena *a = sl_arena_create(64);
+    char body[256], want[128], str[128];
+    int checked = 0;
+    for (size_t sp = 0; sp < SL_ARRAY_LEN(specials); sp++) {
+        for (int at = 0; at <= 40; at++) {
+            for (int after = 0; after <= 17; after += 17) {
+                /* at 'a's, the special, after 'b's */
+                int n = 0;
+                n += snprintf(str + n, sizeof str - (size_t)n, "%.*s", at, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+                n += snprintf(str + n, sizeof str - (size_t)n, "%s", specials[sp].raw);
+                snprintf(str + n, sizeof str - (size_t)n, "%.*s", after, "bbbbbbbbbbbbbbbbbb");
+                const char *dec = specials[sp].decoded;
+                if (dec)
+                    snprintf(want, sizeof want, "%.*s%s%.*s", at, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                             dec, after, "bbbbbbbbbbbbbbbbbb");
+                for (int where = 0; where < 2; where++) {
+                    int bl = where ? snprintf(body, sizeof body,
+                                              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                                              "\"user\":\"%s\"}",
+                                              str)
+                                   : snprintf(body, sizeof body,
+                                              "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}",
+                                              str);
+                    sl_request *r = decode_bytes(SL_API_CHAT, body, (size_t)bl, dec ? 1 : 0, a);
+                    if (r && dec)
+                        EXPECT_EQ_STR(where ? r->user : r->messages[0].text, want);
+                    checked++;
+                }
+            }
+        }
+    }
+    EXPECT_EQ_INT(checked, (int)SL_ARRAY_LEN(specials) * 41 * 2 * 2);
     sl_arena_destroy(a);
 }
 
@@ -670,6 +839,9 @@ int main(void)
     RUN(test_accepts);
     RUN(test_deep);
     RUN(test_upstream_failures);
+    RUN(test_every_prefix);
+    RUN(test_whitespace_every_gap);
+    RUN(test_long_strings_every_offset);
     RUN(test_timing);
     return TEST_REPORT();
 }
