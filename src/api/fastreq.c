@@ -447,6 +447,27 @@ static __attribute__((noinline)) ptr real_end(ptr start, ptr p, double *d)
         while (lex_is_digit(*p));
     }
     ptr mant_end = p;
+    if (*p != 'e' && *p != 'E' && mant_end - start <= 16) {
+        /* the usual real ("0.7"): at most 15 digits, so the digits as an
+         * integer m < 2^53 and 10^k are exact doubles, and m / 10^k is the
+         * correctly rounded quotient, the value strtod reads */
+        static const double pow10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13,
+                                       1e14, 1e15};
+        uint64_t m = 0;
+        int k = 0;
+        bool frac = false;
+        for (ptr q = start + (*start == '-'); q < mant_end; q++) {
+            if (*q == '.') {
+                frac = true;
+                continue;
+            }
+            m = m * 10 + (uint64_t)(*q - '0');
+            k += frac;
+        }
+        double v = (double)m / pow10[k];
+        *d = *start == '-' ? -v : v;
+        return p;
+    }
     if (*p == 'e' || *p == 'E') {
         p++;
         if (*p == '+' || *p == '-')

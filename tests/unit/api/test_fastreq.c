@@ -367,6 +367,37 @@ static void test_numbers(void)
         EXPECT_EQ_INT(r->seed, -1000);
         EXPECT(r->temperature == 1.0 && r->top_p == 0.5 && r->presence_penalty == 0.0);
     }
+    /* decimals of 1..15 digits (the fast decoder computes those without
+     * strtod): the same double as the full decoder's, field by field */
+    uint64_t seed = 12345;
+    for (int i = 0; i < 3000; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        /* [-]D.F...: one integer digit (0 or 1) and 1..14 fraction digits */
+        int frac = 1 + (int)(seed >> 59) % 14;
+        char num[32], body[160];
+        uint64_t x = seed >> 8;
+        size_t n = 0;
+        if (i & 1)
+            num[n++] = '-';
+        num[n++] = (char)('0' + (int)(x & 1));
+        x >>= 1;
+        num[n++] = '.';
+        for (int d = 0; d < frac; d++) {
+            num[n++] = (char)('0' + (int)(x % 10));
+            x /= 10;
+        }
+        int bl = snprintf(body, sizeof body,
+                      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                      "\"presence_penalty\":%.*s}",
+                      (int)n, num);
+        sl_request *q = decode_bytes(SL_API_CHAT, body, (size_t)bl, 1, a);
+        if (q) {
+            char tmp[32];
+            memcpy(tmp, num, n);
+            tmp[n] = 0;
+            EXPECT(q->presence_penalty == strtod(tmp, NULL));
+        }
+    }
     r = decode_all(SL_API_EMBEDDINGS, "{'model':'m','input':'x','dimensions':999999999999999999}", true, a);
     if (r)
         EXPECT_EQ_INT(r->dimensions, 999999999999999999LL);
