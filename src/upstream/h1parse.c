@@ -24,6 +24,7 @@
 
 enum {
     ST_HEAD = 0,
+    ST_HEAD_TRY, /* only inside head_try: a failure there is not final */
     ST_BODY_LEN,   /* remaining = Content-Length bytes left */
     ST_BODY_CLOSE, /* until the peer closes */
     ST_CHUNK_SIZE, /* reading a chunk-size line into hbuf */
@@ -41,6 +42,11 @@ enum {
  * block scans below may read whole 8-byte words and known names (up to 18
  * bytes with the ':') without a bounds check. */
 #define HBUF_PAD 24
+/* Bytes of a feed head_try copies and parses in one go; blocks that are
+ * longer or do not fit in the feed go the slow way (head_take). Large enough
+ * for the heads of common LLM APIs (about 1 KiB), small enough that copying
+ * it from a feed holding a large body too costs little. */
+#define HEAD_TRY_BYTES 2048
 
 void sl_h1p_reset(sl_h1p *p, bool head)
 {
@@ -64,6 +70,8 @@ void sl_h1p_free(sl_h1p *p)
 
 static int fail(sl_h1p *p, uint64_t at, const char *what)
 {
+    if (p->state == ST_HEAD_TRY)
+        return SL_EUPSTREAM; /* head_try falls back: the message would be dropped */
     snprintf(p->err, sizeof p->err, "malformed upstream response at byte %llu: %s",
              (unsigned long long)at, what);
     p->state = ST_ERROR;
@@ -183,7 +191,7 @@ static int known_field(const char *s, size_t *name_len)
  * is its CR or LF. Little-endian machines test 8 bytes at a time; the block
  * in hbuf ends with a NUL (a stopping byte) followed by HBUF_PAD bytes, so
  * every word read lies inside the allocation. */
-static const char *value_end(const char *s)
+static inline const char *value_end(const char *s)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
@@ -258,41 +266,53 @@ static void te_token(void *ud, const char *t, size_t n)
     c->chunked_last = ieq_lit(t, n, "chunked", 7);
 }
 
-/* Parses the complete header block hbuf[0..hlen) (ending with its empty
- * line, NUL after it). On a final response fills ev and sets up body framing.
+/* Parses the header block at hbuf (hlen bytes there, then a NUL and
+ * HBUF_PAD zero bytes); base is the response offset of hbuf[0]. The block ends
+ * at the first empty line after the status line; *blen is set to its length
+ * (with that line). Bytes after it are not looked at, except as bytes that do
+ * not match (known_field). Outside head_try the whole of hbuf is the block.
+ * On a final response fills ev and sets up body framing.
  * Each byte is looked at about once: a name is scanned for tchars up to its
  * ':', a value for allowed bytes up to its line end (CR, LF and NUL are
  * neither, so both scans stop inside the line); the empty line at the end
  * guarantees every scan finds a line end. Names are matched only when their
  * length is that of a field we use. */
-static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
+static int parse_block(sl_h1p *p, size_t hlen, uint64_t base, sl_h1p_event *ev, bool *final,
+                       size_t *blen)
 {
-    uint64_t base = p->offset - p->hlen; /* response offset of hbuf[0] */
     char *b = p->hbuf;
     /* status line: HTTP/1.x SP 3DIGIT [SP reason]. Its end le is usually the
-     * first byte value_end stops at; if that is another control byte, the
-     * line end is found by LF and the bytes are checked one by one below. */
-    char *le = (char *)value_end(b), *line;
+     * first byte value_end stops at, searched from the reason phrase when the
+     * 12 bytes before it have the right shape (then none is a control byte);
+     * if it stops at another control byte, the line end is found by LF and
+     * the bytes are checked one by one below. The block holds at least two
+     * LFs, so b[0..12) may be read. */
+    bool shaped = memcmp(b, "HTTP/1.", 7) == 0 && (b[7] == '0' || b[7] == '1') && b[8] == ' ' &&
+                  b[9] >= '0' && b[9] <= '9' && b[10] >= '0' && b[10] <= '9' && b[11] >= '0' &&
+                  b[11] <= '9';
+    char *le = (char *)value_end(shaped ? b + 12 : b), *line;
     bool clean = true; /* no control byte before le */
     if (*le == '\n') {
         line = le + 1;
     } else if (*le == '\r' && le[1] == '\n') {
         line = le + 2;
     } else {
-        char *nl = memchr(b, '\n', p->hlen);
+        char *nl = memchr(b, '\n', hlen);
+        if (!nl) /* only in head_try: the status line is not all there */
+            return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
         le = nl > b && nl[-1] == '\r' ? nl - 1 : nl;
         line = nl + 1;
         clean = false;
     }
     size_t ll = (size_t)(le - b);
-    if (ll < 12 || memcmp(b, "HTTP/1.", 7) != 0 || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
-        return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (b[i] < '0' || b[i] > '9')
-            return fail(p, base + (uint64_t)i, "bad status code");
-        status = status * 10 + (b[i] - '0');
+    if (!shaped) {
+        if (ll < 12 || memcmp(b, "HTTP/1.", 7) != 0 || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
+            return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
+        for (int i = 9; i < 12; i++)
+            if (b[i] < '0' || b[i] > '9')
+                return fail(p, base + (uint64_t)i, "bad status code");
     }
+    int status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
     if (status < 100 || (ll > 12 && b[12] != ' '))
         return fail(p, base + 9, "bad status code");
     for (size_t i = 12; !clean && i < ll; i++) {
@@ -308,8 +328,10 @@ static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
     int nfields = 0;
     for (;;) {
         uint64_t at = base + (uint64_t)(line - b);
-        if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n'))
+        if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n')) {
+            *blen = (size_t)(line - b) + (line[0] == '\r' ? 2 : 1);
             break; /* the empty line ending the block */
+        }
         if (*line == ' ' || *line == '\t')
             return fail(p, at, "obsolete line folding in header");
         if (++nfields > SL_H1P_MAX_HEADERS)
@@ -510,6 +532,36 @@ static int head_take(sl_h1p *p, const char *buf, size_t n, size_t *took, bool *c
     return 0;
 }
 
+/* The fast way through a header block that starts at buf[0] (hlen == 0):
+ * copies up to HEAD_TRY_BYTES of the feed to hbuf (one memcpy), pads it, and
+ * parses that as a block, so the block is read once instead of twice (once
+ * for its end, once to parse it). If the parse finds the block's empty line
+ * without an error, the result is what head_take + parse_block would give:
+ * parse_block looks at no byte after the block, and HEAD_TRY_BYTES is below
+ * the cap. Returns 0 (*took: the block's bytes, now consumed), SL_ENOMEM, or 1
+ * when the block is not all there or is malformed: then nothing was consumed,
+ * the parser is as before, and the slow way runs (and words any error). */
+static int head_try(sl_h1p *p, const char *buf, size_t n, sl_h1p_event *ev, bool *final,
+                    size_t *took)
+{
+    size_t k = n < HEAD_TRY_BYTES ? n : HEAD_TRY_BYTES;
+    int rc = hbuf_append(p, buf, k, SL_H1P_MAX_HEADER_BYTES, p->offset, "");
+    if (rc)
+        return rc;
+    memset(p->hbuf + k, 0, 1 + HBUF_PAD);
+    p->state = ST_HEAD_TRY; /* fail() only returns the code */
+    size_t blen = 0;
+    rc = parse_block(p, k, p->offset, ev, final, &blen);
+    p->hlen = 0;
+    if (p->state == ST_HEAD_TRY)
+        p->state = ST_HEAD; /* failed, or a 1xx block: the next block starts */
+    if (rc)
+        return 1;
+    p->offset += blen;
+    *took = blen;
+    return 0;
+}
+
 /* After a chunk's last data byte: consumes its CR LF (or bare LF) as far as
  * those bytes are in s[0..n), so that the BODY event ending a chunk also takes
  * the framing after it (one step per chunk, not two). Any other byte is left
@@ -531,15 +583,14 @@ static size_t chunk_crlf(sl_h1p *p, const char *s, size_t n)
     return k;
 }
 
-int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used, sl_h1p_event *ev)
+/* sl_h1p_step with at least one byte given. Not inlined, so that the calls
+ * with none stay cheap. */
+__attribute__((noinline)) static int step_bytes(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used,
+                      sl_h1p_event *ev)
 {
     size_t pos = 0;
     int rc = 0;
-    ev->kind = SL_H1P_NEED_MORE;
-    *used = 0;
-    if (p->state == ST_ERROR)
-        return SL_EUPSTREAM;
-    if (n > 0 && p->state != ST_DONE)
+    if (p->state != ST_DONE)
         p->started = true;
     while (p->state != ST_DONE) {
         if (p->state == ST_BODY_LEN || p->state == ST_CHUNK_DATA || p->state == ST_BODY_CLOSE) {
@@ -586,6 +637,21 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
             continue;
         }
         bool line_done = false;
+        if (p->state == ST_HEAD && p->hlen == 0) {
+            size_t took = 0;
+            bool final = false;
+            rc = head_try(p, buf + pos, n - pos, ev, &final, &took);
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                pos += took;
+                if (final) {
+                    *used = pos;
+                    return 0;
+                }
+                continue;
+            }
+        }
         if (p->state == ST_HEAD) {
             size_t took = 0;
             bool complete = false;
@@ -597,7 +663,8 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
                 continue; /* pos == n */
             memset(p->hbuf + p->hlen, 0, 1 + HBUF_PAD); /* NUL, then the padding */
             bool final = false;
-            rc = parse_block(p, ev, &final);
+            size_t blen = 0;
+            rc = parse_block(p, p->hlen, p->offset - p->hlen, ev, &final, &blen);
             if (rc)
                 return rc;
             p->hlen = p->line_start = 0;
@@ -663,6 +730,23 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
         ev->kind = SL_H1P_DONE;
     *used = pos;
     return 0;
+}
+
+int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used, sl_h1p_event *ev)
+{
+    ev->kind = SL_H1P_NEED_MORE;
+    *used = 0;
+    if (p->state == ST_ERROR)
+        return SL_EUPSTREAM;
+    /* No bytes: nothing can happen but the end already reached (a body state
+     * with nothing to take is NEED_MORE, not BLOCKED). Callers make this call
+     * after every read, so it is kept short. */
+    if (n == 0) {
+        if (p->state == ST_DONE)
+            ev->kind = SL_H1P_DONE;
+        return 0;
+    }
+    return step_bytes(p, buf, n, body_ok, used, ev);
 }
 
 int sl_h1p_eof(sl_h1p *p, bool *done)
