@@ -465,6 +465,42 @@ static int parse_chunk_size(sl_h1p *p, const char *s, size_t len, uint64_t at)
     return 0;
 }
 
+/* 1 + the value of each hex digit; 0 for any other byte. */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+};
+
+/* The usual chunk-size line, 1 to 15 hex digits and CRLF or LF (no
+ * extension, no blanks), read straight from s[0..n): returns its length with
+ * the line end and sets *size, or returns 0 when the line is anything else or
+ * is not all in s[0..n); then the general way (memchr, parse_chunk_size) runs
+ * and words any error. 15 hex digits cannot pass MAX_CHUNK_SIZE (2^60). */
+static size_t chunk_line_plain(const char *s, size_t n, uint64_t *size)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && i < 15; i++) {
+        unsigned d = hex1[(unsigned char)s[i]];
+        if (!d)
+            break;
+        v = v * 16 + (d - 1);
+    }
+    if (i == 0 || i == n)
+        return 0;
+    if (s[i] == '\n') {
+        *size = v;
+        return i + 1;
+    }
+    if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
+        *size = v;
+        return i + 2;
+    }
+    return 0;
+}
+
 /* Reads bytes up to and including the next LF into hbuf, which holds only
  * the current line (bounded by cap; too long fails at the line's start).
  * Returns 0 with *line_done, or an error. *pos advances over what it took. */
@@ -679,11 +715,16 @@ __attribute__((noinline)) static int step_bytes(sl_h1p *p, const char *buf, size
             const char *s = buf + pos;
             size_t avail = n - pos;
             const char *nl = NULL;
-            /* A whole line in this feed (the usual case) is parsed in place.
-             * The search is bounded by the cap, so a line found fits it. */
-            if (p->hlen == 0)
-                nl = memchr(s, '\n', avail < SL_H1P_MAX_CHUNK_LINE ? avail : SL_H1P_MAX_CHUNK_LINE);
-            if (nl) {
+            size_t plain = 0;
+            /* A whole line in this feed (the usual case) is parsed in place:
+             * a plain one in one pass, any other after memchr found its end.
+             * That search is bounded by the cap, so a line found fits it. */
+            if (p->hlen == 0 && (plain = chunk_line_plain(s, avail, &p->remaining)) > 0) {
+                pos += plain;
+                p->offset += plain;
+            } else if (p->hlen == 0 &&
+                       (nl = memchr(s, '\n',
+                                    avail < SL_H1P_MAX_CHUNK_LINE ? avail : SL_H1P_MAX_CHUNK_LINE))) {
                 size_t len = (size_t)(nl - s);
                 if (len > 0 && s[len - 1] == '\r')
                     len--;

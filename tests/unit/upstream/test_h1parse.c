@@ -471,6 +471,13 @@ static void test_chunk_lines(void)
     ERR(s, "at byte 53: chunk data not followed by CRLF");
     snprintf(s, sizeof s, "%s3;a\rb\r\nabc\r\n", h);
     ERR(s, "at byte 47: bad chunk extension");
+    /* chunk sizes with many digits: 15 fit, 16 may pass 2^60 */
+    snprintf(s, sizeof s, "%s0000000000000001\r\nx\r\n0\r\n\r\n", h);
+    expect_response(s, false, false, 200, "-", "x", true, 0);
+    snprintf(s, sizeof s, "%s1000000000000001\r\nx\r\n", h);
+    ERR(s, "at byte 47: chunk size too large");
+    snprintf(s, sizeof s, "%sFFFFFFFFFFFFFFF\r\nabc", h);
+    expect_error(s, strlen(s), true, "truncated after 67 bytes");
     /* a chunk-size line of exactly SL_H1P_MAX_CHUNK_LINE bytes (CRLF
      * included) passes; one byte more fails at the line's start */
     for (int extra = 0; extra < 2; extra++) {
