@@ -1,13 +1,16 @@
 /* Incremental HTTP/1.1 response parser: see h1parse.h.
  *
- * States: HEAD copies the header block into hbuf until its empty line (a line
+ * States: HEAD gathers the header block in hbuf until its empty line (a line
  * ends at LF; CRLF and bare LF are both accepted), then parses the whole block
- * at once, so no field ever straddles two feeds. The block end is found with
- * memchr line by line over the bytes of this feed and everything up to it is
- * copied in one memcpy (head_take). Chunk-size lines are parsed in place when
- * the whole line is in the feed, else gathered in hbuf; trailer lines always
- * go through hbuf. Body bytes are never copied: BODY events point into the
- * caller's buffer.
+ * at once, so no field ever straddles two feeds. When a block starts a feed
+ * (the usual case: the whole head arrives in one read), head_try copies the
+ * feed's first bytes once and parses them straight, the parse itself finding
+ * the block's end; otherwise, or when that block is cut short or malformed,
+ * head_take gathers the block (its end found with memchr, each feed's part
+ * copied with one memcpy) and parse_block runs on it. Chunk-size lines are
+ * parsed in place when the whole line is in the feed, else gathered in hbuf;
+ * trailer lines always go through hbuf. Body bytes are never copied: BODY
+ * events point into the caller's buffer.
  *
  * Split invariance: however the bytes are cut into feeds, the events (body
  * bytes concatenated), errors and error messages are the same. That is why
@@ -18,7 +21,6 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/core.h"
 
@@ -272,11 +274,12 @@ static void te_token(void *ud, const char *t, size_t n)
  * (with that line). Bytes after it are not looked at, except as bytes that do
  * not match (known_field). Outside head_try the whole of hbuf is the block.
  * On a final response fills ev and sets up body framing.
- * Each byte is looked at about once: a name is scanned for tchars up to its
- * ':', a value for allowed bytes up to its line end (CR, LF and NUL are
- * neither, so both scans stop inside the line); the empty line at the end
- * guarantees every scan finds a line end. Names are matched only when their
- * length is that of a field we use. */
+ * Each byte is looked at about once: a field the parser reads is recognised
+ * whole by known_field; any other name is scanned for tchars up to its ':';
+ * a value is scanned for allowed bytes up to its line end. CR, LF and NUL
+ * stop both scans, so they stay inside the line, or (in head_try) stop at the
+ * NUL after the bytes copied, which is never a good line end: the parse then
+ * fails and head_try falls back. */
 static int parse_block(sl_h1p *p, size_t hlen, uint64_t base, sl_h1p_event *ev, bool *final,
                        size_t *blen)
 {
@@ -285,8 +288,8 @@ static int parse_block(sl_h1p *p, size_t hlen, uint64_t base, sl_h1p_event *ev, 
      * first byte value_end stops at, searched from the reason phrase when the
      * 12 bytes before it have the right shape (then none is a control byte);
      * if it stops at another control byte, the line end is found by LF and
-     * the bytes are checked one by one below. The block holds at least two
-     * LFs, so b[0..12) may be read. */
+     * the bytes are checked one by one below. b[0..12) may be read: the
+     * block holds at least two LFs, and in head_try the padding follows. */
     bool shaped = memcmp(b, "HTTP/1.", 7) == 0 && (b[7] == '0' || b[7] == '1') && b[8] == ' ' &&
                   b[9] >= '0' && b[9] <= '9' && b[10] >= '0' && b[10] <= '9' && b[11] >= '0' &&
                   b[11] <= '9';
