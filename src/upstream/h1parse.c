@@ -1,21 +1,32 @@
 /* Incremental HTTP/1.1 response parser: see h1parse.h.
  *
- * States: HEAD copies the header block into hbuf line by line (a line ends at
- * LF; CRLF and bare LF are both accepted) until an empty line, then parses
- * the whole block at once, so no field ever straddles two feeds. Chunk-size
- * lines and trailer lines go through hbuf the same way, each bounded. Body
- * bytes are never copied: BODY events point into the caller's buffer. */
+ * States: HEAD gathers the header block in hbuf until its empty line (a line
+ * ends at LF; CRLF and bare LF are both accepted), then parses the whole block
+ * at once, so no field ever straddles two feeds. When a block starts a feed
+ * (the usual case: the whole head arrives in one read), head_try copies the
+ * feed's first bytes once and parses them straight, the parse itself finding
+ * the block's end; otherwise, or when that block is cut short or malformed,
+ * head_take gathers the block (its end found with memchr, each feed's part
+ * copied with one memcpy) and parse_block runs on it. Chunk-size lines are
+ * parsed in place when the whole line is in the feed, else gathered in hbuf;
+ * trailer lines always go through hbuf. Body bytes are never copied: BODY
+ * events point into the caller's buffer.
+ *
+ * Split invariance: however the bytes are cut into feeds, the events (body
+ * bytes concatenated), errors and error messages are the same. That is why
+ * every limit error names the start of the line that crossed the limit, not
+ * the start of the piece being appended. */
 #include "upstream/h1parse.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/core.h"
 
 enum {
     ST_HEAD = 0,
+    ST_HEAD_TRY, /* only inside head_try: a failure there is not final */
     ST_BODY_LEN,   /* remaining = Content-Length bytes left */
     ST_BODY_CLOSE, /* until the peer closes */
     ST_CHUNK_SIZE, /* reading a chunk-size line into hbuf */
@@ -29,13 +40,23 @@ enum {
 
 #define MAX_CONTENT_LENGTH ((uint64_t)1 << 62)
 #define MAX_CHUNK_SIZE ((uint64_t)1 << 60)
+/* Zero bytes kept after the NUL that ends a header block in hbuf, so that the
+ * block scans below may read whole 8-byte words and known names (up to 18
+ * bytes with the ':') without a bounds check. */
+#define HBUF_PAD 24
+/* Bytes of a feed head_try copies and parses in one go; blocks that are
+ * longer or do not fit in the feed go the slow way (head_take). Large enough
+ * for the heads of common LLM APIs (about 1 KiB), small enough that copying
+ * it from a feed holding a large body too costs little. */
+#define HEAD_TRY_BYTES 2048
 
 void sl_h1p_reset(sl_h1p *p, bool head)
 {
     char *keep = p->hbuf;
     size_t cap = p->hcap;
-    memset(p, 0, offsetof(sl_h1p, err)); /* err is written before it is read */
-    p->err[0] = '\0';
+    /* everything before err is cleared; err only needs to be an empty string */
+    memset(p, 0, offsetof(sl_h1p, err));
+    p->err[0] = 0;
     p->hbuf = keep;
     p->hcap = cap;
     p->head = head;
@@ -51,20 +72,25 @@ void sl_h1p_free(sl_h1p *p)
 
 static int fail(sl_h1p *p, uint64_t at, const char *what)
 {
+    if (p->state == ST_HEAD_TRY)
+        return SL_EUPSTREAM; /* head_try falls back: the message would be dropped */
     snprintf(p->err, sizeof p->err, "malformed upstream response at byte %llu: %s",
              (unsigned long long)at, what);
     p->state = ST_ERROR;
     return SL_EUPSTREAM;
 }
 
-/* Appends src[0..n) to hbuf; cap is the limit for hlen. */
-static int hbuf_append(sl_h1p *p, const char *src, size_t n, size_t cap, const char *what)
+/* Appends src[0..n) to hbuf; cap is the limit for hlen, past which it fails
+ * with `what` at response offset `at`. Keeps room for a NUL and HBUF_PAD
+ * bytes after hlen. */
+static int hbuf_append(sl_h1p *p, const char *src, size_t n, size_t cap, uint64_t at,
+                       const char *what)
 {
     if (n > cap - p->hlen)
-        return fail(p, p->offset, what);
-    if (p->hlen + n + 1 > p->hcap) {
+        return fail(p, at, what);
+    if (p->hlen + n + 1 + HBUF_PAD > p->hcap) {
         size_t c = p->hcap ? p->hcap : 1024;
-        while (c < p->hlen + n + 1)
+        while (c < p->hlen + n + 1 + HBUF_PAD)
             c *= 2;
         char *nb = sl_realloc(p->hbuf, c);
         if (!nb)
@@ -77,10 +103,127 @@ static int hbuf_append(sl_h1p *p, const char *src, size_t n, size_t cap, const c
     return 0;
 }
 
-
-static bool ieq(const char *a, size_t an, const char *b)
+/* s[0..n) equals lit[0..lit_len) ignoring ASCII case; lit is lowercase
+ * letters and '-'. Folding with | 0x20 is exact for the bytes compared here
+ * (header names are tchars, token bytes passed the control-byte check): only
+ * a letter's two cases fold onto a lowercase letter, and only '-' and CR fold
+ * onto '-', CR being excluded from both. */
+static bool ieq_lit(const char *s, size_t n, const char *lit, size_t lit_len)
 {
-    return strlen(b) == an && strncasecmp(a, b, an) == 0;
+    if (n != lit_len)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] | 0x20) != lit[i])
+            return false;
+    return true;
+}
+
+static inline uint64_t load8(const char *s)
+{
+    uint64_t v;
+    memcpy(&v, s, sizeof v);
+    return v;
+}
+
+/* The 8 bytes at s are lit's first 8, ignoring case on letters only. The
+ * literals are lowercase letters, '-' and ':'; of these only letters have bit
+ * 6 set, so fold is 0x20 on letter bytes and 0 elsewhere: a letter matches
+ * either case, '-' and ':' match only themselves. */
+static inline bool word_is(const char *s, const char *lit)
+{
+    uint64_t l = load8(lit);
+    uint64_t fold = (l & 0x4040404040404040u) >> 1;
+    return (load8(s) | fold) == l;
+}
+
+/* s starts with lit[0..n) (8 <= n), as word_is, the last word overlapping.
+ * Inlined with a constant n it is 2 or 3 compares. */
+static inline bool starts_with(const char *s, const char *lit, size_t n)
+{
+    for (size_t i = 0; i + 8 < n; i += 8)
+        if (!word_is(s + i, lit + i))
+            return false;
+    return word_is(s + n - 8, lit + n - 8);
+}
+
+/* The header fields the parser reads. */
+enum { F_OTHER, F_CONNECTION, F_RETRY_AFTER, F_CONTENT_TYPE, F_CONTENT_LENGTH, F_TRANSFER_ENCODING };
+
+/* Which field the header line at s (in hbuf, padded) names, recognised by its
+ * first letter and then its whole name with the ':' in any letter case; a
+ * match is therefore also a valid name, with *name_len set. Anything else is
+ * F_OTHER, and its name still has to be checked. */
+static int known_field(const char *s, size_t *name_len)
+{
+    switch (s[0] | 0x20) {
+    case 'c':
+        if (starts_with(s, "content-type:", 13)) {
+            *name_len = 12;
+            return F_CONTENT_TYPE;
+        }
+        if (starts_with(s, "content-length:", 15)) {
+            *name_len = 14;
+            return F_CONTENT_LENGTH;
+        }
+        if (starts_with(s, "connection:", 11)) {
+            *name_len = 10;
+            return F_CONNECTION;
+        }
+        break;
+    case 'r':
+        if (starts_with(s, "retry-after:", 12)) {
+            *name_len = 11;
+            return F_RETRY_AFTER;
+        }
+        break;
+    case 't':
+        if (starts_with(s, "transfer-encoding:", 18)) {
+            *name_len = 17;
+            return F_TRANSFER_ENCODING;
+        }
+        break;
+    default:
+        break;
+    }
+    return F_OTHER;
+}
+
+/* The first byte at or after s that may not appear in a header value or
+ * reason phrase: a control byte other than HTAB, or DEL. On a good line that
+ * is its CR or LF. Little-endian machines test 8 bytes at a time; the block
+ * in hbuf ends with a NUL (a stopping byte) followed by HBUF_PAD bytes, so
+ * every word read lies inside the allocation. */
+static inline const char *value_end(const char *s)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    for (;;) {
+        uint64_t x = load8(s);
+        uint64_t d = x ^ (0x7f * ones);
+        /* high bit of byte i set if byte i < 0x20 (lo) or == 0x7f (del). A
+         * borrow can only flag bytes above a truly flagged one, so the lowest
+         * flag is exact; HTAB is flagged too and stepped over. */
+        uint64_t lo = (x - 0x20 * ones) & ~x & high;
+        uint64_t del = (d - ones) & ~d & high;
+        uint64_t m = lo | del;
+        if (!m) {
+            s += 8;
+            continue;
+        }
+        s += __builtin_ctzll(m) / 8;
+        if (*s != '\t')
+            return s;
+        s++;
+    }
+#else
+    /* visible ASCII, SP, HTAB and obs-text */
+    static const bool value_ok[256] = {
+        ['\t'] = 1, [' ' ... '~'] = 1, [0x80 ... 0xff] = 1,
+    };
+    while (value_ok[(unsigned char)*s])
+        s++;
+    return s;
+#endif
 }
 
 /* Calls fn(tok, len) for each comma-separated element of v, trimmed. */
@@ -107,9 +250,9 @@ typedef struct conn_tokens {
 static void conn_token(void *ud, const char *t, size_t n)
 {
     conn_tokens *c = ud;
-    if (ieq(t, n, "close"))
+    if (ieq_lit(t, n, "close", 5))
         c->close = true;
-    else if (ieq(t, n, "keep-alive"))
+    else if (ieq_lit(t, n, "keep-alive", 10))
         c->keep_alive = true;
 }
 
@@ -122,31 +265,60 @@ static void te_token(void *ud, const char *t, size_t n)
 {
     te_tokens *c = ud;
     c->count++;
-    c->chunked_last = ieq(t, n, "chunked");
+    c->chunked_last = ieq_lit(t, n, "chunked", 7);
 }
 
-/* Parses the complete header block hbuf[0..hlen) (ending with its empty
- * line). On a final response fills ev and sets up body framing. */
-static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
+/* Parses the header block at hbuf (hlen bytes there, then a NUL and
+ * HBUF_PAD zero bytes); base is the response offset of hbuf[0]. The block ends
+ * at the first empty line after the status line; *blen is set to its length
+ * (with that line). Bytes after it are not looked at, except as bytes that do
+ * not match (known_field). Outside head_try the whole of hbuf is the block.
+ * On a final response fills ev and sets up body framing.
+ * Each byte is looked at about once: a field the parser reads is recognised
+ * whole by known_field; any other name is scanned for tchars up to its ':';
+ * a value is scanned for allowed bytes up to its line end. CR, LF and NUL
+ * stop both scans, so they stay inside the line, or (in head_try) stop at the
+ * NUL after the bytes copied, which is never a good line end: the parse then
+ * fails and head_try falls back. */
+static int parse_block(sl_h1p *p, size_t hlen, uint64_t base, sl_h1p_event *ev, bool *final,
+                       size_t *blen)
 {
-    uint64_t base = p->offset - p->hlen; /* response offset of hbuf[0] */
     char *b = p->hbuf;
-    char *end = b + p->hlen;
-    char *nl = memchr(b, '\n', p->hlen);
-    /* status line: HTTP/1.x SP 3DIGIT [SP reason] */
-    char *le = nl > b && nl[-1] == '\r' ? nl - 1 : nl;
-    size_t ll = (size_t)(le - b);
-    if (ll < 12 || memcmp(b, "HTTP/1.", 7) != 0 || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
-        return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
-    int status = 0;
-    for (int i = 9; i < 12; i++) {
-        if (b[i] < '0' || b[i] > '9')
-            return fail(p, base + (uint64_t)i, "bad status code");
-        status = status * 10 + (b[i] - '0');
+    /* status line: HTTP/1.x SP 3DIGIT [SP reason]. Its end le is usually the
+     * first byte value_end stops at, searched from the reason phrase when the
+     * 12 bytes before it have the right shape (then none is a control byte);
+     * if it stops at another control byte, the line end is found by LF and
+     * the bytes are checked one by one below. b[0..12) may be read: the
+     * block holds at least two LFs, and in head_try the padding follows. */
+    bool shaped = memcmp(b, "HTTP/1.", 7) == 0 && (b[7] == '0' || b[7] == '1') && b[8] == ' ' &&
+                  b[9] >= '0' && b[9] <= '9' && b[10] >= '0' && b[10] <= '9' && b[11] >= '0' &&
+                  b[11] <= '9';
+    char *le = (char *)value_end(shaped ? b + 12 : b), *line;
+    bool clean = true; /* no control byte before le */
+    if (*le == '\n') {
+        line = le + 1;
+    } else if (*le == '\r' && le[1] == '\n') {
+        line = le + 2;
+    } else {
+        char *nl = memchr(b, '\n', hlen);
+        if (!nl) /* only in head_try: the status line is not all there */
+            return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
+        le = nl > b && nl[-1] == '\r' ? nl - 1 : nl;
+        line = nl + 1;
+        clean = false;
     }
+    size_t ll = (size_t)(le - b);
+    if (!shaped) {
+        if (ll < 12 || memcmp(b, "HTTP/1.", 7) != 0 || (b[7] != '0' && b[7] != '1') || b[8] != ' ')
+            return fail(p, base, "bad status line (want HTTP/1.0 or HTTP/1.1)");
+        for (int i = 9; i < 12; i++)
+            if (b[i] < '0' || b[i] > '9')
+                return fail(p, base + (uint64_t)i, "bad status code");
+    }
+    int status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
     if (status < 100 || (ll > 12 && b[12] != ' '))
         return fail(p, base + 9, "bad status code");
-    for (size_t i = 12; i < ll; i++) {
+    for (size_t i = 12; !clean && i < ll; i++) {
         unsigned char c = (unsigned char)b[i];
         if ((c < 32 && c != '\t') || c == 127)
             return fail(p, base + i, "control byte in status line");
@@ -157,39 +329,54 @@ static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
     te_tokens te = {0};
     const char *ctype = NULL, *retry = NULL;
     int nfields = 0;
-    char *line = nl + 1;
-    while (line < end) {
-        char *lnl = memchr(line, '\n', (size_t)(end - line));
-        char *lend = lnl > line && lnl[-1] == '\r' ? lnl - 1 : lnl;
+    for (;;) {
         uint64_t at = base + (uint64_t)(line - b);
-        if (lend == line)
+        if (line[0] == '\n' || (line[0] == '\r' && line[1] == '\n')) {
+            *blen = (size_t)(line - b) + (line[0] == '\r' ? 2 : 1);
             break; /* the empty line ending the block */
+        }
         if (*line == ' ' || *line == '\t')
             return fail(p, at, "obsolete line folding in header");
         if (++nfields > SL_H1P_MAX_HEADERS)
             return fail(p, at, "too many header fields");
-        char *colon = line;
-        while (colon < lend && *colon != ':') {
-            if (!sl_http_tchar[(unsigned char)*colon])
+        size_t name_len = 0;
+        int field = known_field(line, &name_len);
+        if (field == F_OTHER) {
+            /* name: tchars up to ':' (CR, LF and NUL are not tchars) */
+            char *colon = line;
+            while (sl_http_tchar[(unsigned char)*colon])
+                colon++;
+            if (*colon != ':' || colon == line) {
+                if (*colon == ':' || *colon == '\n' || (*colon == '\r' && colon[1] == '\n'))
+                    return fail(p, at, "header line without a name and ':'");
                 return fail(p, base + (uint64_t)(colon - b), "bad header name");
-            colon++;
+            }
+            name_len = (size_t)(colon - line);
         }
-        if (colon == lend || colon == line)
-            return fail(p, at, "header line without a name and ':'");
-        size_t name_len = (size_t)(colon - line);
-        char *v = colon + 1;
-        while (v < lend && (*v == ' ' || *v == '\t'))
+        char *v = line + name_len + 1;
+        while (*v == ' ' || *v == '\t')
             v++;
+        char *lend = (char *)value_end(v); /* the CR of CRLF or a bare LF, if the line is good */
+        if (*lend != '\n' && !(*lend == '\r' && lend[1] == '\n'))
+            return fail(p, base + (uint64_t)(lend - b), "control byte in header value");
+        char *next = lend + (*lend == '\r' ? 2 : 1);
         char *ve = lend;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
             ve--;
-        for (char *c = v; c < ve; c++) {
-            unsigned char u = (unsigned char)*c;
-            if ((u < 32 && u != '\t') || u == 127)
-                return fail(p, base + (uint64_t)(c - b), "control byte in header value");
-        }
-        *ve = 0; /* ve <= lend < lnl: the value is now a C string */
-        if (ieq(line, name_len, "content-length")) {
+        *ve = 0; /* ve <= lend: the value is now a C string */
+        switch (field) {
+        case F_CONNECTION:
+            for_tokens(v, conn_token, &conn);
+            break;
+        case F_RETRY_AFTER:
+            if (!retry)
+                retry = v;
+            break;
+        case F_CONTENT_TYPE:
+            if (!ctype)
+                ctype = v;
+            break;
+        case F_CONTENT_LENGTH: {
             uint64_t n = 0;
             if (v == ve)
                 return fail(p, at, "empty Content-Length");
@@ -204,19 +391,16 @@ static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
                 return fail(p, at, "conflicting Content-Length headers");
             have_cl = true;
             cl = n;
-        } else if (ieq(line, name_len, "transfer-encoding")) {
+            break;
+        }
+        case F_TRANSFER_ENCODING:
             have_te = true;
             for_tokens(v, te_token, &te);
-        } else if (ieq(line, name_len, "connection")) {
-            for_tokens(v, conn_token, &conn);
-        } else if (ieq(line, name_len, "content-type")) {
-            if (!ctype)
-                ctype = v;
-        } else if (ieq(line, name_len, "retry-after")) {
-            if (!retry)
-                retry = v;
+            break;
+        default:
+            break;
         }
-        line = lnl + 1;
+        line = next;
     }
     if (status < 200) {
         if (status == 101)
@@ -252,10 +436,11 @@ static int parse_block(sl_h1p *p, sl_h1p_event *ev, bool *final)
     return 0;
 }
 
-/* "1a2b[ ;ext...]" in hbuf[0..hlen) without its line end. */
-static int parse_chunk_size(sl_h1p *p, uint64_t at)
+/* "1a2b[ ;ext...]" in s[0..len), the line without its line end (in hbuf or
+ * in the caller's buffer); at: the line's response offset. */
+static int parse_chunk_size(sl_h1p *p, const char *s, size_t len, uint64_t at)
 {
-    const char *s = p->hbuf, *e = p->hbuf + p->hlen;
+    const char *e = s + len;
     uint64_t n = 0;
     int digits = 0;
     for (; s < e; s++, digits++) {
@@ -283,7 +468,44 @@ static int parse_chunk_size(sl_h1p *p, uint64_t at)
     return 0;
 }
 
-/* Reads bytes up to and including the next LF into hbuf (bounded by cap).
+/* 1 + the value of each hex digit; 0 for any other byte. */
+static const uint8_t hex1[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,
+    ['7'] = 8,  ['8'] = 9,  ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14,
+    ['e'] = 15, ['f'] = 16, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15,
+    ['F'] = 16,
+};
+
+/* The usual chunk-size line, 1 to 15 hex digits and CRLF or LF (no
+ * extension, no blanks), read straight from s[0..n): returns its length with
+ * the line end and sets *size, or returns 0 when the line is anything else or
+ * is not all in s[0..n); then the general way (memchr, parse_chunk_size) runs
+ * and words any error. 15 hex digits cannot pass MAX_CHUNK_SIZE (2^60). */
+static size_t chunk_line_plain(const char *s, size_t n, uint64_t *size)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n && i < 15; i++) {
+        unsigned d = hex1[(unsigned char)s[i]];
+        if (!d)
+            break;
+        v = v * 16 + (d - 1);
+    }
+    if (i == 0 || i == n)
+        return 0;
+    if (s[i] == '\n') {
+        *size = v;
+        return i + 1;
+    }
+    if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
+        *size = v;
+        return i + 2;
+    }
+    return 0;
+}
+
+/* Reads bytes up to and including the next LF into hbuf, which holds only
+ * the current line (bounded by cap; too long fails at the line's start).
  * Returns 0 with *line_done, or an error. *pos advances over what it took. */
 static int take_line(sl_h1p *p, const char *buf, size_t n, size_t *pos, size_t cap,
                      const char *too_long, bool *line_done)
@@ -292,7 +514,7 @@ static int take_line(sl_h1p *p, const char *buf, size_t n, size_t *pos, size_t c
     size_t avail = n - *pos;
     const char *nl = memchr(s, '\n', avail);
     size_t take = nl ? (size_t)(nl - s) + 1 : avail;
-    int rc = hbuf_append(p, s, take, cap, too_long);
+    int rc = hbuf_append(p, s, take, cap, p->offset - p->hlen, too_long);
     if (rc)
         return rc;
     *pos += take;
@@ -301,15 +523,113 @@ static int take_line(sl_h1p *p, const char *buf, size_t n, size_t *pos, size_t c
     return 0;
 }
 
-int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used, sl_h1p_event *ev)
+/* ST_HEAD: takes the bytes of buf[0..n) up to and including the empty line
+ * that ends the header block (*complete) or, if it is not there yet, all of
+ * them, into hbuf with one copy; *took says how many. Lines are found with
+ * memchr; hbuf[line_start..hlen) is the unfinished line of earlier feeds.
+ * Fails, before taking anything, where the block would pass
+ * SL_H1P_MAX_HEADER_BYTES (naming the start of the line that crosses it) or
+ * when it starts with an empty line. */
+static int head_take(sl_h1p *p, const char *buf, size_t n, size_t *took, bool *complete)
+{
+    const uint64_t base = p->offset - p->hlen; /* response offset of hbuf[0] */
+    size_t ls = p->line_start;                 /* block offset of the current line */
+    size_t q = 0;                              /* feed offset where its LF is looked for */
+    size_t take = n;
+    *took = 0;
+    *complete = false;
+    for (;;) {
+        const char *nl = memchr(buf + q, '\n', n - q);
+        size_t end = nl ? (size_t)(nl - buf) + 1 : n; /* feed bytes through this line */
+        if (end > SL_H1P_MAX_HEADER_BYTES - p->hlen)
+            return fail(p, base + ls, "response header block too large");
+        if (!nl)
+            break;
+        size_t next = p->hlen + end; /* block offset after this line's LF */
+        size_t ll = next - ls;       /* line length with its LF */
+        if (ll <= 2) {
+            /* the line's first byte: in hbuf if the line began in an earlier feed */
+            char first = ls < p->hlen ? p->hbuf[ls] : buf[ls - p->hlen];
+            if (ll == 1 || first == '\r') {
+                if (ls == 0)
+                    return fail(p, base, "empty status line");
+                take = end;
+                *complete = true;
+                break;
+            }
+        }
+        ls = next;
+        q = end;
+    }
+    int rc = hbuf_append(p, buf, take, SL_H1P_MAX_HEADER_BYTES, base + ls,
+                         "response header block too large");
+    if (rc)
+        return rc;
+    p->line_start = ls;
+    p->offset += take;
+    *took = take;
+    return 0;
+}
+
+/* The fast way through a header block that starts at buf[0] (hlen == 0):
+ * copies up to HEAD_TRY_BYTES of the feed to hbuf (one memcpy), pads it, and
+ * parses that as a block, so the block is read once instead of twice (once
+ * for its end, once to parse it). If the parse finds the block's empty line
+ * without an error, the result is what head_take + parse_block would give:
+ * parse_block looks at no byte after the block, and HEAD_TRY_BYTES is below
+ * the cap. Returns 0 (*took: the block's bytes, now consumed), SL_ENOMEM, or 1
+ * when the block is not all there or is malformed: then nothing was consumed,
+ * the parser is as before, and the slow way runs (and words any error). */
+static int head_try(sl_h1p *p, const char *buf, size_t n, sl_h1p_event *ev, bool *final,
+                    size_t *took)
+{
+    size_t k = n < HEAD_TRY_BYTES ? n : HEAD_TRY_BYTES;
+    int rc = hbuf_append(p, buf, k, SL_H1P_MAX_HEADER_BYTES, p->offset, "");
+    if (rc)
+        return rc;
+    memset(p->hbuf + k, 0, 1 + HBUF_PAD);
+    p->state = ST_HEAD_TRY; /* fail() only returns the code */
+    size_t blen = 0;
+    rc = parse_block(p, k, p->offset, ev, final, &blen);
+    p->hlen = 0;
+    if (p->state == ST_HEAD_TRY)
+        p->state = ST_HEAD; /* failed, or a 1xx block: the next block starts */
+    if (rc)
+        return 1;
+    p->offset += blen;
+    *took = blen;
+    return 0;
+}
+
+/* After a chunk's last data byte: consumes its CR LF (or bare LF) as far as
+ * those bytes are in s[0..n), so that the BODY event ending a chunk also takes
+ * the framing after it (one step per chunk, not two). Any other byte is left
+ * for the next step, which reports it at the same offset as before. Returns
+ * the bytes consumed. */
+static size_t chunk_crlf(sl_h1p *p, const char *s, size_t n)
+{
+    size_t k = 0;
+    if (k < n && s[k] == '\r') {
+        k++;
+        p->state = ST_CHUNK_LF;
+    }
+    if (k < n && s[k] == '\n') {
+        k++;
+        p->state = ST_CHUNK_SIZE;
+        p->hlen = 0;
+    }
+    p->offset += k;
+    return k;
+}
+
+/* sl_h1p_step with at least one byte given. Not inlined, so that the calls
+ * with none stay cheap. */
+__attribute__((noinline)) static int step_bytes(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used,
+                      sl_h1p_event *ev)
 {
     size_t pos = 0;
     int rc = 0;
-    ev->kind = SL_H1P_NEED_MORE;
-    *used = 0;
-    if (p->state == ST_ERROR)
-        return SL_EUPSTREAM;
-    if (n > 0 && p->state != ST_DONE)
+    if (p->state != ST_DONE)
         p->started = true;
     while (p->state != ST_DONE) {
         if (p->state == ST_BODY_LEN || p->state == ST_CHUNK_DATA || p->state == ST_BODY_CLOSE) {
@@ -329,8 +649,12 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
             p->offset += take;
             if (p->state != ST_BODY_CLOSE) {
                 p->remaining -= take;
-                if (p->remaining == 0)
-                    p->state = p->state == ST_BODY_LEN ? ST_DONE : ST_CHUNK_CR;
+                if (p->remaining == 0 && p->state == ST_BODY_LEN) {
+                    p->state = ST_DONE;
+                } else if (p->remaining == 0) {
+                    p->state = ST_CHUNK_CR;
+                    pos += chunk_crlf(p, buf + pos, n - pos);
+                }
             }
             *used = pos;
             return 0;
@@ -352,24 +676,34 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
             continue;
         }
         bool line_done = false;
-        if (p->state == ST_HEAD) {
-            rc = take_line(p, buf, n, &pos, SL_H1P_MAX_HEADER_BYTES,
-                           "response header block too large", &line_done);
-            if (rc)
+        if (p->state == ST_HEAD && p->hlen == 0) {
+            size_t took = 0;
+            bool final = false;
+            rc = head_try(p, buf + pos, n - pos, ev, &final, &took);
+            if (rc < 0)
                 return rc;
-            if (!line_done)
-                continue;
-            size_t ll = p->hlen - p->line_start; /* with its LF */
-            bool empty = ll == 1 || (ll == 2 && p->hbuf[p->line_start] == '\r');
-            if (!empty || p->line_start == 0) {
-                if (p->line_start == 0 && empty)
-                    return fail(p, p->offset - ll, "empty status line");
-                p->line_start = p->hlen;
+            if (rc == 0) {
+                pos += took;
+                if (final) {
+                    *used = pos;
+                    return 0;
+                }
                 continue;
             }
-            p->hbuf[p->hlen] = 0;
+        }
+        if (p->state == ST_HEAD) {
+            size_t took = 0;
+            bool complete = false;
+            rc = head_take(p, buf + pos, n - pos, &took, &complete);
+            if (rc)
+                return rc;
+            pos += took;
+            if (!complete)
+                continue; /* pos == n */
+            memset(p->hbuf + p->hlen, 0, 1 + HBUF_PAD); /* NUL, then the padding */
             bool final = false;
-            rc = parse_block(p, ev, &final);
+            size_t blen = 0;
+            rc = parse_block(p, p->hlen, p->offset - p->hlen, ev, &final, &blen);
             if (rc)
                 return rc;
             p->hlen = p->line_start = 0;
@@ -380,20 +714,43 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
             continue;
         }
         if (p->state == ST_CHUNK_SIZE) {
-            uint64_t at = p->offset - p->hlen;
-            rc = take_line(p, buf, n, &pos, SL_H1P_MAX_CHUNK_LINE, "chunk-size line too long",
-                           &line_done);
-            if (rc)
-                return rc;
-            if (!line_done)
-                continue;
-            p->hlen--; /* drop LF */
-            if (p->hlen > 0 && p->hbuf[p->hlen - 1] == '\r')
-                p->hlen--;
-            rc = parse_chunk_size(p, at);
-            if (rc)
-                return rc;
-            p->hlen = 0;
+            uint64_t at = p->offset - p->hlen; /* the line's start */
+            const char *s = buf + pos;
+            size_t avail = n - pos;
+            const char *nl = NULL;
+            size_t plain = 0;
+            /* A whole line in this feed (the usual case) is parsed in place:
+             * a plain one in one pass, any other after memchr found its end.
+             * That search is bounded by the cap, so a line found fits it. */
+            if (p->hlen == 0 && (plain = chunk_line_plain(s, avail, &p->remaining)) > 0) {
+                pos += plain;
+                p->offset += plain;
+            } else if (p->hlen == 0 &&
+                       (nl = memchr(s, '\n',
+                                    avail < SL_H1P_MAX_CHUNK_LINE ? avail : SL_H1P_MAX_CHUNK_LINE))) {
+                size_t len = (size_t)(nl - s);
+                if (len > 0 && s[len - 1] == '\r')
+                    len--;
+                rc = parse_chunk_size(p, s, len, at);
+                if (rc)
+                    return rc;
+                pos += (size_t)(nl - s) + 1;
+                p->offset += (uint64_t)(nl - s) + 1;
+            } else {
+                rc = take_line(p, buf, n, &pos, SL_H1P_MAX_CHUNK_LINE, "chunk-size line too long",
+                               &line_done);
+                if (rc)
+                    return rc;
+                if (!line_done)
+                    continue;
+                p->hlen--; /* drop LF */
+                if (p->hlen > 0 && p->hbuf[p->hlen - 1] == '\r')
+                    p->hlen--;
+                rc = parse_chunk_size(p, p->hbuf, p->hlen, at);
+                if (rc)
+                    return rc;
+                p->hlen = 0;
+            }
             p->state = p->remaining ? ST_CHUNK_DATA : ST_TRAILER;
             continue;
         }
@@ -417,6 +774,23 @@ int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used
         ev->kind = SL_H1P_DONE;
     *used = pos;
     return 0;
+}
+
+int sl_h1p_step(sl_h1p *p, const char *buf, size_t n, bool body_ok, size_t *used, sl_h1p_event *ev)
+{
+    ev->kind = SL_H1P_NEED_MORE;
+    *used = 0;
+    if (p->state == ST_ERROR)
+        return SL_EUPSTREAM;
+    /* No bytes: nothing can happen but the end already reached (a body state
+     * with nothing to take is NEED_MORE, not BLOCKED). Callers make this call
+     * after every read, so it is kept short. */
+    if (n == 0) {
+        if (p->state == ST_DONE)
+            ev->kind = SL_H1P_DONE;
+        return 0;
+    }
+    return step_bytes(p, buf, n, body_ok, used, ev);
 }
 
 int sl_h1p_eof(sl_h1p *p, bool *done)

@@ -1,7 +1,10 @@
 /* The HTTP/1.1 response parser of the built-in client. Every case is fed
  * whole, one byte at a time and in every two-piece split (when short); each
- * way must give the same result, which is then checked against the expected
- * status, headers, body, keep-alive and leftover bytes (or error). */
+ * way must give the same result (the event sequence with body runs merged,
+ * and the error message with its byte offset), which is then checked against
+ * the expected status, headers, body, keep-alive and leftover bytes (or
+ * error). Fed whole, a header block goes the parser's one-copy way; cut, it
+ * goes line by line, so the comparisons check one way against the other. */
 #include "test.h"
 #include "upstream/h1parse.h"
 
@@ -19,7 +22,20 @@ typedef struct result {
     bool done, keep_alive;
     size_t leftover; /* bytes after the end of the response */
     char err[160];
+    /* the events in order: "H<status>" per HEADERS, "B" per run of BODY
+     * events, "D" for DONE, "E" for an error */
+    char trace[64];
+    size_t trace_len;
 } result;
+
+static void trace_add(result *r, const char *t)
+{
+    size_t n = strlen(t);
+    if (r->trace_len + n < sizeof r->trace) {
+        memcpy(r->trace + r->trace_len, t, n + 1);
+        r->trace_len += n;
+    }
+}
 
 static void result_free(result *r) { free(r->body); }
 
@@ -40,9 +56,14 @@ static void run_pieces(const char *resp, size_t n, const size_t *cuts, size_t nc
             size_t used = 0;
             r->rc = sl_h1p_step(&p, resp + at + pos, len - pos, true, &used, &ev);
             pos += used;
-            if (r->rc)
+            if (r->rc) {
+                trace_add(r, "E");
                 break;
+            }
             if (ev.kind == SL_H1P_HEADERS) {
+                char t[16];
+                snprintf(t, sizeof t, "H%d", ev.status);
+                trace_add(r, t);
                 r->n_headers++;
                 r->status = ev.status;
                 snprintf(r->ctype, sizeof r->ctype, "%s", ev.content_type ? ev.content_type : "-");
@@ -52,7 +73,10 @@ static void run_pieces(const char *resp, size_t n, const size_t *cuts, size_t nc
                     abort(); /* body must point into the piece fed */
                 memcpy(r->body + r->body_len, ev.data, ev.len);
                 r->body_len += ev.len;
+                if (r->trace_len == 0 || r->trace[r->trace_len - 1] != 'B')
+                    trace_add(r, "B");
             } else if (ev.kind == SL_H1P_DONE) {
+                trace_add(r, "D");
                 r->done = true;
                 r->leftover = n - (at + pos);
                 break;
@@ -66,8 +90,10 @@ static void run_pieces(const char *resp, size_t n, const size_t *cuts, size_t nc
         }
         at = end;
     }
-    if (!r->done && !r->rc && eof)
+    if (!r->done && !r->rc && eof) {
         r->rc = sl_h1p_eof(&p, &r->done);
+        trace_add(r, r->rc ? "E" : "D");
+    }
     r->body[r->body_len] = 0;
     r->keep_alive = p.keep_alive;
     snprintf(r->err, sizeof r->err, "%s", p.err);
@@ -79,7 +105,8 @@ static bool same(const result *a, const result *b)
     return a->rc == b->rc && a->n_headers == b->n_headers && a->status == b->status &&
            strcmp(a->ctype, b->ctype) == 0 && strcmp(a->retry, b->retry) == 0 &&
            a->body_len == b->body_len && memcmp(a->body, b->body, a->body_len) == 0 &&
-           a->done == b->done && a->keep_alive == b->keep_alive && a->leftover == b->leftover;
+           a->done == b->done && a->keep_alive == b->keep_alive && a->leftover == b->leftover &&
+           strcmp(a->err, b->err) == 0 && strcmp(a->trace, b->trace) == 0;
 }
 
 /* Parses resp every way; *out is the whole-feed result (free with result_free). */
@@ -92,13 +119,16 @@ static void parse_all(const char *resp, size_t n, bool head, bool eof, result *o
     result r;
     run_pieces(resp, n, cuts, n, head, eof, &r); /* 1 byte at a time */
     if (!same(out, &r))
-        T_FAIL_AT("byte-at-a-time differs for \"%.40s\": rc %d/%d body %zu/%zu", resp, out->rc,
-                  r.rc, out->body_len, r.body_len);
+        T_FAIL_AT("byte-at-a-time differs for \"%.40s\": rc %d/%d body %zu/%zu trace %s/%s err "
+                  "\"%s\"/\"%s\"",
+                  resp, out->rc, r.rc, out->body_len, r.body_len, out->trace, r.trace, out->err,
+                  r.err);
     result_free(&r);
     for (size_t c = 1; n <= 2048 && c < n; c++) {
         run_pieces(resp, n, &c, 1, head, eof, &r);
         if (!same(out, &r))
-            T_FAIL_AT("split at %zu differs for \"%.40s\": rc %d/%d", c, resp, out->rc, r.rc);
+            T_FAIL_AT("split at %zu differs for \"%.40s\": rc %d/%d trace %s/%s err \"%s\"/\"%s\"",
+                      c, resp, out->rc, r.rc, out->trace, r.trace, out->err, r.err);
         result_free(&r);
     }
     free(cuts);
@@ -313,6 +343,191 @@ static void test_limits(void)
     free(s);
 }
 
+/* Parses s every way and checks the values a response's head yields. */
+static void expect_head(const char *s, int status, const char *ctype, const char *retry,
+                        const char *body, bool keep_alive)
+{
+    result r;
+    parse_all(s, strlen(s), false, false, &r);
+    EXPECT_EQ_INT(r.rc, 0);
+    if (r.rc)
+        fprintf(stderr, "  error: %s\n", r.err);
+    EXPECT_EQ_STR(r.trace, body[0] ? "H200BD" : "H200D");
+    EXPECT_EQ_INT(r.status, status);
+    EXPECT_EQ_STR(r.ctype, ctype);
+    EXPECT_EQ_STR(r.retry, retry);
+    EXPECT_EQ_STR(r.body, body);
+    EXPECT_EQ_INT(r.keep_alive, keep_alive);
+    result_free(&r);
+}
+
+/* A head like a real LLM API's: many fields, the ones the parser reads in odd
+ * case and among near misses, long values, HTAB and obs-text in values. */
+static void test_realistic_head(void)
+{
+    expect_head("HTTP/1.1 200 OK\r\n"
+                "date: Sat, 21 Nov 2026 13:00:00 GMT\r\n"
+                "Content-Typo: no/thing\r\n"
+                "CONTENT-TYPE:\tapplication/json; charset=utf-8 \t\r\n"
+                "transfer-ENCODING: Chunked\r\n"
+                "connection: KEEP-ALIVE\r\n"
+                "openai-organization: org-abcdefghijklmnopqrstuvwxyz\r\n"
+                "openai-processing-ms: 1234\r\n"
+                "x-request-id: req_0123456789abcdef0123456789abcdef\r\n"
+                "RETRY-AFTER: 3\r\n"
+                "server: caf\xc3\xa9\tb\r\n"
+                "x-empty:\r\n"
+                "content-type: second/ignored\r\n"
+                "retry-after: 99\r\n"
+                "\r\n"
+                "7\r\n{\"a\":1}\r\n0\r\n\r\n",
+                200, "application/json; charset=utf-8", "3", "{\"a\":1}", true);
+}
+
+/* Each field the parser reads is recognised in any letter case; names that
+ * are near misses are other fields; and bytes that a blind | 0x20 would fold
+ * onto '-' (CR) or ':' (0x1a) do not make a known name. */
+static void test_field_names_any_case(void)
+{
+    expect_head("HTTP/1.1 200 OK\r\ncOnTeNt-LeNgTh: 3\r\nCONTENT-type: a/b\r\n\r\nxyz", 200, "a/b", "-",
+                "xyz", true);
+    expect_head("HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: cHuNkEd\r\n\r\n1\r\nq\r\n0\r\n\r\n", 200, "-",
+                "-", "q", true);
+    expect_head("HTTP/1.1 200 OK\r\ncOnNeCtIoN: CLOSE\r\nContent-Length: 1\r\n\r\nz", 200, "-", "-",
+                "z", false);
+    expect_head("HTTP/1.1 200 OK\r\nCONNECTION: Keep-Alive, cLoSe\r\nContent-Length: 1\r\n\r\nz", 200,
+                "-", "-", "z", false);
+    expect_head("HTTP/1.1 200 OK\r\nrEtRy-AfTeR: 9\r\nContent-Length: 0\r\n\r\n", 200, "-", "9", "",
+                true);
+    /* near misses carry no framing: the body runs to the close */
+    const char *miss[] = {"Content-Lengthy", "Content_Length", "X-Content-Length", "Content-Lengt",
+                          "ContentXLength", "Transfer-Encodin", "Transfer-Encodings", "Connectio"};
+    for (size_t i = 0; i < sizeof miss / sizeof *miss; i++) {
+        char s[128];
+        snprintf(s, sizeof s, "HTTP/1.1 200 OK\r\n%s: 3\r\nContent-Typ: x/y\r\n\r\nabcdef", miss[i]);
+        expect_response(s, false, true, 200, "-", "abcdef", false, 0);
+    }
+    result r;
+    const char *cr = "HTTP/1.1 200 OK\r\nContent\rLength: 3\r\n\r\nabc";
+    parse_all(cr, strlen(cr), false, false, &r);
+    EXPECT_EQ_INT(r.rc, SL_EUPSTREAM);
+    EXPECT_CONTAINS(r.err, "at byte 24: bad header name");
+    result_free(&r);
+    const char *sub = "HTTP/1.1 200 OK\r\nContent-Length\x1a 3\r\n\r\nabc";
+    parse_all(sub, strlen(sub), false, false, &r);
+    EXPECT_EQ_INT(r.rc, SL_EUPSTREAM);
+    EXPECT_CONTAINS(r.err, "at byte 31: bad header name");
+    result_free(&r);
+    const char *te = "HTTP/1.1 200 OK\r\nTransfer\rEncoding: chunked\r\n\r\n0\r\n\r\n";
+    parse_all(te, strlen(te), false, false, &r);
+    EXPECT_CONTAINS(r.err, "at byte 25: bad header name");
+    result_free(&r);
+}
+
+/* Line ends of bare LF, alone or mixed with CRLF, in heads and 1xx blocks;
+ * a CR that is not followed by LF ends nothing. */
+static void test_bare_lf_heads(void)
+{
+    expect_head("HTTP/1.1 200 OK\nContent-Type: t/p \t\nContent-Length: 2\n\nhi", 200, "t/p", "-", "hi",
+                true);
+    expect_head("HTTP/1.1 200 OK\r\nContent-Length: 2\n\r\nhi", 200, "-", "-", "hi", true);
+    expect_head("HTTP/1.1 200 OK\nContent-Length: 2\r\n\nhi", 200, "-", "-", "hi", true);
+    expect_head("HTTP/1.1 100 Continue\n\nHTTP/1.1 200 OK\nRetry-After: 1\nContent-Length: 1\n\nx", 200,
+                "-", "1", "x", true);
+    expect_head("HTTP/1.1 200\nContent-Length: 0\n\n", 200, "-", "-", "", true);
+    result r;
+    const char *lone = "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\rx\r\n\r\nz";
+    parse_all(lone, strlen(lone), false, false, &r);
+    EXPECT_CONTAINS(r.err, "at byte 36: bad header name");
+    result_free(&r);
+    const char *ctl = "HTTP/1.1 200 OK\nX-A: a\r\r\n\n";
+    parse_all(ctl, strlen(ctl), false, false, &r);
+    EXPECT_CONTAINS(r.err, "at byte 22: control byte in header value");
+    result_free(&r);
+    const char *reason = "HTTP/1.1 200 O\x01K\nContent-Length: 0\n\n";
+    parse_all(reason, strlen(reason), false, false, &r);
+    EXPECT_CONTAINS(r.err, "at byte 14: control byte in status line");
+    result_free(&r);
+    ERR("\nHTTP/1.1 200 OK\n\n", "at byte 0: empty status line");
+}
+
+/* Chunk-size lines with extensions, odd hex, bare LF, every split; errors
+ * name the line's start (or the stray byte) whichever way the bytes come. */
+static void test_chunk_lines(void)
+{
+    expect_head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "00A;name=\"va;l\"\r\n0123456789\r\n"
+                "b\t;x\r\nhello world\r\n"
+                "1;a=b;c=d\n!\n"
+                "0000;last\r\nTrailer-A: 1\r\n\r\n",
+                200, "-", "-", "0123456789hello world!", true);
+    const char *h = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"; /* 47 bytes */
+    char s[256];
+    snprintf(s, sizeof s, "%s5\r\nhello\r\nzz\r\n", h);
+    ERR(s, "at byte 57: bad chunk size");
+    snprintf(s, sizeof s, "%s3\r\nabc\rx", h);
+    ERR(s, "at byte 54: chunk data not followed by CRLF");
+    snprintf(s, sizeof s, "%s3\r\nabcx", h);
+    ERR(s, "at byte 53: chunk data not followed by CRLF");
+    snprintf(s, sizeof s, "%s3;a\rb\r\nabc\r\n", h);
+    ERR(s, "at byte 47: bad chunk extension");
+    /* chunk sizes with many digits: 15 fit, 16 may pass 2^60 */
+    snprintf(s, sizeof s, "%s0000000000000001\r\nx\r\n0\r\n\r\n", h);
+    expect_response(s, false, false, 200, "-", "x", true, 0);
+    snprintf(s, sizeof s, "%s1000000000000001\r\nx\r\n", h);
+    ERR(s, "at byte 47: chunk size too large");
+    snprintf(s, sizeof s, "%sFFFFFFFFFFFFFFF\r\nabc", h);
+    expect_error(s, strlen(s), true, "truncated after 67 bytes");
+    /* a chunk-size line of exactly SL_H1P_MAX_CHUNK_LINE bytes (CRLF
+     * included) passes; one byte more fails at the line's start */
+    for (int extra = 0; extra < 2; extra++) {
+        size_t ext = SL_H1P_MAX_CHUNK_LINE - 4 + (size_t)extra; /* "1;" + ext + "\r\n" */
+        char *c = malloc(ext + 128);
+        int k = snprintf(c, ext + 128, "%s5\r\nhello\r\n1;", h);
+        memset(c + k, 'e', ext);
+        strcpy(c + k + ext, "\r\n!\r\n0\r\n\r\n");
+        if (extra == 0) {
+            expect_response(c, false, false, 200, "-", "hello!", true, 0);
+        } else {
+            expect_error(c, strlen(c), false, "at byte 57: chunk-size line too long");
+        }
+        free(c);
+    }
+}
+
+/* Header blocks around the size the parser copies whole from one feed, and
+ * at the cap: exactly SL_H1P_MAX_HEADER_BYTES passes, one more byte fails,
+ * naming the start of the line that crosses the cap. */
+static void test_block_sizes(void)
+{
+    for (size_t total = 2040; total <= 2056; total++) {
+        size_t vlen = total - 17 - 5 - 21; /* status line, "X: " CRLF, CL line and the empty one */
+        char *s = malloc(total + 8);
+        int k = snprintf(s, total + 8, "HTTP/1.1 200 OK\r\nX: ");
+        memset(s + k, 'v', vlen);
+        strcpy(s + k + vlen, "\r\nContent-Length: 2\r\n\r\nok");
+        EXPECT_EQ_UINT(strlen(s), total + 2);
+        expect_response(s, false, false, 200, "-", "ok", true, 0);
+        free(s);
+    }
+    for (int extra = 0; extra < 2; extra++) {
+        size_t total = SL_H1P_MAX_HEADER_BYTES + (size_t)extra;
+        size_t vlen = total - 17 - 5 - 21;
+        char *s = malloc(total + 8);
+        int k = snprintf(s, total + 8, "HTTP/1.1 200 OK\r\nX: ");
+        memset(s + k, 'v', vlen);
+        strcpy(s + k + vlen, "\r\nContent-Length: 2\r\n\r\nok");
+        if (extra == 0) {
+            expect_response(s, false, false, 200, "-", "ok", true, 0);
+        } else {
+            char want[64];
+            snprintf(want, sizeof want, "at byte %zu: response header block too large", total - 2);
+            expect_error(s, strlen(s), false, want);
+        }
+        free(s);
+    }
+}
+
 static void test_eof(void)
 {
     expect_error("", 0, true, "before sending a response");
@@ -367,5 +582,10 @@ int main(void)
     RUN(test_limits);
     RUN(test_eof);
     RUN(test_blocked);
+    RUN(test_realistic_head);
+    RUN(test_field_names_any_case);
+    RUN(test_bare_lf_heads);
+    RUN(test_chunk_lines);
+    RUN(test_block_sizes);
     return TEST_REPORT();
 }
