@@ -45,8 +45,8 @@
  *   is refused, so a valid one closes before it. Arrays close with ']',
  *   never at end; a nested object that closes at end is refused (only the
  *   root may), which keeps p' <= end.
- * - Whitespace is skipped only where the byte at p is <= ' ' (WS and AT):
- *   compact JSON has none, and one comparison settles that.
+ * - Whitespace is skipped only where the byte at p is <= ' ' (LEX_WS and
+ *   LEX_AT): compact JSON has none, and one comparison settles that.
  * - Keys are matched by length, then memcmp of a constant size; roles too.
  *   Neither is copied.
  * - Strings that the request keeps are copied while they are scanned,
@@ -195,41 +195,13 @@ typedef struct fdec {
     int64_t mt, mct;    /* max_tokens, max_completion_tokens */
 } fdec;
 
-static inline bool is_ws(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
-
-/* Past the whitespace at p (sentinel: stops at end at the latest). */
-static ptr skip_ws(ptr p)
-{
-    while (is_ws(*p))
-        p++;
-    return p;
-}
-
-/* Whitespace is rare: test for it with one comparison. */
-#define WS(p)                                                                                                   \
-    do {                                                                                                        \
-        if (*(p) <= ' ')                                                                                        \
-            (p) = skip_ws(p);                                                                                   \
-    } while (0)
-
-/* Moves p to the byte c across any whitespace, or returns NULL from the
- * function it is used in when another byte is there. */
-#define AT(p, c)                                                                                                \
-    do {                                                                                                        \
-        if (*(p) != (c)) {                                                                                      \
-            (p) = skip_ws(p);                                                                                   \
-            if (*(p) != (c))                                                                                    \
-                return NULL;                                                                                    \
-        }                                                                                                       \
-    } while (0)
-
 /* After a member or element: past ',' (0), or at the closing byte close
  * (1; p left on it), or -1. */
 #define NEXT(p, close)                                                                                          \
     ({                                                                                                          \
         int next_;                                                                                              \
         if (*(p) != ',')                                                                                        \
-            WS(p);                                                                                              \
+            LEX_WS(p);                                                                                          \
         if (*(p) == ',') {                                                                                      \
             (p)++;                                                                                              \
             next_ = 0;                                                                                          \
@@ -627,7 +599,7 @@ static ptr read_texts(fdec *f, ptr p, bool allow_empty, size_t max_items, const 
         if (*p != '[')
             return NULL;
         p++;
-        WS(p);
+        LEX_WS(p);
         if (*p == ']')
             return NULL; /* empty: an error */
         for (;;) {
@@ -639,7 +611,7 @@ static ptr read_texts(fdec *f, ptr p, bool allow_empty, size_t max_items, const 
                 return NULL;
             if (nx)
                 break;
-            WS(p);
+            LEX_WS(p);
         }
         if (n > max_items)
             return NULL;
@@ -663,7 +635,7 @@ static ptr read_stop(fdec *f, ptr p)
     if (*p != '[')
         return NULL;
     p++;
-    WS(p);
+    LEX_WS(p);
     if (*p == ']')
         return p + 1;
     for (;;) {
@@ -678,7 +650,7 @@ static ptr read_stop(fdec *f, ptr p)
             return NULL;
         if (nx)
             return p + 1;
-        WS(p);
+        LEX_WS(p);
     }
 }
 
@@ -695,7 +667,7 @@ static ptr read_stream_options(fdec *f, ptr p)
             return NULL;
         f->so_object = true;
         p++;
-        WS(p);
+        LEX_WS(p);
         if (*p != '}') {
             const unsigned char *key;
             size_t klen;
@@ -705,13 +677,13 @@ static ptr read_stream_options(fdec *f, ptr p)
             p = string_end(p, f->base, f->end, &key, &klen, &escaped);
             if (!p || escaped || klen != 13 || memcmp(key, "include_usage", 13))
                 return NULL;
-            AT(p, ':');
+            LEX_AT(p, ':');
             p++;
-            WS(p);
+            LEX_WS(p);
             p = opt_bool(p, &r->include_usage);
             if (!p)
                 return NULL;
-            WS(p);
+            LEX_WS(p);
             if (*p != '}')
                 return NULL; /* another key, repeated or not */
         }
@@ -734,12 +706,12 @@ static ptr read_message(fdec *f, ptr p, sl_api_message *m)
     if (*p != '{')
         return NULL;
     p++;
-    WS(p);
+    LEX_WS(p);
     for (;;) {
         const unsigned char *key;
         size_t klen;
         bool escaped;
-        AT(p, '"');
+        LEX_AT(p, '"');
         p = string_end(p, f->base, f->end, &key, &klen, &escaped);
         if (!p || escaped)
             return NULL; /* an escaped key could decode to any name: not worth decoding */
@@ -747,9 +719,9 @@ static ptr read_message(fdec *f, ptr p, sl_api_message *m)
         if (id < 0 || (seen & BIT(id)))
             return NULL;
         seen |= BIT(id);
-        AT(p, ':');
+        LEX_AT(p, ':');
         p++;
-        WS(p);
+        LEX_WS(p);
         switch (id) {
         case M_ROLE: {
             const unsigned char *raw;
@@ -798,7 +770,7 @@ static ptr read_messages(fdec *f, ptr p)
     if (*p != '[')
         return NULL;
     p++;
-    WS(p);
+    LEX_WS(p);
     if (*p == ']')
         return NULL; /* empty: an error */
     for (;;) {
@@ -821,7 +793,7 @@ static ptr read_messages(fdec *f, ptr p)
             return NULL;
         if (nx)
             return p + 1;
-        WS(p);
+        LEX_WS(p);
     }
 }
 
@@ -885,12 +857,12 @@ static ptr read_member(fdec *f, ptr p, root_key k)
 static ptr read_root(fdec *f, ptr p, uint32_t allowed, uint32_t *seen_out)
 {
     uint32_t seen = 0;
-    WS(p);
+    LEX_WS(p);
     for (;;) {
         const unsigned char *key;
         size_t klen;
         bool escaped;
-        AT(p, '"');
+        LEX_AT(p, '"');
         p = string_end(p, f->base, f->end, &key, &klen, &escaped);
         if (!p || escaped)
             return NULL; /* an escaped key could decode to any name: not worth decoding */
@@ -898,9 +870,9 @@ static ptr read_root(fdec *f, ptr p, uint32_t allowed, uint32_t *seen_out)
         if (k < 0 || !(allowed & BIT(k)) || (seen & BIT(k)))
             return NULL;
         seen |= BIT(k);
-        AT(p, ':');
+        LEX_AT(p, ':');
         p++;
-        WS(p);
+        LEX_WS(p);
         p = read_member(f, p, (root_key)k);
         if (!p)
             return NULL;
@@ -939,14 +911,9 @@ int sl_api_decode_fast(sl_api_kind kind, const char *body, size_t len, sl_arena 
     *out = NULL;
     if (len == 0 || (unsigned)kind >= SL_ARRAY_LEN(allowed_keys))
         return SL_EUNSUPPORTED; /* body may be NULL when empty */
-    ptr base = (ptr)body, p = base, end = base + len;
-    while (p < end && is_ws(*p))
-        p++;
-    while (end > p && is_ws(end[-1]))
-        end--;
-    if (end - p < 2 || *p != '{' || end[-1] != '}')
+    ptr base = (ptr)body, p, end = lex_sentinel(body, len, &p); /* see the top of this file */
+    if (!end)
         return SL_EUNSUPPORTED;
-    end--; /* the sentinel (see the top of this file) */
 
     /* the request, its first messages and the string pool (Memory, above) */
     const size_t req_size = (sizeof(sl_request) + 15) & ~(size_t)15;

@@ -356,6 +356,57 @@ static inline int lex_literal(lex_cur *c, const char *word, size_t n)
     return 0;
 }
 
+/* ---- sentinel-bounded lexing (scan.c and fastreq.c) ----
+ * Both scanners accept only '{' ... '}' with whitespace around. They find
+ * that last '}' first (lex_sentinel) and pass a pointer to it as `end` to
+ * everything else: loops over whitespace, digits and punctuation then need no
+ * bounds check, since '}' is none of them and stops them at end at the
+ * latest. Strings keep their bound (a '}' is an ordinary byte inside one). */
+
+static inline bool lex_is_ws(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
+
+/* Past the whitespace at p (stops at the sentinel at the latest). */
+static inline const unsigned char *lex_sskip_ws(const unsigned char *p)
+{
+    while (lex_is_ws(*p))
+        p++;
+    return p;
+}
+
+/* Trims the whitespace around s[0..len); when what is left is '{' ... '}',
+ * *start is its '{' and the sentinel, its '}', is returned; else NULL. */
+static inline const unsigned char *lex_sentinel(const char *s, size_t len, const unsigned char **start)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end && lex_is_ws(*p))
+        p++;
+    while (end > p && lex_is_ws(end[-1]))
+        end--;
+    if (end - p < 2 || *p != '{' || end[-1] != '}')
+        return NULL;
+    *start = p;
+    return end - 1;
+}
+
+/* Whitespace is rare: test for it with one comparison. */
+#define LEX_WS(p)                                                                                               \
+    do {                                                                                                        \
+        if (*(p) <= ' ')                                                                                        \
+            (p) = lex_sskip_ws(p);                                                                              \
+    } while (0)
+
+/* Moves p to the byte c across any whitespace, or returns NULL from the
+ * function it is used in when another byte is there. Where c is expected,
+ * the first comparison settles compact JSON. */
+#define LEX_AT(p, c)                                                                                            \
+    do {                                                                                                        \
+        if (*(p) != (c)) {                                                                                      \
+            (p) = lex_sskip_ws(p);                                                                              \
+            if (*(p) != (c))                                                                                    \
+                return NULL;                                                                                    \
+        }                                                                                                       \
+    } while (0)
+
 /* ---- the two request decoders ----
  * sl_api_decode_request tries the fast one, then the full one. */
 

@@ -27,7 +27,7 @@
  *   ordinary byte inside one): lex_string refuses a string that reaches end,
  *   so a valid one closes before it. A nested container that closes at end
  *   is refused (only the root may), which keeps p' <= end.
- * - Whitespace is skipped only where the byte at p is <= ' ' (the WS macro):
+ * - Whitespace is skipped only where the byte at p is <= ' ' (LEX_WS):
  *   compact JSON has none, and one comparison settles that.
  * - Values under keys that do not matter, and everything inside objects
  *   whose keys do not matter, are passed by skip_value / skip_container,
@@ -68,35 +68,6 @@ typedef struct obj_state {
 } obj_state;
 
 typedef const unsigned char *ptr;
-
-static inline bool is_ws(unsigned char b) { return b == ' ' || b == '\t' || b == '\n' || b == '\r'; }
-
-/* Past the whitespace at p (sentinel: stops at end at the latest). */
-static ptr skip_ws(ptr p)
-{
-    while (is_ws(*p))
-        p++;
-    return p;
-}
-
-/* Whitespace is rare: test for it with one comparison. */
-#define WS(p)                                                                                                   \
-    do {                                                                                                        \
-        if (*(p) <= ' ')                                                                                        \
-            (p) = skip_ws(p);                                                                                   \
-    } while (0)
-
-/* Moves p to the byte c across any whitespace, or returns NULL from the
- * function it is used in when another byte is there. Where c is expected,
- * the first comparison settles compact JSON. */
-#define AT(p, c)                                                                                                \
-    do {                                                                                                        \
-        if (*(p) != (c)) {                                                                                      \
-            (p) = skip_ws(p);                                                                                   \
-            if (*(p) != (c))                                                                                    \
-                return NULL;                                                                                    \
-        }                                                                                                       \
-    } while (0)
 
 /* lex_string behind a call: strings with escapes, bytes >= 0x80 or close to
  * the end of the text, the uncommon ones. */
@@ -258,7 +229,7 @@ static ptr skip_container(ptr p, ptr end, int depth)
     bool object = *p == '{';
     unsigned char close = object ? '}' : ']';
     p++;
-    WS(p);
+    LEX_WS(p);
     if (*p == close)
         return p == end ? NULL : p + 1;
     for (;;) {
@@ -266,19 +237,19 @@ static ptr skip_container(ptr p, ptr end, int depth)
             const unsigned char *raw;
             size_t n;
             bool escaped;
-            AT(p, '"');
+            LEX_AT(p, '"');
             p = string_end(p, end, &raw, &n, &escaped);
             if (!p)
                 return NULL;
-            AT(p, ':');
+            LEX_AT(p, ':');
             p++;
         }
-        WS(p);
+        LEX_WS(p);
         p = skip_value(p, end, depth);
         if (!p)
             return NULL;
         if (*p != ',') {
-            WS(p);
+            LEX_WS(p);
             if (*p == close)
                 return p == end ? NULL : p + 1;
             if (*p != ',')
@@ -417,12 +388,12 @@ static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st);
 static ptr scan_choices(ptr p, ptr end, int depth, obj_state *st)
 {
     p++;
-    WS(p);
+    LEX_WS(p);
     if (*p == ']')
         return p + 1; /* not end: *end is '}' */
     size_t n = 0;
     for (;;) {
-        WS(p);
+        LEX_WS(p);
         if (*p == '{') {
             obj_state el;
             memset(&el, 0, sizeof el);
@@ -438,7 +409,7 @@ static ptr scan_choices(ptr p, ptr end, int depth, obj_state *st)
         }
         n++;
         if (*p != ',') {
-            WS(p);
+            LEX_WS(p);
             if (*p == ']')
                 break;
             if (*p != ',')
@@ -475,7 +446,7 @@ static ptr scan_member(ptr p, ptr end, int depth, obj_kind k, int id, obj_state 
             p = scan_choices(p, end, depth + 1, &child);
         } else {
             ptr first = p + 1; /* < end: *p is '[' */
-            WS(first);
+            LEX_WS(first);
             v.nonempty = *first != ']';
             p = skip_container(p, end, depth + 1);
         }
@@ -511,13 +482,13 @@ static ptr scan_member(ptr p, ptr end, int depth, obj_kind k, int id, obj_state 
 static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st)
 {
     p++;
-    WS(p);
+    LEX_WS(p);
     if (*p != '}') {
         for (;;) {
             const unsigned char *key;
             size_t key_len;
             bool escaped;
-            AT(p, '"');
+            LEX_AT(p, '"');
             p = string_end(p, end, &key, &key_len, &escaped);
             if (!p || escaped)
                 return NULL; /* an escaped key might decode to one that matters */
@@ -527,14 +498,14 @@ static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st)
                     return NULL; /* the full parser keeps the last; we do not track that */
                 st->seen |= 1u << id;
             }
-            AT(p, ':');
+            LEX_AT(p, ':');
             p++;
-            WS(p);
+            LEX_WS(p);
             p = id ? scan_member(p, end, depth, k, id, st) : skip_value(p, end, depth);
             if (!p)
                 return NULL;
             if (*p != ',') {
-                WS(p);
+                LEX_WS(p);
                 if (*p == '}')
                     break;
                 if (*p != ',')
@@ -551,14 +522,9 @@ static ptr scan_object(ptr p, ptr end, int depth, obj_kind k, obj_state *st)
 int sl_api_scan_upstream(const char *data, size_t len, sl_api_scan *out)
 {
     memset(out, 0, sizeof *out);
-    ptr p = (ptr)data, end = p + len;
-    while (p < end && is_ws(*p))
-        p++;
-    while (end > p && is_ws(end[-1]))
-        end--;
-    if (end - p < 2 || *p != '{' || end[-1] != '}')
+    ptr p, end = lex_sentinel(data, len, &p); /* see the top of this file */
+    if (!end)
         return SL_EUNSUPPORTED;
-    end--; /* the sentinel (see the top of this file) */
     obj_state root;
     memset(&root, 0, sizeof root);
     if (!scan_object(p, end, 1, OBJ_ROOT, &root))
