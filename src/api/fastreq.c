@@ -488,19 +488,12 @@ static __attribute__((noinline)) ptr real_end(ptr start, ptr p, double *d)
 static inline __attribute__((always_inline)) ptr number_end(ptr p, bool *is_int, int64_t *i, double *d)
 {
     ptr start = p;
-    bool neg = *p == '-';
-    p += neg;
-    ptr digits = p;
-    uint64_t x = 0; /* wraps past 19 digits, harmlessly: those are declined */
-    if (*p == '0') {
-        p++;
-    } else if (lex_is_digit(*p)) {
-        do
-            x = x * 10 + (uint64_t)(*p++ - '0');
-        while (lex_is_digit(*p));
-    } else {
+    bool neg;
+    uint64_t x;
+    ptr digits;
+    p = lex_sint_head(p, &neg, &x, &digits);
+    if (!p)
         return NULL;
-    }
     if (*p == '.' || *p == 'e' || *p == 'E') {
         *is_int = false;
         return real_end(start, p, d);

@@ -388,6 +388,30 @@ static inline const unsigned char *lex_sentinel(const char *s, size_t len, const
     return end - 1;
 }
 
+/* Past the sign and the integer digits of a number at p (JSON's grammar: "0",
+ * or a non-zero digit and any more), or NULL when no digit is there. *neg:
+ * the sign; *x: the digits' value (it wraps past 19 digits, which callers
+ * refuse by counting them: *digits is where they start). */
+static inline __attribute__((always_inline)) const unsigned char *
+lex_sint_head(const unsigned char *p, bool *neg, uint64_t *x, const unsigned char **digits)
+{
+    *neg = *p == '-';
+    p += *neg;
+    *digits = p;
+    uint64_t v = 0;
+    if (*p == '0') {
+        p++;
+    } else if (lex_is_digit(*p)) {
+        do
+            v = v * 10 + (uint64_t)(*p++ - '0');
+        while (lex_is_digit(*p));
+    } else {
+        return NULL;
+    }
+    *x = v;
+    return p;
+}
+
 /* Whitespace is rare: test for it with one comparison. */
 #define LEX_WS(p)                                                                                               \
     do {                                                                                                        \

@@ -165,19 +165,12 @@ static ptr real_end(ptr p, size_t int_digits)
  * 64-bit range; longer ones are refused) with its value in *val. */
 static inline __attribute__((always_inline)) ptr number_end(ptr p, int64_t *val, bool *is_int)
 {
-    bool neg = *p == '-';
-    p += neg;
-    ptr digits = p;
-    uint64_t x = 0; /* wraps past 19 digits, harmlessly: those are refused */
-    if (*p == '0') {
-        p++;
-    } else if (lex_is_digit(*p)) {
-        do
-            x = x * 10 + (uint64_t)(*p++ - '0');
-        while (lex_is_digit(*p));
-    } else {
+    bool neg;
+    uint64_t x;
+    ptr digits;
+    p = lex_sint_head(p, &neg, &x, &digits);
+    if (!p)
         return NULL;
-    }
     size_t int_digits = (size_t)(p - digits);
     if (*p == '.' || *p == 'e' || *p == 'E') {
         *is_int = false;
