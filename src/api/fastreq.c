@@ -404,20 +404,15 @@ static ptr opt_string(fdec *f, ptr p, const char **out)
 }
 
 /* The rest of a real from its '.' or 'e'/'E' at p, start at its first byte:
- * JSON's grammar with lex_number's limit (exponents of at most 4 digits), as
+ * JSON's grammar with lex_sexp's limit (exponents of at most 4 digits), as
  * request.c's tree holds it, read with strtod (in the C locale Sluice runs
  * in; a locale whose decimal point is not '.' makes strtod stop early, a
  * decline). */
 static __attribute__((noinline)) ptr real_end(ptr start, ptr p, double *d)
 {
-    if (*p == '.') {
-        p++;
-        if (!lex_is_digit(*p))
-            return NULL;
-        do
-            p++;
-        while (lex_is_digit(*p));
-    }
+    p = lex_sfrac(p);
+    if (!p)
+        return NULL;
     ptr mant_end = p;
     if (*p != 'e' && *p != 'E' && mant_end - start <= 16) {
         /* the usual real ("0.7"): at most 15 digits, so the digits as an
@@ -440,19 +435,10 @@ static __attribute__((noinline)) ptr real_end(ptr start, ptr p, double *d)
         *d = *start == '-' ? -v : v;
         return p;
     }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        ptr e0 = p;
-        while (lex_is_digit(*p)) {
-            if (p - e0 >= 4)
-                return NULL;
-            p++;
-        }
-        if (p == e0)
-            return NULL;
-    }
+    long exp; /* strtod reads it again below */
+    p = lex_sexp(p, &exp);
+    if (!p)
+        return NULL;
     /* The full path sends reals upstream with 15 significant digits
      * (SL_API_JSON_DUMP_FLAGS); a real of at most 15 digits reads back as the
      * same double from either text, one with more would not. */

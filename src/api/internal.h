@@ -5,7 +5,7 @@
  * 1. Strict JSON lexing for the allocation-free scanners (scan.c for upstream
  *    bodies, fastreq.c for client requests). Each helper accepts only text
  *    that jansson (the full parser) accepts with the same meaning, and returns
- *    SL_EUNSUPPORTED for anything else, including text that is valid JSON but
+ *    SL_EUNSUPPORTED (the sentinel-bounded ones: NULL) for anything else, including text that is valid JSON but
  *    that the scanners leave to the full parser (\u0000, unpaired surrogate
  *    escapes, exponents of 5+ digits). A scanner answers only when every
  *    helper it called succeeded.
@@ -32,14 +32,6 @@ typedef struct lex_cur {
     const unsigned char *p, *end;
     int depth; /* open objects and arrays, for callers that track it */
 } lex_cur;
-
-static inline void lex_skip_ws(lex_cur *c)
-{
-    /* compact JSON has none: one comparison settles the usual case */
-    while (c->p < c->end && *c->p <= ' ' &&
-           (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
-        c->p++;
-}
 
 /* Four hex digits at p (the caller checked that they are there). */
 static inline int lex_hex4(const unsigned char *p, unsigned *out)
@@ -273,89 +265,6 @@ static inline size_t lex_decode(const unsigned char *raw, size_t n, char *dst)
 
 static inline bool lex_is_digit(unsigned char b) { return b >= '0' && b <= '9'; }
 
-/* A number token by JSON's grammar. */
-typedef struct lex_num {
-    const unsigned char *start, *end; /* the whole token */
-    bool neg, real;                   /* real: it has a fraction or an exponent */
-    size_t int_digits;                /* digits before any '.' */
-    long exp;                         /* the exponent's value (|exp| < 10000) */
-} lex_num;
-
-/* Passes a number at c->p. Exponents of 5 or more digits are refused: the
- * callers could not bound the value. */
-static inline int lex_number(lex_cur *c, lex_num *n)
-{
-    const unsigned char *p = c->p, *end = c->end;
-    n->start = p;
-    n->neg = false;
-    n->real = false;
-    n->exp = 0;
-    if (p < end && *p == '-') {
-        n->neg = true;
-        p++;
-    }
-    const unsigned char *int_start = p;
-    if (p >= end || !lex_is_digit(*p))
-        return SL_EUNSUPPORTED;
-    if (*p == '0') {
-        p++;
-    } else {
-        while (p < end && lex_is_digit(*p))
-            p++;
-    }
-    n->int_digits = (size_t)(p - int_start);
-    if (p < end && *p == '.') {
-        n->real = true;
-        p++;
-        if (p >= end || !lex_is_digit(*p))
-            return SL_EUNSUPPORTED;
-        while (p < end && lex_is_digit(*p))
-            p++;
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        n->real = true;
-        p++;
-        bool eneg = false;
-        if (p < end && (*p == '+' || *p == '-'))
-            eneg = *p++ == '-';
-        const unsigned char *e0 = p;
-        while (p < end && lex_is_digit(*p)) {
-            if (p - e0 >= 4)
-                return SL_EUNSUPPORTED;
-            n->exp = n->exp * 10 + (*p - '0');
-            p++;
-        }
-        if (p == e0)
-            return SL_EUNSUPPORTED;
-        if (eneg)
-            n->exp = -n->exp;
-    }
-    n->end = p;
-    c->p = p;
-    return 0;
-}
-
-/* The value of an integer token of at most 18 digits (always inside the full
- * parser's 64-bit range); SL_EUNSUPPORTED for longer ones and reals. */
-static inline int lex_int_value(const lex_num *n, int64_t *out)
-{
-    if (n->real || n->int_digits > 18)
-        return SL_EUNSUPPORTED;
-    int64_t x = 0;
-    for (const unsigned char *q = n->start + n->neg; q < n->end; q++)
-        x = x * 10 + (*q - '0');
-    *out = n->neg ? -x : x;
-    return 0;
-}
-
-static inline int lex_literal(lex_cur *c, const char *word, size_t n)
-{
-    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n))
-        return SL_EUNSUPPORTED;
-    c->p += n;
-    return 0;
-}
-
 /* ---- sentinel-bounded lexing (scan.c and fastreq.c) ----
  * Both scanners accept only '{' ... '}' with whitespace around. They find
  * that last '}' first (lex_sentinel) and pass a pointer to it as `end` to
@@ -409,6 +318,47 @@ lex_sint_head(const unsigned char *p, bool *neg, uint64_t *x, const unsigned cha
         return NULL;
     }
     *x = v;
+    return p;
+}
+
+/* Past a fraction ".digits" at p, or p itself when none is there; NULL for
+ * a '.' without a digit after it. */
+static inline const unsigned char *lex_sfrac(const unsigned char *p)
+{
+    if (*p != '.')
+        return p;
+    p++;
+    if (!lex_is_digit(*p))
+        return NULL;
+    do
+        p++;
+    while (lex_is_digit(*p));
+    return p;
+}
+
+/* Past an exponent "e[+-]digits" at p (either case), or p itself when none is
+ * there, with its value in *exp (0 when none). Exponents of 5 or more digits,
+ * or none, give NULL: the scanners could not bound the value. */
+static inline const unsigned char *lex_sexp(const unsigned char *p, long *exp)
+{
+    *exp = 0;
+    if (*p != 'e' && *p != 'E')
+        return p;
+    p++;
+    bool neg = false;
+    if (*p == '+' || *p == '-')
+        neg = *p++ == '-';
+    const unsigned char *e0 = p;
+    long v = 0;
+    while (lex_is_digit(*p)) {
+        if (p - e0 >= 4)
+            return NULL;
+        v = v * 10 + (*p - '0');
+        p++;
+    }
+    if (p == e0)
+        return NULL;
+    *exp = neg ? -v : v;
     return p;
 }
 

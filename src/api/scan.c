@@ -123,37 +123,15 @@ static inline __attribute__((always_inline)) ptr string_end(ptr p, ptr end, cons
 }
 
 /* The rest of a number from its '.' or 'e'/'E' at p: JSON's grammar, with
- * lex_number's limit on exponents (4 digits). A real is accepted only when
+ * lex_sexp's limit on exponents (4 digits). A real is accepted only when
  * its size is bounded below 1e301 (the full parser refuses reals that
  * overflow a double; underflow is accepted by both). */
 static ptr real_end(ptr p, size_t int_digits)
 {
-    if (*p == '.') {
-        p++;
-        if (!lex_is_digit(*p))
-            return NULL;
-        do
-            p++;
-        while (lex_is_digit(*p));
-    }
-    long exp = 0;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        bool eneg = false;
-        if (*p == '+' || *p == '-')
-            eneg = *p++ == '-';
-        ptr e0 = p;
-        while (lex_is_digit(*p)) {
-            if (p - e0 >= 4)
-                return NULL;
-            exp = exp * 10 + (*p - '0');
-            p++;
-        }
-        if (p == e0)
-            return NULL;
-        if (eneg)
-            exp = -exp;
-    }
+    long exp;
+    p = lex_sfrac(p);
+    if (!p || !(p = lex_sexp(p, &exp)))
+        return NULL;
     /* |value| < 10^(int_digits + exp) */
     if ((long)int_digits + exp > 300)
         return NULL;
