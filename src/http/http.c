@@ -15,7 +15,6 @@
  * gone too; HTTP clients do not do that in practice.
  */
 #include "http/http.h"
-#include "http/uvpark.h"
 
 #define H2O_USE_LIBUV 1
 #include <h2o.h>
@@ -745,7 +744,6 @@ int sl_http_server_start(const sl_http_opts *o, const sl_http_handlers *h, sl_ht
         snprintf(err, errlen, "workers must be between 1 and 256");
         return SL_EINVAL;
     }
-    sl_uvpark_init();
     sl_http_server *s = sl_calloc(1, sizeof *s);
     if (!s)
         return SL_ENOMEM;
