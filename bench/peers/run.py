@@ -210,6 +210,12 @@ SUSTAIN_SHARE = 0.97
 SUSTAIN_P99_MS = 25.0
 
 
+def sustained(r, offered):
+    """One run of an open-loop step kept up: achieved rate, no errors, bounded p99."""
+    return (r["throughput_rps"] >= SUSTAIN_SHARE * offered and r["errors_total"] == 0
+            and r["latency_ms"]["p99"] <= SUSTAIN_P99_MS)
+
+
 def workload(w):
     """(upstream key, load generator arguments) of a workload name."""
     if w in WORKLOADS:
@@ -220,6 +226,15 @@ def workload(w):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--report":
+        # print the report again from a --json-out file
+        with open(sys.argv[2]) as f:
+            saved = json.load(f)
+        a = argparse.Namespace(**saved["args"])
+        workloads = list(saved["results"])
+        names = list(saved["results"][workloads[0]])
+        report(a, names, workloads, saved["results"], saved["absent"], {t: 0 for t in names if t != "direct"})
+        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
@@ -245,7 +260,7 @@ def main():
             sys.exit(f"missing {exe}: run `make release` first")
     wanted = args.targets.split(",")
     workloads = [w for w in args.workloads.split(",") if w]
-    workloads += [f"r{int(x)}" for x in args.rps_steps.split(",") if x.strip()]
+    workloads += [f"r{x}" for x in sorted(int(x) for x in args.rps_steps.split(",") if x.strip())]
     for w in workloads:
         workload(w)
     absent = {}
@@ -328,9 +343,19 @@ def main():
         done = 0
         for rnd in range(args.rounds):
             order = names[rnd % len(names):] + names[:rnd % len(names)]
+            # a target that does not sustain an open-loop step skips the higher
+            # steps of the round: its backlog would only load the machine under
+            # the targets that run after it
+            failed_step = {}
             for w in workloads:
                 key, wargs = workload(w)
                 for t in order:
+                    done += 1
+                    if w.startswith("r") and t in failed_step:
+                        results[w][t].append(None)
+                        print(f"[{done}/{total}] round {rnd + 1} {w:4} {t:8} skipped: did not sustain "
+                              f"{failed_step[t]}", file=sys.stderr, flush=True)
+                        continue
                     url, model, headers = targets[t][key]
                     cmd = [sluice, "bench", "--url", url, "--model", model, "--json", "--quiet",
                            "--duration", str(args.duration), "--warmup", str(args.warmup), "--timeout", "30"] + wargs
@@ -339,9 +364,21 @@ def main():
                     pids = proc_tree(gw_pid[t]) if t in gw_pid else []
                     before = mock_requests(up[key])
                     cpu0 = cpu_s(pids)
-                    out = subprocess.run(cmd, capture_output=True, timeout=args.duration + args.warmup + 120)
+                    limit = args.duration + args.warmup + 120
+                    try:
+                        out = subprocess.run(cmd, capture_output=True, timeout=limit)
+                    except subprocess.TimeoutExpired:
+                        out = None
                     after = settle(up[key])
                     cpu1 = cpu_s(pids)  # after the backlog, which this run caused
+                    if out is None:
+                        if not w.startswith("r"):
+                            raise RuntimeError(f"bench {t}/{w} did not finish within {limit:g} s")
+                        results[w][t].append(None)
+                        failed_step[t] = f"{w[1:]}/s (the run did not finish within {limit:g} s)"
+                        print(f"[{done}/{total}] round {rnd + 1} {w:4} {t:8} did not finish within {limit:g} s",
+                              file=sys.stderr, flush=True)
+                        continue
                     if out.returncode != 0:
                         raise RuntimeError(f"bench {t}/{w} failed: {out.stderr.decode()[-800:]}")
                     r = json.loads(out.stdout)
@@ -352,7 +389,8 @@ def main():
                     r["gateway_cpu_us_per_req"] = (1e6 * (cpu1 - cpu0) / r["client_requests"]
                                                    if pids and r["client_requests"] else 0.0)
                     results[w][t].append(r)
-                    done += 1
+                    if w.startswith("r") and not sustained(r, int(w[1:])):
+                        failed_step[t] = f"{w[1:]}/s"
                     print(f"[{done}/{total}] round {rnd + 1} {w:4} {t:8} rps {r['throughput_rps']:9.1f} "
                           f"p50 {r['latency_ms']['p50']:8.3f} p99 {r['latency_ms']['p99']:8.3f} "
                           f"ttft99 {r['ttft_ms']['p99']:8.3f} cpu/req {r['gateway_cpu_us_per_req']:7.1f} us err {r['errors_total']} "
@@ -385,29 +423,35 @@ def report_steps(names, steps, results):
     for w in steps:
         offered = int(w[1:])
         for t in names:
-            runs = results[w][t]
+            runs = [r for r in results[w][t] if r is not None]
+            skipped = len(results[w][t]) - len(runs)
+            if not runs:
+                print(f"| {offered} | {t} | - | - | - | - | - | - | no (not run: a lower step was not "
+                      f"sustained in {skipped} of {skipped} rounds) |")
+                continue
             rps = med(runs, lambda r: r["throughput_rps"])
             p50 = med(runs, lambda r: r["latency_ms"]["p50"])
             p99 = med(runs, lambda r: r["latency_ms"]["p99"])
             errs = sum(r["errors_total"] for r in runs)
-            ok = rps >= SUSTAIN_SHARE * offered and errs == 0 and p99 <= SUSTAIN_P99_MS
+            ok = rps >= SUSTAIN_SHARE * offered and errs == 0 and p99 <= SUSTAIN_P99_MS and not skipped
             if ok:
                 best[t] = max(best[t], offered)
-            if "direct" in names and t != "direct":
-                d = results[w]["direct"]
+            d = [r for r in results[w].get("direct", []) if r is not None]
+            if d and t != "direct":
                 a50 = f"{p50 - med(d, lambda r: r['latency_ms']['p50']):.3f}"
                 added99[(offered, t)] = p99 - med(d, lambda r: r['latency_ms']['p99'])
                 a99 = f"{added99[(offered, t)]:.3f}"
             else:
                 a50 = a99 = "-"
+            note = f" (run in {len(runs)} of {len(runs) + skipped} rounds)" if skipped else ""
             print(f"| {offered} | {t} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {a50} | {a99} | {errs} | "
-                  f"{'yes' if ok else 'no'} |")
+                  f"{'yes' if ok else 'no'}{note} |")
     print()
     print(f"Highest sustained step (achieved >= {SUSTAIN_SHARE:.0%} of offered, no errors, p99 <= "
           f"{SUSTAIN_P99_MS:g} ms): " + ", ".join(f"{t} {best[t]}" for t in names))
     if "sluice" in best:
         print("Sluice's highest sustained step / each peer's: " +
-              ", ".join(f"{t} {best['sluice'] / best[t]:.2f}" if best[t] else f"{t} n/a"
+              ", ".join(f"{t} {best['sluice'] / best[t]:.2f}" if best[t] else f"{t} n/a (it sustained no step)"
                         for t in names if t not in ("sluice", "direct")))
         peers = [t for t in names if t not in ("sluice", "direct")]
         if peers and "direct" in names:
@@ -423,6 +467,8 @@ def report_steps(names, steps, results):
             def spread(w, t):
                 rs = []
                 for s, p, d in zip(results[w]["sluice"], results[w][t], results[w]["direct"]):
+                    if s is None or p is None or d is None:
+                        continue
                     a = s["latency_ms"]["p99"] - d["latency_ms"]["p99"]
                     b = p["latency_ms"]["p99"] - d["latency_ms"]["p99"]
                     if b > 0:
@@ -462,8 +508,9 @@ def report(args, names, workloads, results, absent, gw_pid):
     print("| target | " + " | ".join(c[1] for c in cols) + " | errors | upstream = client |")
     print("|---|" + "---:|" * len(cols) + "---:|---|")
     for t in names:
-        errs = sum(r["errors_total"] for w in workloads for r in results[w][t])
-        match = all(r["upstream_requests"] == r["client_requests"] for w in workloads for r in results[w][t])
+        ran = [r for w in workloads for r in results[w][t] if r is not None]
+        errs = sum(r["errors_total"] for r in ran)
+        match = all(r["upstream_requests"] == r["client_requests"] for r in ran)
         cells = ["-" if t not in gw_pid and "CPU" in c[1] else (f"{x:.3f}" if x < 100 else f"{x:.0f}")
                  for c, x in zip(cols, v[t])]
         print(f"| {t} | " + " | ".join(cells) +
