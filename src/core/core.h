@@ -156,6 +156,17 @@ int sl_str_to_u64(sl_str a, uint64_t *out);
 size_t sl_u64_to_dec(uint64_t v, char out[20]);
 /* The bytes of an HTTP token (RFC 9110 tchar), such as a header name. */
 extern const bool sl_http_tchar[256];
+/* Whether s[0..n) equals lower[0..n) ignoring ASCII case, where lower is
+ * lower-case letters and '-' and s holds no CR (an HTTP token, or bytes
+ * already checked to hold no control byte). c | 0x20 maps exactly a letter's
+ * two cases onto its lower case, and only '-' and CR onto '-'. */
+static inline bool sl_http_token_ieq(const char *s, const char *lower, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((char)(s[i] | 0x20) != lower[i])
+            return false;
+    return true;
+}
 
 /* ---- logging (stderr, one line per call) ---- */
 typedef enum { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level;

@@ -1072,27 +1072,16 @@ static int url_add(sl_h1_pool *hp, const char *url, size_t url_len, const url_pa
 /* An extra header that changes what we add ourselves. */
 enum { HDR_OTHER, HDR_HOST, HDR_ACCEPT, HDR_CONTENT_TYPE, HDR_FRAMING };
 
-/* Whether the token n[0..len) is lower (lower-case letters and '-') in any
- * case. c | 0x20 maps exactly 'A'-'Z' and 'a'-'z' onto lower-case letters,
- * and only '-' and CR onto '-'; a token holds no CR, so the test is exact. */
-static bool token_is(const char *n, const char *lower, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((char)(n[i] | 0x20) != lower[i])
-            return false;
-    return true;
-}
-
 /* Which of the headers we care about the token name[0..len) is; the length
  * picks the one candidate, so most names cost no comparison at all. */
 static int header_kind(const char *name, size_t len)
 {
     switch (len) {
-    case 4: return token_is(name, "host", 4) ? HDR_HOST : HDR_OTHER;
-    case 6: return token_is(name, "accept", 6) ? HDR_ACCEPT : HDR_OTHER;
-    case 12: return token_is(name, "content-type", 12) ? HDR_CONTENT_TYPE : HDR_OTHER;
-    case 14: return token_is(name, "content-length", 14) ? HDR_FRAMING : HDR_OTHER;
-    case 17: return token_is(name, "transfer-encoding", 17) ? HDR_FRAMING : HDR_OTHER;
+    case 4: return sl_http_token_ieq(name, "host", 4) ? HDR_HOST : HDR_OTHER;
+    case 6: return sl_http_token_ieq(name, "accept", 6) ? HDR_ACCEPT : HDR_OTHER;
+    case 12: return sl_http_token_ieq(name, "content-type", 12) ? HDR_CONTENT_TYPE : HDR_OTHER;
+    case 14: return sl_http_token_ieq(name, "content-length", 14) ? HDR_FRAMING : HDR_OTHER;
+    case 17: return sl_http_token_ieq(name, "transfer-encoding", 17) ? HDR_FRAMING : HDR_OTHER;
     default: return HDR_OTHER;
     }
 }
@@ -1174,32 +1163,6 @@ static int plan_request(const sl_upstream_req *r, req_plan *pl)
     return 0;
 }
 
-/* Writes v in decimal at out; returns the digits written (1 to 20). Two
- * digits per division, written from the end: Content-Length on every request. */
-static size_t put_dec(char *out, uint64_t v)
-{
-    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-                                "8081828384858687888990919293949596979899";
-    size_t n = 1;
-    for (uint64_t p = 10; n < 20 && v >= p; p *= 10) /* p wraps only as the loop ends */
-        n++;
-    char *q = out + n;
-    while (v >= 100) {
-        size_t d = (size_t)(v % 100) * 2;
-        v /= 100;
-        *--q = pairs[d + 1];
-        *--q = pairs[d];
-    }
-    if (v >= 10) {
-        *--q = pairs[v * 2 + 1];
-        *--q = pairs[v * 2];
-    } else {
-        *--q = (char)('0' + v);
-    }
-    return n;
-}
-
 /* Writes the whole request into x->req (grown as needed): method, the cached
  * target and Host line, extra headers, the api key, our own headers, body.
  * Returns 0 or SL_ENOMEM. x->req is wiped at release (it may hold the key). */
@@ -1254,7 +1217,7 @@ static int write_request(h1_xfer *x, const sl_upstream_req *r, const url_entry *
     }
     if (pl->body) {
         PUT_LIT("Content-Length: ");
-        n += put_dec(b + n, r->body_len);
+        n += sl_u64_to_dec(r->body_len, b + n);
         PUT_LIT("\r\n");
     }
     PUT_LIT("\r\n");

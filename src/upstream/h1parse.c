@@ -103,21 +103,6 @@ static int hbuf_append(sl_h1p *p, const char *src, size_t n, size_t cap, uint64_
     return 0;
 }
 
-/* s[0..n) equals lit[0..lit_len) ignoring ASCII case; lit is lowercase
- * letters and '-'. Folding with | 0x20 is exact for the bytes compared here
- * (header names are tchars, token bytes passed the control-byte check): only
- * a letter's two cases fold onto a lowercase letter, and only '-' and CR fold
- * onto '-', CR being excluded from both. */
-static bool ieq_lit(const char *s, size_t n, const char *lit, size_t lit_len)
-{
-    if (n != lit_len)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((s[i] | 0x20) != lit[i])
-            return false;
-    return true;
-}
-
 static inline uint64_t load8(const char *s)
 {
     uint64_t v;
@@ -250,9 +235,9 @@ typedef struct conn_tokens {
 static void conn_token(void *ud, const char *t, size_t n)
 {
     conn_tokens *c = ud;
-    if (ieq_lit(t, n, "close", 5))
+    if (n == 5 && sl_http_token_ieq(t, "close", 5))
         c->close = true;
-    else if (ieq_lit(t, n, "keep-alive", 10))
+    else if (n == 10 && sl_http_token_ieq(t, "keep-alive", 10))
         c->keep_alive = true;
 }
 
@@ -265,7 +250,7 @@ static void te_token(void *ud, const char *t, size_t n)
 {
     te_tokens *c = ud;
     c->count++;
-    c->chunked_last = ieq_lit(t, n, "chunked", 7);
+    c->chunked_last = n == 7 && sl_http_token_ieq(t, "chunked", 7);
 }
 
 /* Parses the header block at hbuf (hlen bytes there, then a NUL and
