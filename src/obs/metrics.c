@@ -246,20 +246,12 @@ sl_metrics_series *sl_metrics_series_get(sl_metrics_shard *sh, sl_metric_id id, 
 
 void sl_metrics_observe_series(sl_metrics_shard *sh, sl_metrics_series *ser, double v)
 {
-    if (!sh || !ser || !(v >= 0))
-        return;
-    pthread_mutex_lock(&sh->lock);
-    observe_locked((series *)ser, v);
-    pthread_mutex_unlock(&sh->lock);
+    sl_metrics_apply(sh, &(sl_metrics_update){ser, v, true}, 1);
 }
 
 void sl_metrics_add_series(sl_metrics_shard *sh, sl_metrics_series *ser, double v)
 {
-    if (!sh || !ser)
-        return;
-    pthread_mutex_lock(&sh->lock);
-    ((series *)ser)->value += v;
-    pthread_mutex_unlock(&sh->lock);
+    sl_metrics_apply(sh, &(sl_metrics_update){ser, v, false}, 1);
 }
 
 void sl_metrics_apply(sl_metrics_shard *sh, const sl_metrics_update *u, size_t n)
