@@ -210,10 +210,9 @@ SUSTAIN_SHARE = 0.97
 SUSTAIN_P99_MS = 25.0
 
 
-def sustained(r, offered):
-    """One run of an open-loop step kept up: achieved rate, no errors, bounded p99."""
-    return (r["throughput_rps"] >= SUSTAIN_SHARE * offered and r["errors_total"] == 0
-            and r["latency_ms"]["p99"] <= SUSTAIN_P99_MS)
+def sustained(rps, errors, p99, offered):
+    """An open-loop step kept up: achieved rate, no errors, bounded p99."""
+    return rps >= SUSTAIN_SHARE * offered and errors == 0 and p99 <= SUSTAIN_P99_MS
 
 
 def workload(w):
@@ -226,15 +225,6 @@ def workload(w):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--report":
-        # print the report again from a --json-out file
-        with open(sys.argv[2]) as f:
-            saved = json.load(f)
-        a = argparse.Namespace(**saved["args"])
-        workloads = list(saved["results"])
-        names = list(saved["results"][workloads[0]])
-        report(a, names, workloads, saved["results"], saved["absent"], {t: 0 for t in names if t != "direct"})
-        return 0
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=5)
@@ -251,7 +241,16 @@ def main():
                     help="the sluice binary under test (default: SLUICE_BIN, else BUILD/sluice); "
                          "the load generator and mockllm still come from --build")
     ap.add_argument("--json-out")
+    ap.add_argument("--report", metavar="FILE", help="print the report of a saved --json-out run again; run nothing")
     args = ap.parse_args()
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        workloads = list(saved["results"])
+        names = list(saved["results"][workloads[0]])
+        report(argparse.Namespace(**saved["args"]), names, workloads, saved["results"], saved["absent"],
+               {t: 0 for t in names if t != "direct"})
+        return 0
     sluice = os.path.join(args.build, "sluice")
     gateway = args.sluice or sluice
     mockllm = os.path.join(args.build, "mockllm")
@@ -389,7 +388,8 @@ def main():
                     r["gateway_cpu_us_per_req"] = (1e6 * (cpu1 - cpu0) / r["client_requests"]
                                                    if pids and r["client_requests"] else 0.0)
                     results[w][t].append(r)
-                    if w.startswith("r") and not sustained(r, int(w[1:])):
+                    if w.startswith("r") and not sustained(r["throughput_rps"], r["errors_total"],
+                                                          r["latency_ms"]["p99"], int(w[1:])):
                         failed_step[t] = f"{w[1:]}/s"
                     print(f"[{done}/{total}] round {rnd + 1} {w:4} {t:8} rps {r['throughput_rps']:9.1f} "
                           f"p50 {r['latency_ms']['p50']:8.3f} p99 {r['latency_ms']['p99']:8.3f} "
@@ -433,7 +433,7 @@ def report_steps(names, steps, results):
             p50 = med(runs, lambda r: r["latency_ms"]["p50"])
             p99 = med(runs, lambda r: r["latency_ms"]["p99"])
             errs = sum(r["errors_total"] for r in runs)
-            ok = rps >= SUSTAIN_SHARE * offered and errs == 0 and p99 <= SUSTAIN_P99_MS and not skipped
+            ok = sustained(rps, errs, p99, offered) and not skipped
             if ok:
                 best[t] = max(best[t], offered)
             d = [r for r in results[w].get("direct", []) if r is not None]
